@@ -1,0 +1,1 @@
+"""The control plane: validates requests, writes adapter state, hands work to workers."""

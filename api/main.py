@@ -1,0 +1,53 @@
+"""Wires the control plane's FastAPI app. Logic lives in the modules it wires."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.body_limit import BodyLimitMiddleware
+from api.errors import install_error_handlers
+from api.routes import adapters, health
+from api.service import AdapterService
+from sluice import __version__
+from sluice.config import Settings, get_settings
+from sluice.redisconn import async_client, sync_client
+from sluice.store import AdapterStore
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Builds the API app; `settings` overrides the environment (tests)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = async_client(settings)
+        rq_redis = sync_client(settings)
+        store = AdapterStore(redis, retention_s=settings.closed_retention_s)
+        app.state.redis = redis
+        app.state.service = AdapterService(settings, store, rq_redis)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            rq_redis.close()
+
+    app = FastAPI(
+        title="Sluice",
+        version=__version__,
+        summary="Stream media between WebRTC tracks and WebSocket endpoints.",
+        description=(
+            "Every route lives under `/v1/apps/{appId}/` and takes "
+            "`Authorization: Bearer <app secret>`. Errors are "
+            '`{"errorCode": ..., "errorDescription": ...}`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    install_error_handlers(app)
+    app.include_router(adapters.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,136 @@
+"""Request and response bodies of the adapters API, as they appear on the wire."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
+
+MAX_TRACKS_PER_CREATE = 4
+MAX_TRACKS_PER_CLOSE = 64
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=1024)]
+_WS_SCHEME = re.compile(r"^wss?://", re.IGNORECASE)
+
+
+def check_endpoint(value: str) -> str:
+    """Accepts `ws://` and `wss://` URLs that name a host (IPv6 literals included).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not _WS_SCHEME.match(value) or any(ch.isspace() for ch in value):
+        raise ValueError("endpoint must be a ws:// or wss:// URL")
+    try:
+        uri = parse_uri(value)
+    except InvalidURI as exc:
+        raise ValueError(f"endpoint is not a valid WebSocket URL: {exc}") from None
+    if not uri.host:
+        raise ValueError("endpoint must name a host")
+    return value
+
+
+class _Item(BaseModel):
+    # Unknown fields are ignored, as Cloudflare does, so richer clients keep working.
+    model_config = ConfigDict(extra="ignore")
+
+    trackName: NonEmpty
+    endpoint: Annotated[str, Field(min_length=1, max_length=2048)]
+
+    _endpoint = field_validator("endpoint")(check_endpoint)
+
+
+class IngestTrack(_Item):
+    """WebSocket → WebRTC: Sluice dials `endpoint` and publishes PCM as Opus `trackName`."""
+
+    location: Literal["local"]
+    inputCodec: Literal["pcm"]
+    mode: Literal["buffer"] = "buffer"
+
+
+class EgressTrack(_Item):
+    """WebRTC → WebSocket: Sluice pulls `sessionId`/`trackName` and streams it to `endpoint`."""
+
+    location: Literal["remote"]
+    sessionId: NonEmpty
+    outputCodec: Literal["pcm", "jpeg"]
+    mode: str | None = Field(None, description="Ignored for egress.")
+
+
+TrackRequest = Annotated[IngestTrack | EgressTrack, Field(discriminator="location")]
+
+
+class CreateRequest(BaseModel):
+    tracks: Annotated[list[TrackRequest], Field(min_length=1, max_length=MAX_TRACKS_PER_CREATE)]
+
+
+class ErrorBody(BaseModel):
+    errorCode: str
+    errorDescription: str
+
+
+class CreateTrackResult(BaseModel):
+    """One item of a create answer: the adapter, or why it could not be made."""
+
+    trackName: str
+    adapterId: str | None = None
+    sessionId: str | None = None
+    endpoint: str | None = None
+    errorCode: str | None = None
+    errorDescription: str | None = None
+
+
+class CreateResponse(BaseModel):
+    tracks: list[CreateTrackResult]
+    errorCode: str | None = Field(None, description="Set when every item failed.")
+    errorDescription: str | None = None
+
+
+class CloseTrack(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    adapterId: NonEmpty
+
+
+class CloseRequest(BaseModel):
+    tracks: Annotated[list[CloseTrack], Field(min_length=1, max_length=MAX_TRACKS_PER_CLOSE)]
+
+
+class CloseTrackResult(BaseModel):
+    adapterId: str
+    status: Literal["closed"] | None = None
+    bytesProcessed: int | None = None
+    errorCode: str | None = None
+    errorDescription: str | None = None
+
+
+class CloseResponse(BaseModel):
+    tracks: list[CloseTrackResult]
+    errorCode: str | None = None
+    errorDescription: str | None = None
+
+
+class Counters(BaseModel):
+    packets: int = 0
+    bytes: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    skipped: int = 0
+    underruns: int = 0
+
+
+class AdapterView(BaseModel):
+    adapterId: str
+    state: Literal["connecting", "active", "reconnecting", "closed"]
+    direction: Literal["ingest", "egress"]
+    sessionId: str
+    trackName: str
+    endpoint: str = Field(description="Without query string: tokens live there.")
+    codec: str
+    createdAt: str
+    closedAt: str | None = None
+    closeReason: str | None = None
+    counters: Counters

@@ -1,0 +1,201 @@
+"""Create, close and look up adapters: the control plane's logic, free of HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from typing import Any
+
+import structlog
+from redis import Redis as SyncRedis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from api.models import (
+    AdapterView,
+    CloseTrackResult,
+    Counters,
+    CreateTrackResult,
+    EgressTrack,
+    IngestTrack,
+)
+from sluice.config import Settings
+from sluice.errors import AdapterNotFound, ErrorCode
+from sluice.events import subscribe
+from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction, redact_endpoint
+from sluice.store import AdapterStore
+
+log = structlog.get_logger("sluice.api")
+
+JOB_FUNCTION = "worker.jobs.run_adapter"
+# The connect timeout is the worker's; this slack covers its hand-off back to us.
+OUTCOME_SLACK_S = 1.0
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)
+
+
+class AdapterService:
+    """Everything the adapters routes do, written against Redis and the RQ queue."""
+
+    def __init__(self, settings: Settings, store: AdapterStore, rq_redis: SyncRedis) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = Queue(settings.queue_name, connection=rq_redis)
+
+    # --- create -----------------------------------------------------------------
+
+    async def create(self, app_id: str, item: IngestTrack | EgressTrack) -> CreateTrackResult:
+        """Creates one adapter and waits until its pipeline is connected or has failed."""
+        adapter_id = new_id()
+        codec: str
+        if isinstance(item, IngestTrack):
+            # Until ingest publishes into the SFU, the session id is reserved here.
+            direction, session_id, codec = Direction.INGEST, new_id(), item.inputCodec
+        else:
+            direction, session_id, codec = Direction.EGRESS, item.sessionId, item.outputCodec
+        record = AdapterRecord(
+            adapter_id=adapter_id,
+            app_id=app_id,
+            direction=direction,
+            session_id=session_id,
+            track_name=item.trackName,
+            endpoint=item.endpoint,
+            codec=codec,
+        )
+        bound = log.bind(
+            adapter_id=adapter_id, session_id=session_id, track_name=item.trackName, app=app_id
+        )
+        ok = CreateTrackResult(
+            trackName=item.trackName,
+            adapterId=adapter_id,
+            sessionId=session_id,
+            endpoint=item.endpoint,
+        )
+        async with subscribe(self.store.redis, adapter_id) as events:
+            await self.store.create(record, pickup_timeout_s=self.settings.pickup_timeout_s)
+            await asyncio.to_thread(self._enqueue, adapter_id)
+            bound.info(
+                "adapter_create_requested",
+                direction=direction.value,
+                codec=codec,
+                endpoint=redact_endpoint(item.endpoint),
+            )
+            outcome_kinds = {"state", "failed", "closed"}
+            event = await events.wait_for(
+                {"claimed", *outcome_kinds}, self.settings.pickup_timeout_s
+            )
+            # No claim in time: withdraw the create, unless a worker claimed it meanwhile.
+            if event is None and await self.store.abandon(adapter_id, app_id):
+                await asyncio.to_thread(self._drop_job, adapter_id)
+                bound.warning("adapter_create_no_capacity")
+                return _failed(
+                    item.trackName,
+                    ErrorCode.NO_CAPACITY,
+                    "no worker process is free to run this adapter",
+                )
+            if event is None or event["event"] == "claimed":
+                event = await events.wait_for(
+                    outcome_kinds, self.settings.connect_timeout_s + OUTCOME_SLACK_S
+                )
+        if event is None:
+            description = "the worker did not report the connection in time"
+            if not await self.store.fail(
+                adapter_id, app_id, ErrorCode.WEBSOCKET_CONNECTION_TIMEOUT, description
+            ):
+                await self.store.close(adapter_id, CloseReason.INTERNAL_ERROR)
+            bound.warning("adapter_create_timed_out")
+            return _failed(item.trackName, ErrorCode.WEBSOCKET_CONNECTION_TIMEOUT, description)
+        if event["event"] == "failed":
+            bound.info("adapter_create_failed", error_code=event.get("errorCode"))
+            return _failed(
+                item.trackName,
+                str(event.get("errorCode", ErrorCode.INTERNAL_ERROR)),
+                str(event.get("errorDescription", "")),
+            )
+        # `state` (active) — or `closed` when a close raced the create: the adapter existed,
+        # so its id is returned and GET tells how it ended.
+        return ok
+
+    def _enqueue(self, adapter_id: str) -> None:
+        self.queue.enqueue(
+            JOB_FUNCTION,
+            adapter_id,
+            job_id=adapter_id,
+            job_timeout=-1,  # an adapter runs as long as its stream does
+            result_ttl=0,
+            failure_ttl=3600,
+            description=f"adapter {adapter_id}",
+        )
+
+    def _drop_job(self, adapter_id: str) -> None:
+        with contextlib.suppress(NoSuchJobError):
+            Job.fetch(adapter_id, connection=self.queue.connection).delete(remove_from_queue=True)
+
+    # --- close ------------------------------------------------------------------
+
+    async def close(self, app_id: str, adapter_id: str) -> CloseTrackResult:
+        """Closes one adapter and waits (briefly) for its pipeline to confirm."""
+        record = await self.store.load(adapter_id)
+        if record is None or record.app_id != app_id:
+            return CloseTrackResult(
+                adapterId=adapter_id,
+                errorCode=ErrorCode.ADAPTER_NOT_FOUND,
+                errorDescription=f"adapter {adapter_id!r} does not exist",
+            )
+        if record.state != AdapterState.CLOSED:
+            async with subscribe(self.store.redis, adapter_id) as events:
+                # Re-read after subscribing: a close that landed in between is not missed.
+                record = await self.store.load(adapter_id)
+                if record is not None and record.state != AdapterState.CLOSED:
+                    await self._close_live(adapter_id, record, events)
+            record = await self.store.load(adapter_id)
+        return CloseTrackResult(
+            adapterId=adapter_id,
+            status="closed",
+            bytesProcessed=record.counters["bytes"] if record else 0,
+        )
+
+    async def _close_live(self, adapter_id: str, record: AdapterRecord, events: Any) -> None:
+        if record.state == AdapterState.CONNECTING and record.worker is None:
+            # Still queued: closing the record makes the worker's claim fail.
+            await self.store.close(adapter_id, CloseReason.API_CLOSE)
+            return
+        await self.store.request_close(adapter_id)
+        if await events.wait_for({"closed"}, self.settings.close_timeout_s) is None:
+            # The pipeline is hung or gone: the record is closed here, and a live pipeline
+            # stops at its next heartbeat when it reads that.
+            await self.store.close(adapter_id, CloseReason.API_CLOSE)
+            log.warning("adapter_close_forced", adapter_id=adapter_id)
+
+    # --- read -------------------------------------------------------------------
+
+    async def view(self, app_id: str, adapter_id: str) -> AdapterView:
+        """The adapter's record as the API shows it.
+
+        Raises:
+            AdapterNotFound: unknown id, or another app's adapter.
+        """
+        record = await self.store.load(adapter_id)
+        if record is None or record.app_id != app_id:
+            raise AdapterNotFound(f"adapter {adapter_id!r} does not exist")
+        return AdapterView(
+            adapterId=record.adapter_id,
+            state=record.state.value,
+            direction=record.direction.value,
+            sessionId=record.session_id,
+            trackName=record.track_name,
+            endpoint=redact_endpoint(record.endpoint),
+            codec=record.codec,
+            createdAt=record.created_at,
+            closedAt=record.closed_at,
+            closeReason=record.close_reason,
+            counters=Counters(**record.counters),
+        )
+
+
+def _failed(track_name: str, code: str, description: str) -> CreateTrackResult:
+    return CreateTrackResult(trackName=track_name, errorCode=code, errorDescription=description)

@@ -1,0 +1,1 @@
+"""The embedded SFU: WebRTC sessions and tracks behind a Realtime-compatible API."""

@@ -1,0 +1,3 @@
+"""Sluice: stream media between WebRTC tracks and WebSocket endpoints."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,129 @@
+"""All settings in one typed place, read from `SLUICE_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_APP_ID = "demo"
+DEV_APP_SECRET = "demo"
+
+
+def parse_apps(spec: str) -> dict[str, str]:
+    """Parses `appId:secret,appId2:secret2` into a mapping.
+
+    Raises:
+        ValueError: an entry has no secret, an empty id, or an id appears twice.
+    """
+    apps: dict[str, str] = {}
+    for raw in spec.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        app_id, sep, secret = entry.partition(":")
+        app_id = app_id.strip()
+        if not sep or not app_id or not secret:
+            raise ValueError(f"SLUICE_APPS entry {app_id or entry!r} must look like appId:secret")
+        if app_id in apps:
+            raise ValueError(f"SLUICE_APPS names app {app_id!r} twice")
+        apps[app_id] = secret
+    return apps
+
+
+class Settings(BaseSettings):
+    """Every knob of every Sluice process. Units are in the names."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore")
+
+    # --- deployment -------------------------------------------------------------
+    dev: bool = Field(
+        False, description="Development mode: demo app, loopback ICE, private endpoints."
+    )
+    apps: str = Field("", description="Apps and their secrets: `appId:secret,appId2:secret2`.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis holding all shared state."
+    )
+    redis_timeout_s: float = Field(2.0, gt=0, description="Connect/IO timeout for Redis calls.")
+    public_url: str = Field("http://127.0.0.1:8080", description="Base URL printed to users.")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    sfu_host: str = "127.0.0.1"
+    sfu_port: int = 8081
+    sfu_url: str = Field(
+        "http://127.0.0.1:8081",
+        description="Base URL of the sessions API the pipelines (and the API's proxy) talk to.",
+    )
+    log_format: str = Field("auto", pattern="^(auto|json|console)$")
+    log_level: str = "info"
+
+    # --- adapters ---------------------------------------------------------------
+    connect_timeout_s: float = Field(
+        5.0, gt=0, description="Dialing an endpoint gives up after this."
+    )
+    pickup_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        description="A create with no free worker process answers no_capacity after this.",
+    )
+    close_timeout_s: float = Field(
+        0.8,
+        gt=0,
+        description="How long close waits for the pipeline before closing the record itself.",
+    )
+    ws_close_timeout_s: float = Field(0.5, gt=0, description="Wait for the endpoint's close frame.")
+    closed_retention_s: int = Field(
+        86_400, gt=0, description="Closed adapters stay queryable this long."
+    )
+    max_body_bytes: int = Field(65_536, gt=0)
+    allow_private_endpoints: bool = Field(
+        False, description="Allow loopback/private endpoint addresses."
+    )
+
+    # --- workers ----------------------------------------------------------------
+    worker_processes: int = Field(8, ge=1, description="Adapter processes per worker host.")
+    queue_name: str = "sluice-adapters"
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    heartbeat_ttl_s: float = Field(3.0, gt=0, description="A pipeline silent this long is lost.")
+    reap_interval_s: float = Field(1.0, gt=0)
+
+    # --- WebRTC -----------------------------------------------------------------
+    ice_loopback: bool = Field(
+        False, description="Offer 127.0.0.1 host candidates (dev and tests)."
+    )
+    ice_servers: str = Field("", description="Comma-separated STUN/TURN URLs.")
+
+    @field_validator("apps")
+    @classmethod
+    def _apps_parse(cls, value: str) -> str:
+        parse_apps(value)
+        return value
+
+    @model_validator(mode="after")
+    def _dev_defaults(self) -> Settings:
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_ttl_s must be longer than heartbeat_interval_s")
+        if not self.dev and not parse_apps(self.apps):
+            raise ValueError(
+                "SLUICE_APPS is empty: set it to appId:secret pairs, or SLUICE_DEV=1 for a demo app"
+            )
+        return self
+
+    @property
+    def app_secrets(self) -> dict[str, str]:
+        """appId → secret; development mode adds `demo:demo` unless `demo` is configured."""
+        apps = parse_apps(self.apps)
+        if self.dev:
+            apps.setdefault(DEV_APP_ID, DEV_APP_SECRET)
+        return apps
+
+    @property
+    def ice_server_urls(self) -> list[str]:
+        return [url.strip() for url in self.ice_servers.split(",") if url.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, built once; tests call `get_settings.cache_clear()`."""
+    return Settings()

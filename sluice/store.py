@@ -1,0 +1,301 @@
+"""Adapter state in Redis: every transition is one atomic Lua script.
+
+Several API replicas, workers and reapers act on the same adapter concurrently; making
+each transition a compare-and-set script means a close racing a create, a reap racing a
+heartbeat, or two closes racing each other always resolve to one consistent outcome.
+Scripts read the clock from Redis (`TIME`) so hosts with skewed clocks agree on deadlines.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from sluice import keys
+from sluice.state import COUNTER_NAMES, AdapterRecord, AdapterState, CloseReason, utc_now_iso
+
+_NOW = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function set_pairs(key, argv, from)
+  for i = from, #argv, 2 do redis.call('HSET', key, argv[i], argv[i + 1]) end
+end
+"""
+
+# KEYS: record, app index, pending. ARGV: id, pickup ms, field/value pairs...
+CREATE_LUA = (
+    _NOW
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local now = now_ms()
+set_pairs(KEYS[1], ARGV, 3)
+redis.call('HSET', KEYS[1], 'claim_deadline_ms', now + tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+)
+
+# KEYS: record, heartbeats, pending, events. ARGV: id, worker name, heartbeat ttl ms.
+CLAIM_LUA = (
+    _NOW
+    + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'connecting' then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'worker') == 1 then return 0 end
+local now = now_ms()
+local deadline = tonumber(redis.call('HGET', KEYS[1], 'claim_deadline_ms') or '0')
+if now > deadline then return 0 end
+redis.call('HSET', KEYS[1], 'worker', ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('PUBLISH', KEYS[4], cjson.encode({event = 'claimed', worker = ARGV[2]}))
+return 1
+"""
+)
+
+# An unclaimed create is withdrawn (no worker took it in time). KEYS: record, app index,
+# pending. ARGV: id.
+ABANDON_LUA = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'connecting' then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'worker') == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS: record, events. ARGV: new state (active|reconnecting).
+SET_LIVE_STATE_LUA = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'connecting' and state ~= 'active' and state ~= 'reconnecting' then return 0 end
+if state ~= ARGV[1] then
+  redis.call('HSET', KEYS[1], 'state', ARGV[1])
+  redis.call('PUBLISH', KEYS[2], cjson.encode({event = 'state', state = ARGV[1]}))
+end
+return 1
+"""
+
+# A create that failed leaves nothing behind. KEYS: record, heartbeats, app index, events.
+# ARGV: id, errorCode, errorDescription.
+FAIL_LUA = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'connecting' then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('PUBLISH', KEYS[4], cjson.encode(
+  {event = 'failed', errorCode = ARGV[2], errorDescription = ARGV[3]}))
+return 1
+"""
+
+# KEYS: record, heartbeats, events. ARGV: id, reason, closed_at, retention s, counters...
+# Returns 1 when this call closed it, 0 when it was closed already, -1 when unknown.
+CLOSE_LUA = (
+    _NOW
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if state == 'closed' then return 0 end
+set_pairs(KEYS[1], ARGV, 5)
+redis.call('HSET', KEYS[1], 'state', 'closed', 'close_reason', ARGV[2], 'closed_at', ARGV[3])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('PUBLISH', KEYS[3], cjson.encode({event = 'closed', reason = ARGV[2]}))
+return 1
+"""
+)
+
+# KEYS: record, heartbeats. ARGV: id, ttl ms, counters... Returns {state, close_requested}.
+HEARTBEAT_LUA = (
+    _NOW
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'closed' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {state or 'gone', '1'}
+end
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), ARGV[1])
+set_pairs(KEYS[1], ARGV, 3)
+return {state, redis.call('HGET', KEYS[1], 'close_requested') or '0'}
+"""
+)
+
+# Marks adapters whose heartbeat deadline passed as lost, and withdraws creates that no
+# worker claimed before their deadline (their API replica died while waiting).
+# KEYS: heartbeats, pending. ARGV: closed_at, retention s, max per call, grace ms.
+REAP_LUA = (
+    _NOW
+    + """
+local now = now_ms()
+local lost, withdrawn = {}, {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[3])) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = 'sluice:adapter:' .. id
+  local events = key .. ':events'
+  local state = redis.call('HGET', key, 'state')
+  if state == 'connecting' then
+    local app = redis.call('HGET', key, 'app_id')
+    redis.call('DEL', key)
+    if app then redis.call('ZREM', 'sluice:app:' .. app .. ':adapters', id) end
+    redis.call('PUBLISH', events, cjson.encode({event = 'failed', errorCode = 'no_capacity',
+      errorDescription = 'the worker process running this adapter was lost while connecting'}))
+    table.insert(lost, id)
+  elseif state and state ~= 'closed' then
+    redis.call('HSET', key, 'state', 'closed', 'close_reason', 'worker_lost',
+      'closed_at', ARGV[1])
+    redis.call('EXPIRE', key, tonumber(ARGV[2]))
+    redis.call('PUBLISH', events, cjson.encode({event = 'closed', reason = 'worker_lost'}))
+    table.insert(lost, id)
+  end
+end
+local stale = now - tonumber(ARGV[4])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', stale, 'LIMIT', 0, ARGV[3])) do
+  redis.call('ZREM', KEYS[2], id)
+  local key = 'sluice:adapter:' .. id
+  if redis.call('HGET', key, 'state') == 'connecting'
+      and redis.call('HEXISTS', key, 'worker') == 0 then
+    local app = redis.call('HGET', key, 'app_id')
+    redis.call('DEL', key)
+    if app then redis.call('ZREM', 'sluice:app:' .. app .. ':adapters', id) end
+    table.insert(withdrawn, id)
+  end
+end
+return {lost, withdrawn}
+"""
+)
+
+
+def _counter_args(counters: dict[str, int] | None) -> list[str]:
+    args: list[str] = []
+    for name, value in (counters or {}).items():
+        if name in COUNTER_NAMES:
+            args += [f"c_{name}", str(value)]
+    return args
+
+
+@dataclass(slots=True, frozen=True)
+class HeartbeatReply:
+    state: str
+    close_requested: bool
+
+    @property
+    def should_stop(self) -> bool:
+        return self.close_requested or self.state in (AdapterState.CLOSED, "gone")
+
+
+class AdapterStore:
+    """Typed access to adapter records; every write is one of the scripts above."""
+
+    def __init__(self, redis: Redis, *, retention_s: int) -> None:
+        self.redis = redis
+        self.retention_s = retention_s
+        self._create = redis.register_script(CREATE_LUA)
+        self._claim = redis.register_script(CLAIM_LUA)
+        self._abandon = redis.register_script(ABANDON_LUA)
+        self._set_live_state = redis.register_script(SET_LIVE_STATE_LUA)
+        self._fail = redis.register_script(FAIL_LUA)
+        self._close = redis.register_script(CLOSE_LUA)
+        self._heartbeat = redis.register_script(HEARTBEAT_LUA)
+
+    async def create(self, record: AdapterRecord, *, pickup_timeout_s: float) -> bool:
+        """Writes a new `connecting` record; False if the id already exists."""
+        pairs: list[str] = []
+        for name, value in record.to_hash().items():
+            pairs += [name, value]
+        created = await self._create(
+            keys=[keys.adapter(record.adapter_id), keys.app_adapters(record.app_id), keys.PENDING],
+            args=[record.adapter_id, int(pickup_timeout_s * 1000), *pairs],
+        )
+        return bool(created)
+
+    async def load(self, adapter_id: str) -> AdapterRecord | None:
+        raw = await self.redis.hgetall(keys.adapter(adapter_id))
+        text = {_text(k): _text(v) for k, v in raw.items()}
+        return AdapterRecord.from_hash(text) if text.get("adapter_id") else None
+
+    async def claim(self, adapter_id: str, worker: str, *, heartbeat_ttl_s: float) -> bool:
+        claimed = await self._claim(
+            keys=[
+                keys.adapter(adapter_id),
+                keys.HEARTBEATS,
+                keys.PENDING,
+                keys.adapter_events(adapter_id),
+            ],
+            args=[adapter_id, worker, int(heartbeat_ttl_s * 1000)],
+        )
+        return bool(claimed)
+
+    async def abandon(self, adapter_id: str, app_id: str) -> bool:
+        """Withdraws a create no worker has claimed; False if a worker got it first."""
+        done = await self._abandon(
+            keys=[keys.adapter(adapter_id), keys.app_adapters(app_id), keys.PENDING],
+            args=[adapter_id],
+        )
+        return bool(done)
+
+    async def set_live_state(self, adapter_id: str, state: AdapterState) -> bool:
+        done = await self._set_live_state(
+            keys=[keys.adapter(adapter_id), keys.adapter_events(adapter_id)], args=[state.value]
+        )
+        return bool(done)
+
+    async def fail(self, adapter_id: str, app_id: str, error_code: str, description: str) -> bool:
+        done = await self._fail(
+            keys=[
+                keys.adapter(adapter_id),
+                keys.HEARTBEATS,
+                keys.app_adapters(app_id),
+                keys.adapter_events(adapter_id),
+            ],
+            args=[adapter_id, error_code, description],
+        )
+        return bool(done)
+
+    async def close(
+        self, adapter_id: str, reason: CloseReason, counters: dict[str, int] | None = None
+    ) -> int:
+        """Closes the record: 1 closed now, 0 was closed already, -1 unknown id."""
+        result = await self._close(
+            keys=[keys.adapter(adapter_id), keys.HEARTBEATS, keys.adapter_events(adapter_id)],
+            args=[
+                adapter_id,
+                reason.value,
+                utc_now_iso(),
+                self.retention_s,
+                *_counter_args(counters),
+            ],
+        )
+        return int(result)
+
+    async def request_close(self, adapter_id: str) -> None:
+        """Asks the pipeline to close; it also sees the flag on its next heartbeat."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.adapter(adapter_id), "close_requested", "1")
+            pipe.publish(keys.adapter_control(adapter_id), "close")
+            await pipe.execute()
+
+    async def heartbeat(
+        self, adapter_id: str, *, ttl_s: float, counters: dict[str, int] | None = None
+    ) -> HeartbeatReply:
+        state, requested = await self._heartbeat(
+            keys=[keys.adapter(adapter_id), keys.HEARTBEATS],
+            args=[adapter_id, int(ttl_s * 1000), *_counter_args(counters)],
+        )
+        return HeartbeatReply(state=_text(state), close_requested=_text(requested) == "1")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_event(data: Any) -> dict[str, Any]:
+    """Decodes one message from an adapter's events channel."""
+    try:
+        event = json.loads(_text(data))
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}

@@ -1,0 +1,1 @@
+"""Worker hosts: a pool of processes, each running one adapter's pipeline at a time."""

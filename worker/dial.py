@@ -1,0 +1,73 @@
+"""Dialing an endpoint, with failures mapped to the contract's error codes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidURI
+
+from sluice.errors import ErrorCode
+from sluice.state import redact_endpoint
+
+
+class _connect_without_redirects(connect):
+    """`connect` that treats a 3xx answer as a failed handshake.
+
+    An endpoint must not be able to bounce Sluice to another address than the one the
+    API client named (and the endpoint policy checked).
+    """
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
+
+class DialError(Exception):
+    """The endpoint could not be reached; `code` is the per-track error code."""
+
+    def __init__(self, code: ErrorCode, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+async def dial(
+    endpoint: str, *, timeout_s: float, close_timeout_s: float, max_message_bytes: int | None
+) -> ClientConnection:
+    """Opens the WebSocket to `endpoint`.
+
+    Args:
+        endpoint: ws:// or wss:// URL.
+        timeout_s: the whole opening handshake (TCP, TLS, HTTP) must finish within this.
+        close_timeout_s: how long a later close waits for the endpoint's close frame.
+        max_message_bytes: larger incoming messages close the connection with 1009.
+
+    Raises:
+        DialError: `websocket_connection_timeout` when nothing answered in time,
+            `websocket_handshake_failed` for refusals, HTTP errors and redirects.
+    """
+    shown = redact_endpoint(endpoint)
+    try:
+        return await _connect_without_redirects(
+            endpoint,
+            open_timeout=timeout_s,
+            close_timeout=close_timeout_s,
+            max_size=max_message_bytes,
+            compression=None,  # PCM and JPEG do not deflate; it would only cost CPU
+            ping_interval=20,
+            ping_timeout=20,
+            user_agent_header="Sluice",
+        )
+    except TimeoutError:
+        raise DialError(
+            ErrorCode.WEBSOCKET_CONNECTION_TIMEOUT, f"{shown} did not answer within {timeout_s} s"
+        ) from None
+    except (InvalidHandshake, InvalidURI) as exc:
+        raise DialError(
+            ErrorCode.WEBSOCKET_HANDSHAKE_FAILED, f"{shown} refused the WebSocket handshake: {exc}"
+        ) from None
+    except (OSError, asyncio.IncompleteReadError, EOFError) as exc:
+        raise DialError(
+            ErrorCode.WEBSOCKET_HANDSHAKE_FAILED,
+            f"{shown} could not be reached: {exc.strerror if isinstance(exc, OSError) else exc}",
+        ) from None

@@ -1,0 +1,72 @@
+"""What a media pipeline is to the adapter runner.
+
+The runner owns the adapter's lifecycle (claim, heartbeat, close requests, the final
+record); a pipeline owns the media and the endpoint connection it is handed. Direction
+modules implement `Pipeline` and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from structlog.stdlib import BoundLogger
+from websockets.asyncio.client import ClientConnection
+
+from sluice.config import Settings
+from sluice.errors import ErrorCode
+from sluice.state import COUNTER_NAMES, AdapterRecord, AdapterState, CloseReason
+
+
+class SetupError(Exception):
+    """`prepare()` failed; `code` becomes the create's per-track error code."""
+
+    def __init__(self, code: ErrorCode, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+@dataclass(slots=True)
+class PipelineContext:
+    record: AdapterRecord
+    settings: Settings
+    log: BoundLogger
+    # Dials the endpoint again (egress reconnects); raises `worker.dial.DialError`.
+    redial: Callable[[], Awaitable[ClientConnection]]
+    # Announces `active` / `reconnecting`; never blocks media on Redis for long.
+    set_state: Callable[[AdapterState], Awaitable[None]]
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
+
+
+class Pipeline(ABC):
+    """One adapter's media work. `prepare`, then `run` once; `aclose` always."""
+
+    max_message_bytes: int | None = 1 << 20  # what the endpoint may send us
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+
+    async def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Media set-up before the endpoint is dialled (e.g. publish or pull a track).
+
+        Raises:
+            SetupError: the create fails with that code.
+        """
+
+    @abstractmethod
+    async def run(self, ws: ClientConnection) -> CloseReason:
+        """Moves media until it ends, returning why. The pipeline owns `ws` from here
+        on (and any connection it re-dials) and leaves it closed when it returns or is
+        cancelled."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Releases media resources; called once, after `run` ended or was cancelled."""
+
+
+async def close_ws(ws: ClientConnection, code: int = 1000, reason: str = "") -> None:
+    """Closes `ws` without ever raising; bounded by the connection's close timeout."""
+    with contextlib.suppress(OSError):
+        await ws.close(code, reason)

@@ -1,0 +1,198 @@
+"""One adapter's whole life inside its worker process.
+
+Claim the record, dial the endpoint, report the outcome, then run the pipeline until it
+ends, a close is requested (pub/sub or heartbeat reply), or the process is told to shut
+down — and always leave the record closed with a reason. Media never waits on Redis:
+heartbeats and the control channel are their own tasks, and their Redis errors are
+logged and retried, never raised into the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Awaitable
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sluice import keys
+from sluice.config import Settings
+from sluice.state import AdapterRecord, AdapterState, CloseReason, redact_endpoint
+from sluice.store import AdapterStore
+from worker.dial import DialError, dial
+from worker.pipelines import make_pipeline
+from worker.pipelines.base import Pipeline, PipelineContext, SetupError
+
+log = structlog.get_logger("sluice.worker")
+REDIS_RETRY_S = 0.5
+
+
+class StopRequest:
+    """The first reason anyone gave for stopping this adapter."""
+
+    def __init__(self) -> None:
+        self.reason: CloseReason | None = None
+        self._event = asyncio.Event()
+
+    def set(self, reason: CloseReason) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self._event.set()
+
+    async def wait(self) -> CloseReason:
+        await self._event.wait()
+        assert self.reason is not None
+        return self.reason
+
+
+def worker_name() -> str:
+    import os
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class AdapterRunner:
+    def __init__(self, adapter_id: str, settings: Settings, redis: Redis) -> None:
+        self.adapter_id = adapter_id
+        self.settings = settings
+        self.store = AdapterStore(redis, retention_s=settings.closed_retention_s)
+        self.stop = StopRequest()
+        self.log = log.bind(adapter_id=adapter_id)
+
+    async def run(self) -> CloseReason | None:
+        """Runs the adapter to its end; None if there was nothing to run."""
+        settings = self.settings
+        if not await self.store.claim(
+            self.adapter_id, worker_name(), heartbeat_ttl_s=settings.heartbeat_ttl_s
+        ):
+            self.log.info("adapter_claim_skipped")  # withdrawn, closed or taken already
+            return None
+        record = await self.store.load(self.adapter_id)
+        if record is None:
+            return None
+        self.log = log.bind(
+            adapter_id=record.adapter_id,
+            session_id=record.session_id,
+            track_name=record.track_name,
+            app=record.app_id,
+            direction=record.direction.value,
+        )
+        ctx = PipelineContext(
+            record=record,
+            settings=settings,
+            log=self.log,
+            redial=lambda: self._dial(record, pipeline),
+            set_state=self._set_state,
+        )
+        pipeline = make_pipeline(ctx)
+        background = [
+            asyncio.create_task(self._heartbeat(ctx.counters), name="heartbeat"),
+            asyncio.create_task(self._listen_for_close(), name="control"),
+        ]
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set, CloseReason.SHUTDOWN)
+        reason = CloseReason.INTERNAL_ERROR
+        try:
+            ws = await self._start(record, pipeline)
+            if ws is None:
+                return None
+            reason = await self._first(pipeline.run(ws), self.stop.wait())
+        except Exception:
+            self.log.exception("adapter_crashed")
+            reason = CloseReason.INTERNAL_ERROR
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            await pipeline.aclose()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+        await self._close_record(reason, ctx.counters)
+        return reason
+
+    async def _start(self, record: AdapterRecord, pipeline: Pipeline) -> Any:
+        """Prepares media and dials; reports `active` or the failure. None if failed."""
+        try:
+            await pipeline.prepare()
+            ws = await self._dial(record, pipeline)
+        except (SetupError, DialError) as exc:
+            await self.store.fail(record.adapter_id, record.app_id, exc.code, exc.description)
+            self.log.info("adapter_create_failed", error_code=str(exc.code), error=exc.description)
+            return None
+        await self._set_state(AdapterState.ACTIVE)
+        self.log.info("adapter_active", endpoint=redact_endpoint(record.endpoint))
+        return ws
+
+    async def _dial(self, record: AdapterRecord, pipeline: Pipeline) -> Any:
+        return await dial(
+            record.endpoint,
+            timeout_s=self.settings.connect_timeout_s,
+            close_timeout_s=self.settings.ws_close_timeout_s,
+            max_message_bytes=pipeline.max_message_bytes,
+        )
+
+    async def _first(self, *aws: Awaitable[CloseReason]) -> CloseReason:
+        """The result of whichever finishes first; the others are cancelled and awaited."""
+        tasks = [asyncio.ensure_future(aw) for aw in aws]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            return next(iter(done)).result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _set_state(self, state: AdapterState) -> None:
+        try:
+            await self.store.set_live_state(self.adapter_id, state)
+        except RedisError as exc:
+            self.log.warning("state_update_failed", state=state.value, error=str(exc))
+
+    async def _close_record(self, reason: CloseReason, counters: dict[str, int]) -> None:
+        for _ in range(10):
+            try:
+                closed = await self.store.close(self.adapter_id, reason, counters)
+                break
+            except RedisError as exc:
+                self.log.warning("close_record_failed", error=str(exc))
+                await asyncio.sleep(REDIS_RETRY_S)
+        else:
+            return
+        self.log.info(
+            "adapter_closed",
+            reason=reason.value,
+            closed_here=closed == 1,
+            **{f"counter_{k}": v for k, v in counters.items()},
+        )
+
+    async def _heartbeat(self, counters: dict[str, int]) -> None:
+        every = self.settings.heartbeat_interval_s
+        while True:
+            try:
+                reply = await self.store.heartbeat(
+                    self.adapter_id, ttl_s=self.settings.heartbeat_ttl_s, counters=counters
+                )
+                if reply.should_stop:
+                    self.stop.set(CloseReason.API_CLOSE)
+            except RedisError as exc:
+                self.log.warning("heartbeat_failed", error=str(exc))
+            await asyncio.sleep(every)
+
+    async def _listen_for_close(self) -> None:
+        while True:
+            pubsub = self.store.redis.pubsub()
+            try:
+                await pubsub.subscribe(keys.adapter_control(self.adapter_id))
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self.stop.set(CloseReason.API_CLOSE)
+            except RedisError as exc:
+                self.log.warning("control_channel_lost", error=str(exc))
+            finally:
+                with contextlib.suppress(RedisError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(REDIS_RETRY_S)
