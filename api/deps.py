@@ -1,17 +1,15 @@
-"""Dependencies shared by the routes: settings, state store, the app a request is for."""
+"""Dependencies of the adapters routes."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Request
 
 from api.service import AdapterService
-from sluice.config import Settings, get_settings
-from sluice.errors import AppNotFound, Unauthorized
+from sluice.auth import AppDep, SettingsDep
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+__all__ = ["AppDep", "ServiceDep", "SettingsDep"]
 
 
 def get_service(request: Request) -> AdapterService:
@@ -20,29 +18,3 @@ def get_service(request: Request) -> AdapterService:
 
 
 ServiceDep = Annotated[AdapterService, Depends(get_service)]
-
-
-def authorized_app(
-    settings: SettingsDep,
-    app_id: Annotated[str, Path(alias="appId", description="The app, from SLUICE_APPS.")],
-    authorization: Annotated[str | None, Header(description="`Bearer <app secret>`")] = None,
-) -> str:
-    """The request's app id, once its Bearer secret checks out.
-
-    Raises:
-        AppNotFound: the app is not configured (404).
-        Unauthorized: no Bearer token, or the wrong one (401).
-    """
-    secret = settings.app_secrets.get(app_id)
-    if secret is None:
-        raise AppNotFound(f"app {app_id!r} does not exist")
-    scheme, _, token = (authorization or "").partition(" ")
-    # compare_digest: the time taken must not tell how much of the secret was right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), secret.encode()
-    ):
-        raise Unauthorized("missing or wrong Bearer token for this app")
-    return app_id
-
-
-AppDep = Annotated[str, Depends(authorized_app)]

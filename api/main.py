@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.body_limit import BodyLimitMiddleware
-from api.errors import install_error_handlers
 from api.routes import adapters, health
 from api.service import AdapterService
 from sluice import __version__
+from sluice.body_limit import BodyLimitMiddleware
 from sluice.config import Settings, get_settings
+from sluice.http_errors import install_error_handlers
 from sluice.redisconn import async_client, sync_client
 from sluice.store import AdapterStore
 

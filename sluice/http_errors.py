@@ -1,4 +1,4 @@
-"""Renders every failure in the contract's error shape."""
+"""Renders every failure in the contract's error shape, for every Sluice HTTP app."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
-from api.validation import classify
 from sluice.errors import ErrorCode, SluiceError, StateStoreUnavailable
+from sluice.validation import classify
 
-log = structlog.get_logger("sluice.api")
+log = structlog.get_logger("sluice.http")
 
 
 def _render(status: int, code: str, description: str) -> JSONResponse:
