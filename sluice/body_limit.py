@@ -1,4 +1,8 @@
-"""Rejects request bodies over the limit before any route sees them."""
+"""Rejects request bodies over the limit before any route sees them.
+
+Every Sluice API speaks JSON only, so bodies are also declared JSON whatever content type
+the client sent: `curl -d` (form-encoded) and clients that send none work unchanged.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
+        scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
         replayed = False
 
         async def replay() -> Message:

