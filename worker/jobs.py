@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import faulthandler
 import os
 import signal
 
@@ -34,6 +35,8 @@ def _die_with_parent() -> None:
 def run_adapter(adapter_id: str) -> str | None:
     """RQ entry point. Returns the close reason (None if the create was withdrawn)."""
     _die_with_parent()
+    # `kill -USR1 <pid>` prints every thread's stack: how to see where a pipeline is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level, process="pipeline")
 

@@ -30,6 +30,7 @@ from worker.pipelines.base import Pipeline, PipelineContext, SetupError
 
 log = structlog.get_logger("sluice.worker")
 REDIS_RETRY_S = 0.5
+CLEANUP_TIMEOUT_S = 1.0
 
 
 class StopRequest:
@@ -96,22 +97,29 @@ class AdapterRunner:
         ]
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set, CloseReason.SHUTDOWN)
-        reason = CloseReason.INTERNAL_ERROR
+        reason: CloseReason | None = None
         try:
             ws = await self._start(record, pipeline)
-            if ws is None:
-                return None
-            reason = await self._first(pipeline.run(ws), self.stop.wait())
+            if ws is not None:
+                reason = await self._first(pipeline.run(ws), self.stop.wait())
         except Exception:
             self.log.exception("adapter_crashed")
             reason = CloseReason.INTERNAL_ERROR
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
-            await pipeline.aclose()
+            try:
+                await asyncio.wait_for(pipeline.aclose(), CLEANUP_TIMEOUT_S)
+            except Exception:
+                self.log.exception("pipeline_cleanup_failed")
+            # The record is final before housekeeping stops: a close waiting on it is
+            # answered even if tearing down the Redis tasks below were slow.
+            if reason is not None:
+                await self._close_record(reason, ctx.counters)
             for task in background:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-        await self._close_record(reason, ctx.counters)
+            _, stuck = await asyncio.wait(background, timeout=CLEANUP_TIMEOUT_S)
+            if stuck:
+                self.log.warning("background_tasks_stuck", tasks=[t.get_name() for t in stuck])
         return reason
 
     async def _start(self, record: AdapterRecord, pipeline: Pipeline) -> Any:

@@ -7,7 +7,7 @@ modules implement `Pipeline` and nothing else.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -67,6 +67,12 @@ class Pipeline(ABC):
 
 
 async def close_ws(ws: ClientConnection, code: int = 1000, reason: str = "") -> None:
-    """Closes `ws` without ever raising; bounded by the connection's close timeout."""
-    with contextlib.suppress(OSError):
-        await ws.close(code, reason)
+    """Closes `ws` without ever raising or hanging.
+
+    The closing handshake is bounded by the connection's close timeout; past twice that
+    (a peer that never lets go of TCP) the transport is aborted.
+    """
+    try:
+        await asyncio.wait_for(ws.close(code, reason), 2 * (ws.close_timeout or 1.0))
+    except (OSError, TimeoutError):
+        ws.transport.abort()
