@@ -1,0 +1,12 @@
+"""Pure protocol cores of the media pipelines: bytes and numbers in, results out.
+
+Nothing here touches a socket, an event loop, Redis or the clock: time is passed in as
+monotonic seconds (`loop.time()` in the I/O layer). One concern per module:
+
+- `packet`: the wire `Packet` (encode, decode, size limit).
+- `pcm`: the PCM format, cutting a byte stream into 20 ms frames, stereo conversion.
+- `playout`: the bounded real-time playout buffer of ingest.
+- `pacing`: one tick every 20 ms without drift.
+- `reconnect`: egress backoff, reconnect window and bounded drop-oldest backlogs.
+- `stamping`: egress `sequenceNumber` / `timestamp` from RTP timestamps.
+"""
