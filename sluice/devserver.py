@@ -70,6 +70,9 @@ def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes] | None:
             str(data_dir),
         ],
         stdout=subprocess.DEVNULL,
+        # Its own session: Ctrl+C must reach the workers first, so they can drain while
+        # Redis is still up; we stop it ourselves once they are gone.
+        start_new_session=True,
     )
     atexit.register(server.terminate)
     for _ in range(100):
@@ -102,7 +105,7 @@ def run_dev(procfile: str = "Procfile") -> int:
     from sluice.config import get_settings
 
     settings = get_settings()
-    ensure_redis(settings.redis_url, Path(".sluice") / "redis")
+    redis_server = ensure_redis(settings.redis_url, Path(".sluice") / "redis")
     print(
         "\n  WARNING: development mode. App 'demo' (secret 'demo') is enabled and loopback\n"
         "  endpoints are allowed. Do not expose this to a network.\n\n"
@@ -117,5 +120,10 @@ def run_dev(procfile: str = "Procfile") -> int:
     manager = Manager(Printer(sys.stdout))
     for name, command in read_procfile(Path(procfile)).items():
         manager.add_process(name, command, env=env)
-    manager.loop()
+    try:
+        manager.loop()
+    finally:
+        if redis_server is not None:
+            redis_server.terminate()
+            redis_server.wait(timeout=10)
     return int(manager.returncode or 0)
