@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import adapters, health
+from api.routes import adapters, health, sessions
 from api.service import AdapterService
 from sluice import __version__
 from sluice.body_limit import BodyLimitMiddleware
@@ -49,5 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(adapters.router)
     app.include_router(health.router)
+    app.include_router(sessions.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(65_536, gt=0)
 
+    ingest_buffer_s: float = Field(
+        60.0, gt=0, description="Ingest playout buffer; when full, the socket is not read."
+    )
+
+    reconnect_window_s: float = Field(
+        5.0, gt=0, description="Egress re-dials a lost endpoint for this long."
+    )
+    egress_backlog_s: float = Field(
+        5.0, gt=0, description="Egress audio kept while the endpoint is away or slow."
+    )
+
     # --- workers ----------------------------------------------------------------
     worker_processes: int = Field(8, ge=1, description="Adapter processes per worker host.")
     queue_name: str = "sluice-adapters"
@@ -90,6 +101,9 @@ class Settings(BaseSettings):
         False, description="Offer 127.0.0.1 host candidates (dev and tests)."
     )
     ice_servers: str = Field("", description="Comma-separated STUN/TURN URLs.")
+    sfu_session_idle_timeout_s: float = Field(
+        30.0, gt=0, description="An SFU session with no media this long is closed."
+    )
 
     @field_validator("apps")
     @classmethod

@@ -1,0 +1,79 @@
+"""The sessions API under the API's base URL (forwarded to the SFU), and the demo page.
+
+One base URL configures a client: `/v1/apps/{appId}/sessions/...` arrives here and goes
+to `settings.sfu_url` unchanged — method, body, Authorization, status, JSON. The SFU
+judges auth and bodies itself. Bodies are small SDP documents, so no streaming.
+"""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+from urllib.parse import quote
+
+import httpx
+import structlog
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from sluice.auth import SettingsDep
+from sluice.config import DEV_APP_ID, DEV_APP_SECRET
+from sluice.errors import ErrorCode
+
+log = structlog.get_logger("sluice.api")
+
+router = APIRouter()
+
+SFU_TIMEOUT_S = 15.0  # negotiation includes ICE gathering on the SFU
+_FORWARDED_HEADERS = ("authorization", "content-type", "accept")
+
+
+@router.api_route(
+    "/v1/apps/{appId}/sessions/{path:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    tags=["sessions"],
+    summary="Sessions API (served by the SFU)",
+    responses={503: {"description": "the SFU is unreachable (`service_unavailable`)"}},
+)
+async def forward_to_sfu(
+    appId: str, path: str, request: Request, settings: SettingsDep
+) -> Response:
+    if any(part in (".", "..") for part in path.split("/")):
+        return _error(404, ErrorCode.NOT_FOUND, "no such sessions route")
+    url = (
+        f"{settings.sfu_url.rstrip('/')}/v1/apps/{quote(appId, safe='')}"
+        f"/sessions/{quote(path, safe='/')}"
+    )
+    headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS}
+    try:
+        async with httpx.AsyncClient(timeout=SFU_TIMEOUT_S) as client:
+            answer = await client.request(
+                request.method,
+                url,
+                params=request.query_params,
+                content=await request.body(),
+                headers=headers,
+            )
+    except httpx.TransportError as exc:
+        log.error("sfu_unreachable", url=settings.sfu_url, error=str(exc))
+        return _error(503, ErrorCode.SERVICE_UNAVAILABLE, "the SFU is unreachable; retry shortly")
+    return Response(
+        content=answer.content,
+        status_code=answer.status_code,
+        media_type=answer.headers.get("content-type"),
+    )
+
+
+@router.get("/", include_in_schema=False)
+async def demo_page(settings: SettingsDep) -> HTMLResponse:
+    """Publish mic and camera, pull any track: a plain page, no build step."""
+    page = resources.files("sfu").joinpath("static/demo.html").read_text(encoding="utf-8")
+    app_id, secret = (DEV_APP_ID, DEV_APP_SECRET) if settings.dev else ("", "")
+    page = page.replace("{{APP_ID}}", html.escape(app_id)).replace(
+        "{{APP_SECRET}}", html.escape(secret)
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+def _error(status: int, code: str, description: str) -> JSONResponse:
+    return JSONResponse({"errorCode": code, "errorDescription": description}, status_code=status)

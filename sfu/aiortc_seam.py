@@ -1,0 +1,272 @@
+"""Every reliance on aiortc internals lives here; `tests/sfu/test_aiortc_seam.py` pins it.
+
+Receive side: aiortc has no encoded-frame API. `RTCRtpReceiver._handle_rtp_packet` unwraps
+RTX, keeps statistics, sends NACKs, depayloads into `packet._data`, then hands the packet
+to its private `JitterBuffer.add()`, whose `(pli_flag, frame)` result decides whether a
+PLI goes to the publisher and whether a frame reaches the decoder thread. `tap_receiver`
+swaps that one object for a `_Tap` with the same `add()`: frames leave through a callback
+as soon as they are complete (`sfu.frames.FrameAssembler`), nothing is ever decoded, and
+a keyframe request rides out on the next `pli_flag`. Everything aiortc does around it
+(RTCP reports, NACK, BYE handling, ending the track) keeps working.
+
+Send side: `RTCRtpSender` calls `encoder.pack(packet)` instead of encoding when its
+track's `recv()` returns an `av.Packet` — that is `PacketTrack`. A subscriber's PLI/FIR
+ends in the sender's private `_send_keyframe()`, which `on_keyframe_request` replaces.
+`restrict_codecs` narrows a transceiver's negotiated codecs to the forwarded one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+import structlog
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs import get_decoder, is_rtx
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError
+from av.packet import Packet
+
+from sfu.frames import FrameAssembler, is_keyframe, starts_frame
+
+log = structlog.get_logger("sluice.sfu")
+
+# Name-mangled attributes of RTCRtpReceiver this module reads or replaces.
+_JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_CODECS_ATTR = "_RTCRtpReceiver__codecs"
+DEFAULT_VIDEO_HOLD_FRAMES = 2  # ~66 ms at 30 fps for a NACK to fill a hole
+
+
+class SeamBroken(RuntimeError):
+    """aiortc no longer has the shape this module relies on (an upgrade changed it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    name: str  # as in SDP: "opus", "VP8", "H264"
+    mime_type: str
+    clock_rate: int
+    payload_type: int
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One whole encoded frame as the publisher's encoder produced it."""
+
+    data: bytes
+    timestamp: int  # RTP timestamp of the publisher's stream
+    codec: Codec
+    keyframe: bool
+    received_at: float  # time.monotonic() when its last packet arrived
+
+
+FrameSink = Callable[[EncodedFrame], None]
+
+
+class _Tap:
+    """Stands in for the receiver's `JitterBuffer`; see the module docstring."""
+
+    def __init__(self, receiver: Any, kind: str, sink: FrameSink, hold_frames: int) -> None:
+        self._receiver = receiver
+        self._sink = sink
+        self._video = kind == "video"
+        self._assembler = FrameAssembler(
+            single_packet_frames=not self._video, hold_frames=hold_frames
+        )
+        self._codecs: dict[int, Codec] = {}
+        self._keyframe_wanted = False
+        self.capacity = 512  # JitterBuffer's attribute, in case anything reads it
+
+    def request_keyframe(self) -> None:
+        self._keyframe_wanted = True
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        codec = self._codecs.get(packet.payload_type) or self._learn(packet.payload_type)
+        assembler = self._assembler
+        starts = not assembler.synced and starts_frame(codec.name, packet.payload)
+        frames = assembler.add(
+            packet.sequence_number, packet.timestamp, bool(packet.marker), packet._data, starts
+        )
+        now = time.monotonic()
+        for frame in frames:
+            keyframe = is_keyframe(codec.name, frame.data) if self._video else True
+            try:
+                self._sink(EncodedFrame(frame.data, frame.timestamp, codec, keyframe, now))
+            except Exception:
+                # This runs inside aiortc's transport loop: an escaping error would stop
+                # every stream of the connection, not just this consumer.
+                log.exception("frame_sink_failed", codec=codec.name)
+        pli = self._video and (self._keyframe_wanted or self._assembler.lost)
+        if pli:
+            self._keyframe_wanted = False
+            self._assembler.lost = False
+        return pli, None
+
+    def _learn(self, payload_type: int) -> Codec:
+        params = getattr(self._receiver, _CODECS_ATTR)[payload_type]
+        codec = Codec(params.name, params.mimeType, params.clockRate, payload_type)
+        self._codecs[payload_type] = codec
+        return codec
+
+
+class ReceiverTap:
+    """Encoded frames of one `RTCRtpReceiver`, delivered to `sink` without decoding."""
+
+    def __init__(self, tap: _Tap) -> None:
+        self._tap = tap
+
+    def request_keyframe(self) -> None:
+        """Sends a PLI to the publisher with the next packet (video only)."""
+        self._tap.request_keyframe()
+
+
+def tap_receiver(
+    receiver: RTCRtpReceiver,
+    kind: str,
+    sink: FrameSink,
+    *,
+    hold_frames: int | None = None,
+) -> ReceiverTap:
+    """Routes a receiver's encoded frames to `sink`; its track then only reports the end.
+
+    Call before media flows (right after the transceiver exists). The receiver's
+    `track.recv()` raises `MediaStreamError` once the stream ends (RTCP BYE, stop, close).
+
+    Args:
+        receiver: the receiver to tap.
+        kind: "audio" or "video".
+        sink: called in the event loop with each complete frame, in order.
+        hold_frames: newer frames allowed to wait behind a missing packet (0: never
+            wait); defaults to 0 for audio and `DEFAULT_VIDEO_HOLD_FRAMES` for video.
+
+    Raises:
+        SeamBroken: the receiver has no jitter buffer where this aiortc version kept it.
+    """
+    if not hasattr(receiver, _JITTER_ATTR) or not hasattr(receiver, _CODECS_ATTR):
+        raise SeamBroken("RTCRtpReceiver has no private jitter buffer or codec table")
+    if hold_frames is None:
+        hold_frames = DEFAULT_VIDEO_HOLD_FRAMES if kind == "video" else 0
+    tap = _Tap(receiver, kind, sink, hold_frames)
+    setattr(receiver, _JITTER_ATTR, tap)
+    return ReceiverTap(tap)
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Calls `callback` when the remote end of `sender` sends a PLI or FIR.
+
+    Raises:
+        SeamBroken: the sender no longer dispatches keyframe requests this way.
+    """
+    if not callable(getattr(sender, "_send_keyframe", None)):
+        raise SeamBroken("RTCRtpSender has no _send_keyframe()")
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def restrict_codecs(transceiver: RTCRtpTransceiver, codec_name: str) -> None:
+    """Makes a sending transceiver use only `codec_name` (and its RTX): the forwarded one.
+
+    A forwarder cannot translate, so a subscriber must get the publisher's codec. Offers
+    the SFU makes follow the public `setCodecPreferences`; a section already negotiated
+    from the client's offer keeps aiortc's private `_codecs` list, filtered here.
+
+    Raises:
+        ValueError: the transceiver cannot carry that codec.
+        SeamBroken: the negotiated codec list is no longer where this relies on.
+    """
+    kind = transceiver.kind
+    wanted = f"{kind}/{codec_name}".lower()
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    preferred = [c for c in capabilities if c.mimeType.lower() in (wanted, f"{kind}/rtx")]
+    if not any(c.mimeType.lower() == wanted for c in preferred):
+        raise ValueError(f"aiortc cannot send {codec_name}")
+    transceiver.setCodecPreferences(preferred)
+    if not hasattr(transceiver, "_codecs"):
+        raise SeamBroken("RTCRtpTransceiver has no _codecs")
+    negotiated = transceiver._codecs
+    if not negotiated:
+        return  # nothing negotiated yet: the preferences will shape the SFU's offer
+    base = [c for c in negotiated if c.mimeType.lower() == wanted]
+    if not base:
+        raise ValueError(f"the remote side does not accept {codec_name}")
+    payload_types = {c.payloadType for c in base}
+    rtx = [c for c in negotiated if is_rtx(c) and c.parameters.get("apt") in payload_types]
+    # The sender sends with the first codec; its RTX is found by `apt`.
+    transceiver._codecs = base + rtx
+
+
+class PacketTrack(MediaStreamTrack):
+    """A track whose `recv()` returns pre-encoded `av.Packet`s for a sender to `pack()`.
+
+    Bounded: while its sender does not read (not connected yet) the oldest packets go.
+
+    Args:
+        kind: "audio" or "video".
+        max_queue: packets kept while nobody reads.
+    """
+
+    def __init__(self, kind: str, max_queue: int = 64) -> None:
+        super().__init__()
+        self.kind = kind
+        self._queue: deque[Packet[Any]] = deque(maxlen=max_queue)
+        self._wakeup = asyncio.Event()
+        self._ended = False
+        self.reading = False  # its sender has started pulling packets
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) == self._queue.maxlen
+
+    def push(self, packet: Packet[Any]) -> None:
+        if not self._ended:
+            self._queue.append(packet)
+            self._wakeup.set()
+
+    def clear(self) -> None:
+        self._queue.clear()
+
+    def end(self) -> None:
+        """Ends the track once queued packets are read."""
+        self._ended = True
+        self._wakeup.set()
+
+    async def recv(self) -> Packet[Any]:
+        self.reading = True
+        while not self._queue:
+            if self._ended or self.readyState != "live":
+                raise MediaStreamError
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._queue.popleft()
+
+
+def make_packet(data: bytes, pts: int, clock_rate: int) -> Packet[Any]:
+    """An `av.Packet` a sender's `pack()` turns back into RTP with the right timestamp."""
+    packet: Packet[Any] = av.Packet(data)
+    packet.pts = pts
+    packet.time_base = Fraction(1, clock_rate)
+    return packet
+
+
+class FrameDecoder:
+    """Decodes tapped frames with aiortc's own decoders (for low-latency consumers)."""
+
+    def __init__(self, codec: Codec) -> None:
+        self._decoder = get_decoder(_params(codec))
+
+    def decode(self, frame: EncodedFrame, pts: int) -> list[av.frame.Frame]:
+        decoded: list[av.frame.Frame] = self._decoder.decode(JitterFrame(frame.data, pts))
+        return decoded
+
+
+def _params(codec: Codec) -> Any:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    return RTCRtpCodecParameters(
+        mimeType=codec.mime_type, clockRate=codec.clock_rate, payloadType=codec.payload_type
+    )

@@ -1,0 +1,150 @@
+"""Holds every session of the SFU process: lookup, idle collection, the Redis registry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sfu import registry
+from sfu.ice import rtc_configuration
+from sfu.models import Location, TrackStatus
+from sfu.session import Session
+from sfu.tracks import SessionTrack
+from sluice.config import Settings
+from sluice.errors import SessionNotFound, TrackNotFound
+
+log = structlog.get_logger("sluice.sfu")
+
+
+class SessionManager:
+    """All sessions of this process.
+
+    Args:
+        settings: ICE setup and `sfu_session_idle_timeout_s`.
+        redis: where the track registry lives.
+    """
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._configuration = rtc_configuration(settings)
+        self._idle_timeout_s = settings.sfu_session_idle_timeout_s
+        self._sessions: dict[str, Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._spawn(self._collect_idle())
+        self._spawn(self._refresh_registry())
+
+    async def stop(self) -> None:
+        """Closes every session, then stops the background tasks."""
+        await asyncio.gather(
+            *(self.close(s, "shutdown") for s in list(self._sessions.values())),
+            return_exceptions=True,
+        )
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- sessions -------------------------------------------------------------------
+
+    async def create(self, app_id: str) -> Session:
+        session = Session(app_id, self._configuration, self)
+        self._sessions[session.id] = session
+        session.log.info("session_created")
+        await self.tracks_changed(session)
+        return session
+
+    def get(self, app_id: str, session_id: str) -> Session:
+        """Raises SessionNotFound for unknown ids and for another app's sessions alike."""
+        session = self._sessions.get(session_id)
+        if session is None or session.app_id != app_id or session.closed:
+            raise SessionNotFound(f"session {session_id!r} does not exist")
+        return session
+
+    def find_published(self, app_id: str, session_id: str, track_name: str) -> SessionTrack:
+        session = self.get(app_id, session_id)
+        for track in session.tracks.values():
+            if (
+                track.location is Location.LOCAL
+                and track.name == track_name
+                and track.status is not TrackStatus.INACTIVE
+            ):
+                return track
+        raise TrackNotFound(f"session {session_id!r} publishes no track {track_name!r}")
+
+    def request_close(self, session: Session, reason: str) -> None:
+        self._spawn(self.close(session, reason))
+
+    async def close(self, session: Session, reason: str) -> None:
+        self._sessions.pop(session.id, None)
+        await session.close(reason)
+        with contextlib.suppress(RedisError, OSError):
+            await registry.delete_session(self._redis, session.id)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    # --- registry -------------------------------------------------------------------
+
+    async def tracks_changed(self, session: Session) -> None:
+        """Records the session's published tracks before the API answers."""
+        if session.closed:
+            return
+        try:
+            await registry.write_session(self._redis, _record(session))
+        except (RedisError, OSError) as exc:
+            # Media must not depend on Redis; the periodic refresh rewrites the record.
+            session.log.warning("registry_write_failed", error=str(exc))
+
+    async def _refresh_registry(self) -> None:
+        while True:
+            await asyncio.sleep(registry.REFRESH_INTERVAL_S)
+            for session in list(self._sessions.values()):
+                await self.tracks_changed(session)
+
+    # --- idle collection -----------------------------------------------------------
+
+    async def _collect_idle(self) -> None:
+        interval = min(1.0, self._idle_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for session in list(self._sessions.values()):
+                session.refresh_liveness(now)
+                if now - session.last_media_at >= self._idle_timeout_s:
+                    await self.close(session, "idle")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _record(session: Session) -> registry.SessionRecord:
+    return registry.SessionRecord(
+        app_id=session.app_id,
+        session_id=session.id,
+        created_at_ms=session.created_at_ms,
+        tracks=tuple(
+            registry.TrackInfo(
+                app_id=session.app_id,
+                session_id=session.id,
+                track_name=t.name,
+                kind=t.kind,
+                codec=t.codec,
+                status=str(t.status),
+                mid=t.mid,
+            )
+            for t in session.tracks.values()
+            if t.location is Location.LOCAL
+        ),
+    )

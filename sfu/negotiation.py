@@ -1,0 +1,90 @@
+"""A session's peer connection and what has been negotiated on it: offers, answers, taps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from sfu import sdp
+from sfu.aiortc_seam import EncodedFrame, ReceiverTap, tap_receiver
+from sfu.models import SessionDescription
+from sluice.errors import InvalidParams
+
+FrameHandler = Callable[[str, EncodedFrame], None]  # (mid, frame)
+
+
+class Negotiator:
+    """Applies descriptions to one `RTCPeerConnection` and taps every receiver it gets.
+
+    Args:
+        configuration: ICE setup (`sfu.ice.rtc_configuration`).
+        on_frame: gets each encoded frame received, with the mid it arrived on.
+    """
+
+    def __init__(self, configuration: RTCConfiguration, on_frame: FrameHandler) -> None:
+        self.pc = RTCPeerConnection(configuration)
+        self.taps: dict[str, ReceiverTap] = {}
+        self.known_mids: set[str] = set()  # every mid of an applied description
+        self.remote_sections: dict[str, sdp.MediaSection] = {}  # as the client last wrote
+        self.codecs: dict[str, str | None] = {}  # mid → negotiated codec
+        self._on_frame = on_frame
+
+    @staticmethod
+    def judge(desc: SessionDescription, expected: str) -> list[sdp.MediaSection]:
+        """The sections of a client description, or a 400 before anything is touched."""
+        if desc.type != expected:
+            raise InvalidParams(f"sessionDescription.type must be {expected!r} here")
+        return sdp.judge(desc.sdp)
+
+    async def apply_remote(
+        self, desc: SessionDescription, sections: list[sdp.MediaSection]
+    ) -> None:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(desc.sdp, desc.type))
+        except Exception as exc:  # aiortc raises assorted types for refused descriptions
+            raise InvalidParams(f"the {desc.type} was refused: {exc}") from None
+        for section in sections:
+            self.remote_sections[section.mid] = section
+            self.known_mids.add(section.mid)
+            if desc.type == "answer":
+                self.codecs[section.mid] = section.codec
+        self._tap_new_receivers()
+
+    async def answer(self) -> SessionDescription:
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self._local_description()
+
+    async def offer(self) -> SessionDescription:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._tap_new_receivers()
+        return self._local_description()
+
+    def transceiver(self, mid: str) -> Any:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid == mid:
+                return transceiver
+        raise InvalidParams(f"no media section with mid {mid!r}")
+
+    def _local_description(self) -> SessionDescription:
+        local = self.pc.localDescription
+        for section in sdp.parse(local.sdp):
+            self.known_mids.add(section.mid)
+            if local.type == "answer":
+                self.codecs[section.mid] = section.codec
+        return SessionDescription(type=local.type, sdp=local.sdp)
+
+    def _tap_new_receivers(self) -> None:
+        # Every receiver is tapped, named or not, so aiortc never decodes media here.
+        # Taps go in before media can flow: aiortc connects in a task scheduled later.
+        for transceiver in self.pc.getTransceivers():
+            mid = transceiver.mid
+            if mid is not None and mid not in self.taps:
+                self.taps[mid] = tap_receiver(
+                    transceiver.receiver, transceiver.kind, self._sink(mid)
+                )
+
+    def _sink(self, mid: str) -> Callable[[EncodedFrame], None]:
+        on_frame = self._on_frame
+        return lambda frame: on_frame(mid, frame)

@@ -1,0 +1,109 @@
+"""Which app and session publishes which track, in Redis, for processes other than the SFU.
+
+The API and the workers validate egress requests with `lookup_track` instead of asking
+the SFU. The SFU writes a session's record when its tracks change and rewrites every live
+session's record periodically with a TTL, so a crashed SFU's sessions vanish on their own
+and a write lost while Redis was down heals itself.
+
+Keys:
+    sluice:sfu:session:{sessionId}          hash  app_id, created_at (ms)
+    sluice:sfu:session:{sessionId}:tracks   hash  trackName → JSON {kind, codec, status, mid}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from sluice.errors import SessionNotFound, TrackNotFound
+from sluice.keys import PREFIX
+
+RECORD_TTL_S = 60  # a session's record outlives a dead SFU by at most this
+REFRESH_INTERVAL_S = 15.0
+
+
+def session_key(session_id: str) -> str:
+    return f"{PREFIX}:sfu:session:{session_id}"
+
+
+def tracks_key(session_id: str) -> str:
+    return f"{PREFIX}:sfu:session:{session_id}:tracks"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    app_id: str
+    session_id: str
+    track_name: str
+    kind: str  # "audio" | "video"
+    codec: str | None  # as in SDP: "opus", "VP8", "H264"
+    status: str  # "initializing" | "active" | "inactive"
+    mid: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    app_id: str
+    session_id: str
+    created_at_ms: int
+    tracks: tuple[TrackInfo, ...]
+
+
+async def write_session(redis: Redis, record: SessionRecord) -> None:
+    """Replaces a session's record (its published tracks) and renews its TTL."""
+    fields: dict[Any, str] = {
+        t.track_name: json.dumps(
+            {"kind": t.kind, "codec": t.codec, "status": t.status, "mid": t.mid}
+        )
+        for t in record.tracks
+    }
+    skey, tkey = session_key(record.session_id), tracks_key(record.session_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(skey, mapping={"app_id": record.app_id, "created_at": record.created_at_ms})
+        pipe.expire(skey, RECORD_TTL_S)
+        pipe.delete(tkey)
+        if fields:
+            pipe.hset(tkey, mapping=fields)
+            pipe.expire(tkey, RECORD_TTL_S)
+        await pipe.execute()
+
+
+async def delete_session(redis: Redis, session_id: str) -> None:
+    await redis.delete(session_key(session_id), tracks_key(session_id))
+
+
+async def lookup_track(redis: Redis, app_id: str, session_id: str, track_name: str) -> TrackInfo:
+    """The published track `track_name` of `session_id`, as the SFU last recorded it.
+
+    Raises:
+        SessionNotFound: no such session, or it belongs to another app.
+        TrackNotFound: the session publishes no such track, or it was closed.
+    """
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hget(session_key(session_id), "app_id")
+        pipe.hget(tracks_key(session_id), track_name)
+        owner, raw = await pipe.execute()
+    if owner is None or _text(owner) != app_id:
+        raise SessionNotFound(f"session {session_id!r} does not exist")
+    if raw is None:
+        raise TrackNotFound(f"session {session_id!r} has no track {track_name!r}")
+    data = json.loads(raw)
+    info = TrackInfo(
+        app_id=app_id,
+        session_id=session_id,
+        track_name=track_name,
+        kind=data["kind"],
+        codec=data.get("codec"),
+        status=data["status"],
+        mid=data["mid"],
+    )
+    if info.status == "inactive":
+        raise TrackNotFound(f"track {track_name!r} of session {session_id!r} was closed")
+    return info
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
