@@ -120,6 +120,7 @@ class Counters(BaseModel):
     reconnects: int = 0
     skipped: int = 0
     underruns: int = 0
+    maxBufferMs: int = Field(0, description="Ingest: the deepest the playout buffer got.")
 
 
 class AdapterView(BaseModel):

@@ -21,8 +21,9 @@ from api.models import (
     EgressTrack,
     IngestTrack,
 )
+from sfu.registry import lookup_track
 from sluice.config import Settings
-from sluice.errors import AdapterNotFound, ErrorCode
+from sluice.errors import AdapterNotFound, ErrorCode, SessionNotFound, TrackNotFound
 from sluice.events import subscribe
 from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction, redact_endpoint
 from sluice.store import AdapterStore
@@ -50,11 +51,13 @@ class AdapterService:
 
     async def create(self, app_id: str, item: IngestTrack | EgressTrack) -> CreateTrackResult:
         """Creates one adapter and waits until its pipeline is connected or has failed."""
+        if isinstance(item, EgressTrack) and (refusal := await self._check_source(app_id, item)):
+            return refusal
         adapter_id = new_id()
         codec: str
         if isinstance(item, IngestTrack):
-            # Until ingest publishes into the SFU, the session id is reserved here.
-            direction, session_id, codec = Direction.INGEST, new_id(), item.inputCodec
+            # The pipeline makes the SFU session and records its id before it is active.
+            direction, session_id, codec = Direction.INGEST, "", item.inputCodec
         else:
             direction, session_id, codec = Direction.EGRESS, item.sessionId, item.outputCodec
         record = AdapterRecord(
@@ -118,7 +121,32 @@ class AdapterService:
             )
         # `state` (active) — or `closed` when a close raced the create: the adapter existed,
         # so its id is returned and GET tells how it ended.
+        if direction is Direction.INGEST:
+            created = await self.store.load(adapter_id)
+            ok.sessionId = created.session_id if created else None
         return ok
+
+    async def _check_source(self, app_id: str, item: EgressTrack) -> CreateTrackResult | None:
+        """Why the egress source cannot be used (from the SFU's track registry), or None."""
+        try:
+            info = await lookup_track(self.store.redis, app_id, item.sessionId, item.trackName)
+        except (SessionNotFound, TrackNotFound) as exc:
+            return _failed(item.trackName, exc.error_code, exc.description)
+        wanted = "audio" if item.outputCodec == "pcm" else "video"
+        if info.kind != wanted:
+            return _failed(
+                item.trackName,
+                ErrorCode.INVALID_PARAMS,
+                f"outputCodec {item.outputCodec!r} needs a {wanted} track; "
+                f"{item.trackName!r} is {info.kind}",
+            )
+        if item.outputCodec == "jpeg":
+            return _failed(
+                item.trackName,
+                ErrorCode.INVALID_PARAMS,
+                "outputCodec 'jpeg' is not available on this server yet",
+            )
+        return None
 
     def _enqueue(self, adapter_id: str) -> None:
         self.queue.enqueue(
@@ -193,7 +221,10 @@ class AdapterService:
             createdAt=record.created_at,
             closedAt=record.closed_at,
             closeReason=record.close_reason,
-            counters=Counters(**record.counters),
+            counters=Counters(
+                **{k: v for k, v in record.counters.items() if k != "max_buffer_ms"},
+                maxBufferMs=record.counters["max_buffer_ms"],
+            ),
         )
 
 

@@ -31,7 +31,15 @@ class CloseReason(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
-COUNTER_NAMES = ("packets", "bytes", "dropped", "reconnects", "skipped", "underruns")
+COUNTER_NAMES = (
+    "packets",
+    "bytes",
+    "dropped",
+    "reconnects",
+    "skipped",
+    "underruns",
+    "max_buffer_ms",
+)
 
 
 def redact_endpoint(endpoint: str) -> str:

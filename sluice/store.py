@@ -271,6 +271,10 @@ class AdapterStore:
         )
         return int(result)
 
+    async def set_session(self, adapter_id: str, session_id: str) -> None:
+        """Records the SFU session a pipeline made (ingest), while still `connecting`."""
+        await self.redis.hset(keys.adapter(adapter_id), "session_id", session_id)
+
     async def request_close(self, adapter_id: str) -> None:
         """Asks the pipeline to close; it also sees the flag on its next heartbeat."""
         async with self.redis.pipeline(transaction=False) as pipe:

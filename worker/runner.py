@@ -126,6 +126,11 @@ class AdapterRunner:
         """Prepares media and dials; reports `active` or the failure. None if failed."""
         try:
             await pipeline.prepare()
+            if pipeline.session_id and pipeline.session_id != record.session_id:
+                record.session_id = pipeline.session_id
+                await self.store.set_session(record.adapter_id, pipeline.session_id)
+                self.log = self.log.bind(session_id=pipeline.session_id)
+                pipeline.ctx.log = self.log
             ws = await self._dial(record, pipeline)
         except (SetupError, DialError) as exc:
             await self.store.fail(record.adapter_id, record.app_id, exc.code, exc.description)

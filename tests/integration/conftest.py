@@ -18,7 +18,7 @@ def stack(clean_redis: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
     yield running
     running.stop()
     # Shown by pytest only when the test failed.
-    for name in ("api.log", "worker.log"):
+    for name in ("api.log", "worker.log", "sfu.log"):
         log = tmp_path / name
         if log.exists():
             print(f"--- {name}\n{log.read_text()[-6000:]}")

@@ -35,7 +35,9 @@ class Stack:
     env: dict[str, str]
     api: subprocess.Popen[bytes]
     worker: subprocess.Popen[bytes]
+    sfu: subprocess.Popen[bytes]
     redis_url: str
+    sfu_url: str
 
     def client(self, secret: str = SECRET) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -44,11 +46,23 @@ class Stack:
             timeout=30,
         )
 
+    def sessions(self, secret: str = SECRET) -> Any:
+        """A sessions API client straight at the SFU, for test publishers/subscribers."""
+        from sfu.client import SessionsClient
+        from sfu.ice import rtc_configuration
+        from sluice.config import Settings
+
+        settings = Settings(apps=f"{APP}:{SECRET}", ice_loopback=True)
+        return SessionsClient(
+            f"{self.sfu_url}/v1/apps/{APP}", secret, configuration=rtc_configuration(settings)
+        )
+
     def stop(self) -> None:
-        for proc in (self.worker, self.api):
+        procs = (self.worker, self.api, self.sfu)
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in (self.worker, self.api):
+        for proc in procs:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -82,8 +96,15 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
 
 
 def start_stack(redis_url: str, processes: int, log_dir: Path, **overrides: Any) -> Stack:
-    port = free_port()
-    env = stack_env(redis_url, **overrides)
+    port, sfu_port = free_port(), free_port()
+    sfu_url = f"http://127.0.0.1:{sfu_port}"
+    env = stack_env(redis_url, sfu_url=sfu_url, **overrides)
+    sfu = subprocess.Popen(
+        [str(BIN / "sluice"), "sfu", "--port", str(sfu_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log_dir / "sfu.log", "ab"),  # noqa: SIM115
+    )
     api = subprocess.Popen(
         [str(BIN / "sluice"), "api", "--port", str(port)],
         env=env,
@@ -96,18 +117,22 @@ def start_stack(redis_url: str, processes: int, log_dir: Path, **overrides: Any)
         stdout=subprocess.DEVNULL,
         stderr=open(log_dir / "worker.log", "ab"),  # noqa: SIM115
     )
-    stack = Stack(f"http://127.0.0.1:{port}", env, api, worker, redis_url)
+    stack = Stack(f"http://127.0.0.1:{port}", env, api, worker, sfu, redis_url, sfu_url)
 
-    def api_up() -> bool:
-        try:
-            return httpx.get(f"{stack.base_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+    def up(url: str) -> Callable[[], bool]:
+        def check() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        return check
 
     conn = redis.Redis.from_url(redis_url)
     queue = Queue(env.get("SLUICE_QUEUE_NAME", "sluice-adapters"), connection=conn)
     try:
-        wait_until(api_up, 20, "the API")
+        wait_until(up(stack.base_url), 20, "the API")
+        wait_until(up(sfu_url), 20, "the SFU")
         wait_until(lambda: len(Worker.all(queue=queue)) >= processes, 30, "the worker pool")
     except AssertionError:
         stack.stop()
@@ -133,6 +158,7 @@ class Endpoint:
         self.server: Server | None = None
         self.reject_status: int | None = None
         self.on_connect: Callable[[ServerConnection], Any] | None = None
+        self.attempts: list[float] = []  # monotonic time of every opening handshake
 
     @property
     def url(self) -> str:
@@ -141,6 +167,7 @@ class Endpoint:
         return f"ws://127.0.0.1:{port}/ingest?token=s3cret"
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        self.attempts.append(time.monotonic())
         if self.reject_status is None:
             return None
         response = ws.respond(self.reject_status, "refused by test\n")
@@ -195,6 +222,18 @@ async def silent_tcp_server() -> AsyncIterator[str]:
         for writer in writers:
             writer.close()
         server.close()
+
+
+def egress_item(
+    url: str, session_id: str, track: str = "mic", codec: str = "pcm"
+) -> dict[str, str]:
+    return {
+        "location": "remote",
+        "sessionId": session_id,
+        "trackName": track,
+        "endpoint": url,
+        "outputCodec": codec,
+    }
 
 
 def ingest_item(url: str, track: str = "tts") -> dict[str, str]:

@@ -12,6 +12,7 @@ import redis
 from rq import Queue
 
 from tests.integration.helpers import Stack, endpoint, ingest_item, silent_tcp_server
+from worker.protocol.packet import encode
 
 pytestmark = pytest.mark.integration
 
@@ -102,8 +103,10 @@ async def test_oversized_ingest_message_closes_1009(stack: Stack) -> None:
     async with endpoint() as ep, stack.client() as client:
 
         async def push(ws):  # type: ignore[no-untyped-def]
-            await ws.send(bytes(32_768))  # the limit itself is allowed
-            await ws.send(bytes(32_769))
+            at_limit = encode(0, 0, bytes(32_764))
+            assert len(at_limit) == 32_768  # the limit itself is allowed
+            await ws.send(at_limit)
+            await ws.send(encode(0, 0, bytes(32_765)))
 
         ep.on_connect = push
         resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})

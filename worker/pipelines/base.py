@@ -45,6 +45,8 @@ class Pipeline(ABC):
     """One adapter's media work. `prepare`, then `run` once; `aclose` always."""
 
     max_message_bytes: int | None = 1 << 20  # what the endpoint may send us
+    # The SFU session the pipeline made in `prepare` (ingest), recorded before `active`.
+    session_id: str | None = None
 
     def __init__(self, ctx: PipelineContext) -> None:
         self.ctx = ctx

@@ -1,25 +1,171 @@
-"""Egress (WebRTC → WebSocket): Sluice sends Packets to the endpoint.
+"""Egress (WebRTC → WebSocket): a published track becomes Packets at the endpoint.
 
-This stage holds the connection open and ignores what the endpoint sends back; pulling
-and decoding the track plugs in behind the same `run`.
+The pipeline pulls the track from the SFU with the receiver tapped (encoded frames as
+they complete, no jitter buffer: latency first), decodes each Opus frame with libopus
+right in the event loop (~40 µs), stamps and encodes it, and appends it to a bounded
+drop-oldest backlog. One sender task drains the backlog into the current connection, so
+a slow or absent endpoint never blocks decoding, and memory stays bounded.
+
+When the connection is lost, or the endpoint closes with anything but 1000, the pipeline
+re-dials within the reconnect window while the backlog keeps the audio; on reconnect it
+flushes the backlog in order and goes live again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from sluice.state import CloseReason
-from worker.pipelines.base import Pipeline, close_ws
+from sfu.aiortc_seam import EncodedFrame
+from sfu.client import SessionsApiError, SessionsClient
+from sfu.ice import rtc_configuration
+from sluice.errors import ErrorCode
+from sluice.state import AdapterState, CloseReason
+from worker.dial import DialError
+from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
+from worker.pipelines.opus_pcm import OpusPcmDecoder
+from worker.protocol.packet import encode
+from worker.protocol.reconnect import Backlog, CloseAction, ReconnectWindow, on_close
+from worker.protocol.stamping import Stamper
+
+_SETUP_ERRORS = {
+    "not_found_session_error": ErrorCode.NOT_FOUND_SESSION,
+    "not_found_track_error": ErrorCode.NOT_FOUND_TRACK,
+}
 
 
 class EgressPipeline(Pipeline):
-    async def run(self, ws: ClientConnection) -> CloseReason:
+    def __init__(self, ctx: PipelineContext) -> None:
+        super().__init__(ctx)
+        settings = ctx.settings
+        self.backlog = Backlog.for_audio(settings.egress_backlog_s)
+        self.stamper = Stamper()
+        self.decoder = OpusPcmDecoder()
+        self._ready = asyncio.Event()  # the backlog has something to send
+        self._in_flight: bytes | None = None  # taken from the backlog, not yet sent
+        self._client: SessionsClient | None = None
+        self._remote: MediaStreamTrack | None = None
+
+    async def prepare(self) -> None:
+        """Pulls the track from the SFU, tapped before any media can flow."""
+        record, settings = self.ctx.record, self.ctx.settings
+        secret = settings.app_secrets.get(record.app_id, "")
+        self._client = SessionsClient(
+            f"{settings.sfu_url.rstrip('/')}/v1/apps/{record.app_id}",
+            secret,
+            configuration=rtc_configuration(settings),
+        )
         try:
-            async for _ in ws:
-                pass  # messages from the endpoint are ignored (spec §7)
-        except ConnectionClosed:
-            pass
+            self._remote = await self._client.pull(
+                record.session_id, record.track_name, kind="audio", on_frame=self._on_frame
+            )
+        except SessionsApiError as exc:
+            code = _SETUP_ERRORS.get(exc.error_code, ErrorCode.INTERNAL_ERROR)
+            raise SetupError(code, exc.description) from None
+        except OSError as exc:
+            raise SetupError(ErrorCode.INTERNAL_ERROR, f"the SFU is unreachable: {exc}") from None
+
+    def _on_frame(self, frame: EncodedFrame) -> None:
+        counters = self.ctx.counters
+        for pcm in self.decoder.decode(frame.data):
+            sequence, timestamp = self.stamper.stamp(frame.timestamp)
+            counters["dropped"] += self.backlog.append(encode(sequence, timestamp, pcm))
+        self._ready.set()
+
+    async def run(self, ws: ClientConnection) -> CloseReason:
+        track_ended = asyncio.create_task(self._track_ended(), name="track-ended")
+        current: ClientConnection | None = ws
+        try:
+            while current is not None:
+                outcome = await self._serve(current, track_ended)
+                if outcome is not None:
+                    return outcome
+                current = await self._reconnect(track_ended)
+            return (
+                CloseReason.TRACK_ENDED if track_ended.done() else CloseReason.ENDPOINT_UNAVAILABLE
+            )
         finally:
-            await close_ws(ws)
-        return CloseReason.ENDPOINT_CLOSED
+            track_ended.cancel()
+            await asyncio.gather(track_ended, return_exceptions=True)
+
+    async def _serve(
+        self, ws: ClientConnection, track_ended: asyncio.Task[None]
+    ) -> CloseReason | None:
+        """Streams over one connection; None when it was lost and should be re-dialled."""
+        sender = asyncio.create_task(self._send(ws), name="sender")
+        reader = asyncio.create_task(self._drain(ws), name="reader")
+        try:
+            await asyncio.wait([sender, reader, track_ended], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sender, reader):
+                task.cancel()
+            await asyncio.gather(sender, reader, return_exceptions=True)
+        if track_ended.done():
+            await close_ws(ws, 1000, "track ended")
+            return CloseReason.TRACK_ENDED
+        received = ws.protocol.close_rcvd
+        code = received.code if received is not None else None
+        if on_close(code, current=True) is CloseAction.END:
+            self.ctx.log.info("endpoint_closed", code=code)
+            return CloseReason.ENDPOINT_CLOSED
+        self.ctx.log.info("endpoint_lost", code=code)
+        ws.transport.abort()
+        return None
+
+    async def _reconnect(self, track_ended: asyncio.Task[None]) -> ClientConnection | None:
+        """Re-dials within the window; None when it ran out or the track ended."""
+        await self.ctx.set_state(AdapterState.RECONNECTING)
+        loop = asyncio.get_running_loop()
+        window = ReconnectWindow(loop.time(), window_s=self.ctx.settings.reconnect_window_s)
+        while (delay := window.next_delay(loop.time())) is not None:
+            await asyncio.wait([track_ended], timeout=delay)
+            if track_ended.done():
+                return None
+            try:
+                async with asyncio.timeout(window.remaining(loop.time())):
+                    ws = await self.ctx.redial()
+            except (DialError, TimeoutError):
+                continue
+            self.ctx.counters["reconnects"] += 1
+            await self.ctx.set_state(AdapterState.ACTIVE)
+            self.ctx.log.info("endpoint_reconnected", attempts=window.attempts)
+            return ws
+        self.ctx.log.info("endpoint_unavailable", window_s=self.ctx.settings.reconnect_window_s)
+        return None
+
+    async def _send(self, ws: ClientConnection) -> None:
+        counters = self.ctx.counters
+        while True:
+            if self._in_flight is None:
+                self._in_flight = self.backlog.pop()
+            if self._in_flight is None:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            # Kept until sent: a message whose send fails goes first on the next
+            # connection (at-least-once across a reconnect rather than a gap).
+            await ws.send(self._in_flight)
+            counters["packets"] += 1
+            counters["bytes"] += len(self._in_flight)
+            self._in_flight = None
+
+    async def _drain(self, ws: ClientConnection) -> None:
+        """Reads and ignores what the endpoint sends (spec §7); returns when it closes."""
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
+                pass
+
+    async def _track_ended(self) -> None:
+        assert self._remote is not None
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await self._remote.recv()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()

@@ -1,36 +1,130 @@
-"""Ingest (WebSocket → WebRTC): the endpoint pushes Packets of PCM.
+"""Ingest (WebSocket → WebRTC): the endpoint pushes PCM Packets, Sluice publishes Opus.
 
-This stage holds the connection and counts what arrives; PCM → Opus playout plugs in
-behind the same `run`.
+The socket reader decodes Packets, reassembles the byte stream into 20 ms frames and fills
+the playout buffer; `PlayoutTrack` plays it out in real time into an aiortc sender that
+is published into a new SFU session. When the buffer is full the reader stops reading, so
+TCP pushes back on the endpoint and nothing is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from sfu.client import SessionsApiError, SessionsClient
+from sfu.ice import rtc_configuration
+from sluice.errors import ErrorCode
 from sluice.state import CloseReason
-from worker.pipelines.base import Pipeline, close_ws
+from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
+from worker.pipelines.playout_track import PlayoutTrack
+from worker.protocol.packet import MAX_MESSAGE_BYTES, PacketDecodeError, decode
+from worker.protocol.pcm import FRAME_DURATION_S, PcmReassembler
+from worker.protocol.playout import PlayoutBuffer
 
-MAX_MESSAGE_BYTES = 32_768  # spec §6: protobuf overhead included; one more byte is 1009
+# Without a cap, Linux autotunes a loopback/LAN receive buffer up to tens of MB, which
+# would swallow minutes of audio before TCP ever pushed back on the endpoint.
+RECEIVE_BUFFER_BYTES = 256 * 1024
+# After the last frame is popped, give the sender a few ticks to encode and send it
+# before the track ends.
+TAIL_S = 3 * FRAME_DURATION_S
 
 
 class IngestPipeline(Pipeline):
-    max_message_bytes = MAX_MESSAGE_BYTES
+    max_message_bytes = MAX_MESSAGE_BYTES  # spec §6: 32 768 allowed, one more is 1009
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        super().__init__(ctx)
+        self.playout = PlayoutBuffer(ctx.settings.ingest_buffer_s)
+        self.reassembler = PcmReassembler()
+        self.room = asyncio.Event()
+        self.room.set()
+        self.drained = asyncio.Event()
+        self.track = PlayoutTrack(self.playout, self.room, self.drained)
+        self._client: SessionsClient | None = None
+
+    async def prepare(self) -> None:
+        """Publishes the (silent until fed) Opus track into a new SFU session."""
+        record, settings = self.ctx.record, self.ctx.settings
+        secret = settings.app_secrets.get(record.app_id)
+        if secret is None:
+            raise SetupError(ErrorCode.INTERNAL_ERROR, f"app {record.app_id!r} is not configured")
+        self._client = SessionsClient(
+            f"{settings.sfu_url.rstrip('/')}/v1/apps/{record.app_id}",
+            secret,
+            configuration=rtc_configuration(settings),
+        )
+        try:
+            session_id, _ = await self._client.publish(self.track, record.track_name)
+        except (SessionsApiError, OSError) as exc:
+            raise SetupError(
+                ErrorCode.INTERNAL_ERROR, f"could not publish the track into the SFU: {exc}"
+            ) from None
+        self.session_id = session_id
 
     async def run(self, ws: ClientConnection) -> CloseReason:
-        counters = self.ctx.counters
+        sock = ws.transport.get_extra_info("socket")
+        # OSError: the connection may already be gone (e.g. failed with 1009 while the
+        # runner was reporting `active`); reading it below then says so.
+        with contextlib.suppress(OSError):
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         try:
-            async for message in ws:
-                if isinstance(message, str):
-                    counters["skipped"] += 1
-                    continue
-                counters["packets"] += 1
-                counters["bytes"] += len(message)
-        except ConnectionClosed as exc:
-            if exc.sent is not None and exc.sent.code == 1009:
-                self.ctx.log.info("ingest_message_too_big", limit=MAX_MESSAGE_BYTES)
-                return CloseReason.MESSAGE_TOO_BIG
+            reason = await self._read(ws)
         finally:
             await close_ws(ws)
-        return CloseReason.ENDPOINT_CLOSED
+        if reason is CloseReason.ENDPOINT_CLOSED:
+            # The endpoint is done: what it sent still plays out, then the track ends.
+            if frame := self.reassembler.flush():
+                self.playout.push(frame)
+            self.playout.close()
+            # Bounded: if the sender stopped pulling frames (the SFU went away), give up.
+            budget = self.playout.depth_frames * FRAME_DURATION_S + 2.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained.wait(), budget)
+            await asyncio.sleep(TAIL_S)
+        return reason
+
+    async def _read(self, ws: ClientConnection) -> CloseReason:
+        counters = self.ctx.counters
+        while True:
+            await self.room.wait()
+            try:
+                message = await ws.recv()
+            except ConnectionClosed as exc:
+                if exc.sent is not None and exc.sent.code == 1009:
+                    self.ctx.log.info("ingest_message_too_big", limit=MAX_MESSAGE_BYTES)
+                    return CloseReason.MESSAGE_TOO_BIG
+                return CloseReason.ENDPOINT_CLOSED
+            if isinstance(message, str):
+                self._skip("text message")
+                continue
+            try:
+                packet = decode(message)
+            except PacketDecodeError as exc:
+                self._skip(exc.reason)
+                continue
+            counters["packets"] += 1
+            counters["bytes"] += len(message)
+            for frame in self.reassembler.feed(packet.payload):
+                self.playout.push(frame)
+            if not packet.payload:
+                self.playout.mark_end_of_segment()
+            counters["max_buffer_ms"] = self.playout.max_depth_frames * 20
+            counters["underruns"] = self.playout.underruns
+            if not self.playout.has_room():
+                self.room.clear()
+
+    def _skip(self, why: str) -> None:
+        self.ctx.counters["skipped"] += 1
+        if self.ctx.counters["skipped"] <= 10:  # a stream of garbage must not flood the log
+            self.ctx.log.info("ingest_message_skipped", reason=why)
+
+    async def aclose(self) -> None:
+        self.track.stop()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()

@@ -1,0 +1,98 @@
+"""Making and checking test audio: tones in, frequency and duration out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import time
+
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+RATE = 48_000
+FRAME = 960  # samples per channel in 20 ms
+
+
+def tone_pcm(freq_left: float, freq_right: float, seconds: float, amplitude: int = 12_000) -> bytes:
+    """s16le stereo interleaved, 48 kHz."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    left = np.sin(2 * np.pi * freq_left * t) * amplitude
+    right = np.sin(2 * np.pi * freq_right * t) * amplitude
+    return np.column_stack([left, right]).astype("<i2").tobytes()
+
+
+def dominant_frequency(mono: npt.NDArray[np.float64]) -> float:
+    spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono))))
+    return float(np.fft.rfftfreq(len(mono), 1 / RATE)[int(np.argmax(spectrum))])
+
+
+class StereoToneTrack(MediaStreamTrack):
+    """A live stereo tone (different frequencies left and right), paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, freq_left: float, freq_right: float) -> None:
+        super().__init__()
+        self.freqs = (freq_left, freq_right)
+        self._n = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        wait = self._start + self._n / RATE - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        t = np.arange(self._n, self._n + FRAME) / RATE
+        left, right = (np.sin(2 * np.pi * f * t) * 12_000 for f in self.freqs)
+        interleaved = np.column_stack([left, right]).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(interleaved, format="s16", layout="stereo")
+        frame.sample_rate = RATE
+        frame.pts = self._n
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._n += FRAME
+        return frame
+
+
+def pcm_channels(payloads: list[bytes]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    stereo = np.frombuffer(b"".join(payloads), dtype="<i2").reshape(-1, 2).astype(np.float64)
+    return stereo[:, 0], stereo[:, 1]
+
+
+class Recording:
+    """Decoded audio of a subscribed track, with the arrival time of every frame."""
+
+    def __init__(self) -> None:
+        self.chunks: list[npt.NDArray[np.int16]] = []
+        self.arrivals: list[float] = []
+        self.first_frame = asyncio.Event()
+
+    async def record(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
+                self.chunks.append(samples.astype(np.int16))
+                self.arrivals.append(time.monotonic())
+                self.first_frame.set()
+
+    @property
+    def stereo(self) -> npt.NDArray[np.int16]:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros((0, 2), np.int16)
+
+    def loud_frames(self, threshold: float = 2_000) -> npt.NDArray[np.bool_]:
+        """Per 20 ms block: is there sound (RMS over `threshold`)?"""
+        left = self.stereo[:, 0].astype(np.float64)
+        blocks = len(left) // FRAME
+        rms = np.sqrt((left[: blocks * FRAME].reshape(blocks, FRAME) ** 2).mean(axis=1))
+        return rms > threshold
+
+    def tone_span(self) -> tuple[int, int]:
+        """First and last loud block (inclusive); (-1, -1) when silent throughout."""
+        loud = np.flatnonzero(self.loud_frames())
+        return (int(loud[0]), int(loud[-1])) if len(loud) else (-1, -1)

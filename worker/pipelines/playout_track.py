@@ -1,0 +1,67 @@
+"""An aiortc audio track that plays the ingest buffer out at exactly real time."""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from worker.protocol.pacing import Pacer
+from worker.protocol.pcm import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE
+from worker.protocol.playout import PlayoutBuffer
+
+TIME_BASE = Fraction(1, SAMPLE_RATE)
+
+
+class PlayoutTrack(MediaStreamTrack):
+    """Yields one 20 ms frame per tick of a drift-free pacer; silence when empty.
+
+    aiortc's sender pulls `recv()` in a loop and Opus-encodes what it gets, so pacing here
+    is what makes a burst of text-to-speech audio come out at natural speed. Playout
+    starts with the first `recv()`, i.e. when the sender starts — like a microphone.
+
+    Args:
+        playout: the buffer the socket reader fills.
+        room: set whenever the buffer has room, so the reader may read again.
+        drained: set once the buffer is closed and everything in it was played.
+    """
+
+    kind = "audio"
+
+    def __init__(self, playout: PlayoutBuffer, room: asyncio.Event, drained: asyncio.Event) -> None:
+        super().__init__()
+        self._playout = playout
+        self._room = room
+        self._drained = drained
+        self._pacer: Pacer | None = None
+
+    @property
+    def pacer(self) -> Pacer | None:
+        return self._pacer
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._pacer is None:
+            self._pacer = Pacer(loop.time())
+        delay = self._pacer.next_delay(loop.time())
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tick = self._pacer.advance(loop.time())
+        pcm = self._playout.pop()
+        if self._playout.has_room():
+            self._room.set()
+        if self._playout.drained:
+            self._drained.set()
+        frame = AudioFrame(format="s16", layout="stereo", samples=FRAME_SAMPLES)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pacer.pts(tick)
+        frame.time_base = TIME_BASE
+        return frame
+
+
+assert CHANNELS == 2  # the frame layout above is stereo
