@@ -140,12 +140,6 @@ class AdapterService:
                 f"outputCodec {item.outputCodec!r} needs a {wanted} track; "
                 f"{item.trackName!r} is {info.kind}",
             )
-        if item.outputCodec == "jpeg":
-            return _failed(
-                item.trackName,
-                ErrorCode.INVALID_PARAMS,
-                "outputCodec 'jpeg' is not available on this server yet",
-            )
         return None
 
     def _enqueue(self, adapter_id: str) -> None:

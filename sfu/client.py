@@ -20,6 +20,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
@@ -72,11 +73,14 @@ class SessionsClient:
         return peer
 
     async def publish(
-        self, track: MediaStreamTrack, track_name: str | None = None
+        self, track: MediaStreamTrack, track_name: str | None = None, *, codec: str | None = None
     ) -> tuple[str, str]:
-        """Publishes `track` in a new session; returns (session_id, track_name)."""
+        """Publishes `track` in a new session; returns (session_id, track_name).
+
+        With `codec` (e.g. "H264"), only that codec is offered.
+        """
         peer = await self.new_peer()
-        names = await peer.publish([track], [track_name] if track_name else None)
+        names = await peer.publish([track], [track_name] if track_name else None, codec=codec)
         return peer.session_id, names[0]
 
     async def pull(
@@ -125,13 +129,24 @@ class Peer:
         self.pc = pc
 
     async def publish(
-        self, tracks: Sequence[MediaStreamTrack], names: Sequence[str] | None = None
+        self,
+        tracks: Sequence[MediaStreamTrack],
+        names: Sequence[str] | None = None,
+        *,
+        codec: str | None = None,
     ) -> list[str]:
         """Pushes tracks with one offer (the client-offer flow); returns their names.
 
         Without `names`, the SFU names them (`autoDiscover`).
         """
         transceivers = [self.pc.addTransceiver(t, direction="sendonly") for t in tracks]
+        if codec is not None:
+            for transceiver in transceivers:
+                wanted = f"{transceiver.kind}/{codec}".lower()
+                capabilities = RTCRtpSender.getCapabilities(transceiver.kind).codecs
+                transceiver.setCodecPreferences(
+                    [c for c in capabilities if c.mimeType.lower() == wanted]
+                )
         await self.pc.setLocalDescription(await self.pc.createOffer())
         body: dict[str, Any] = {"sessionDescription": self._local()}
         if names is None:

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Egress audio kept while the endpoint is away or slow."
     )
 
+    jpeg_quality: int = Field(
+        75, ge=1, le=100, description="JPEG egress quality, 1-100 (higher: larger, sharper)."
+    )
+
     # --- workers ----------------------------------------------------------------
     worker_processes: int = Field(8, ge=1, description="Adapter processes per worker host.")
     queue_name: str = "sluice-adapters"

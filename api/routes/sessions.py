@@ -28,13 +28,6 @@ SFU_TIMEOUT_S = 15.0  # negotiation includes ICE gathering on the SFU
 _FORWARDED_HEADERS = ("authorization", "content-type", "accept")
 
 
-@router.api_route(
-    "/v1/apps/{appId}/sessions/{path:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    tags=["sessions"],
-    summary="Sessions API (served by the SFU)",
-    responses={503: {"description": "the SFU is unreachable (`service_unavailable`)"}},
-)
 async def forward_to_sfu(
     appId: str, path: str, request: Request, settings: SettingsDep
 ) -> Response:
@@ -61,6 +54,19 @@ async def forward_to_sfu(
         content=answer.content,
         status_code=answer.status_code,
         media_type=answer.headers.get("content-type"),
+    )
+
+
+# One route per method: OpenAPI needs a distinct operation id for each.
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+    router.add_api_route(
+        "/v1/apps/{appId}/sessions/{path:path}",
+        forward_to_sfu,
+        methods=[_method],
+        operation_id=f"sessions_{_method.lower()}",
+        tags=["sessions"],
+        summary=f"Sessions API, {_method} (served by the SFU)",
+        responses={503: {"description": "the SFU is unreachable (`service_unavailable`)"}},
     )
 
 

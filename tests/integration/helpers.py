@@ -146,6 +146,7 @@ class Connection:
     messages: list[bytes | str] = field(default_factory=list)
     close_code: int | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    got_message: asyncio.Event = field(default_factory=asyncio.Event)
     ws: ServerConnection | None = None
 
 
@@ -184,6 +185,7 @@ class Endpoint:
                 await self.on_connect(ws)
             async for message in ws:
                 conn.messages.append(message)
+                conn.got_message.set()
         except ConnectionClosed:
             pass
         finally:

@@ -12,6 +12,10 @@ def make_pipeline(ctx: PipelineContext) -> Pipeline:
         from worker.pipelines.ingest import IngestPipeline
 
         return IngestPipeline(ctx)
-    from worker.pipelines.egress import EgressPipeline
+    if ctx.record.codec == "jpeg":
+        from worker.pipelines.egress_jpeg import JpegEgressPipeline
 
-    return EgressPipeline(ctx)
+        return JpegEgressPipeline(ctx)
+    from worker.pipelines.egress_audio import AudioEgressPipeline
+
+    return AudioEgressPipeline(ctx)

@@ -1,20 +1,24 @@
-"""Egress (WebRTC → WebSocket): a published track becomes Packets at the endpoint.
+"""Egress (WebRTC → WebSocket): what every egress pipeline shares.
 
 The pipeline pulls the track from the SFU with the receiver tapped (encoded frames as
-they complete, no jitter buffer: latency first), decodes each Opus frame with libopus
-right in the event loop (~40 µs), stamps and encodes it, and appends it to a bounded
-drop-oldest backlog. One sender task drains the backlog into the current connection, so
-a slow or absent endpoint never blocks decoding, and memory stays bounded.
+they complete, no jitter buffer: latency first). The media half (`egress_audio`,
+`egress_jpeg`) turns frames into Packets and appends them to a bounded backlog. One
+sender task drains the backlog into the current connection, so a slow or absent
+endpoint never blocks decoding, and memory stays bounded.
 
 When the connection is lost, or the endpoint closes with anything but 1000, the pipeline
-re-dials within the reconnect window while the backlog keeps the audio; on reconnect it
-flushes the backlog in order and goes live again.
+re-dials within the reconnect window while the backlog keeps what it holds (audio:
+drop-oldest, video: the latest JPEG); on reconnect it flushes the backlog in order and
+goes live again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import abstractmethod
+from collections.abc import Coroutine
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
@@ -27,10 +31,7 @@ from sluice.errors import ErrorCode
 from sluice.state import AdapterState, CloseReason
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
-from worker.pipelines.opus_pcm import OpusPcmDecoder
-from worker.protocol.packet import encode
 from worker.protocol.reconnect import Backlog, CloseAction, ReconnectWindow, on_close
-from worker.protocol.stamping import Stamper
 
 _SETUP_ERRORS = {
     "not_found_session_error": ErrorCode.NOT_FOUND_SESSION,
@@ -39,12 +40,13 @@ _SETUP_ERRORS = {
 
 
 class EgressPipeline(Pipeline):
-    def __init__(self, ctx: PipelineContext) -> None:
+    """Pull, reconnect and send; subclasses produce the Packets."""
+
+    kind: str  # of the pulled track: "audio" | "video"
+
+    def __init__(self, ctx: PipelineContext, backlog: Backlog) -> None:
         super().__init__(ctx)
-        settings = ctx.settings
-        self.backlog = Backlog.for_audio(settings.egress_backlog_s)
-        self.stamper = Stamper()
-        self.decoder = OpusPcmDecoder()
+        self.backlog = backlog
         self._ready = asyncio.Event()  # the backlog has something to send
         self._in_flight: bytes | None = None  # taken from the backlog, not yet sent
         self._client: SessionsClient | None = None
@@ -61,7 +63,7 @@ class EgressPipeline(Pipeline):
         )
         try:
             self._remote = await self._client.pull(
-                record.session_id, record.track_name, kind="audio", on_frame=self._on_frame
+                record.session_id, record.track_name, kind=self.kind, on_frame=self._on_frame
             )
         except SessionsApiError as exc:
             code = _SETUP_ERRORS.get(exc.error_code, ErrorCode.INTERNAL_ERROR)
@@ -69,15 +71,22 @@ class EgressPipeline(Pipeline):
         except OSError as exc:
             raise SetupError(ErrorCode.INTERNAL_ERROR, f"the SFU is unreachable: {exc}") from None
 
+    @abstractmethod
     def _on_frame(self, frame: EncodedFrame) -> None:
-        counters = self.ctx.counters
-        for pcm in self.decoder.decode(frame.data):
-            sequence, timestamp = self.stamper.stamp(frame.timestamp)
-            counters["dropped"] += self.backlog.append(encode(sequence, timestamp, pcm))
+        """Called in the event loop with every complete encoded frame of the track."""
+
+    def _emit(self, message: bytes) -> None:
+        """Queues one Packet for the endpoint (drop-oldest when the backlog is full)."""
+        self.ctx.counters["dropped"] += self.backlog.append(message)
         self._ready.set()
+
+    def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:
+        """Extra work that lives as long as the stream (e.g. a snapshot timer)."""
+        return []
 
     async def run(self, ws: ClientConnection) -> CloseReason:
         track_ended = asyncio.create_task(self._track_ended(), name="track-ended")
+        media = [asyncio.create_task(c) for c in self._media_tasks()]
         current: ClientConnection | None = ws
         try:
             while current is not None:
@@ -89,8 +98,9 @@ class EgressPipeline(Pipeline):
                 CloseReason.TRACK_ENDED if track_ended.done() else CloseReason.ENDPOINT_UNAVAILABLE
             )
         finally:
-            track_ended.cancel()
-            await asyncio.gather(track_ended, return_exceptions=True)
+            for task in (track_ended, *media):
+                task.cancel()
+            await asyncio.gather(track_ended, *media, return_exceptions=True)
 
     async def _serve(
         self, ws: ClientConnection, track_ended: asyncio.Task[None]

@@ -1,0 +1,81 @@
+"""Egress video (`outputCodec: "jpeg"`): the latest picture as a JPEG about once a second.
+
+Every frame is decoded (on a worker thread, see `snapshots`); a drift-free 1 s pacer
+encodes the newest picture, the first one as soon as a picture exists. While the
+endpoint is away only the latest JPEG is kept, and it is sent first on reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sfu.aiortc_seam import EncodedFrame
+from worker.pipelines.base import PipelineContext
+from worker.pipelines.egress import EgressPipeline
+from worker.pipelines.snapshots import Picture, SnapshotDecoder
+from worker.protocol.pacing import Pacer
+from worker.protocol.packet import encode
+from worker.protocol.reconnect import LatestOnly
+from worker.protocol.stamping import VIDEO_CLOCK_RATE, Stamper
+
+SNAPSHOT_INTERVAL_S = 1.0
+# Frames waiting for the decoder thread; past this it is over a second behind, and
+# frames are dropped until the next keyframe rather than queueing without bound.
+MAX_PENDING_FRAMES = 45
+
+
+class JpegEgressPipeline(EgressPipeline):
+    kind = "video"
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        super().__init__(ctx, LatestOnly())
+        self.decoder = SnapshotDecoder(ctx.settings.jpeg_quality)
+        self.stamper = Stamper(VIDEO_CLOCK_RATE)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._pending = 0
+        self._skipping = False  # dropping frames until a keyframe after falling behind
+        self._first_picture = asyncio.Event()
+
+    def _on_frame(self, frame: EncodedFrame) -> None:
+        if self._skipping and not frame.keyframe:
+            return
+        if self._pending >= MAX_PENDING_FRAMES:
+            self._skipping = True
+            self.ctx.counters["skipped"] += 1
+            return
+        self._skipping = False
+        self._pending += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            self._thread, self.decoder.decode, frame.codec.name, frame.data, frame.timestamp
+        )
+        future.add_done_callback(self._decoded)
+
+    def _decoded(self, future: asyncio.Future[bool]) -> None:
+        self._pending -= 1
+        if not future.cancelled() and future.exception() is None and future.result():
+            self._first_picture.set()
+
+    def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._snapshot_every_second()]
+
+    async def _snapshot_every_second(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self._first_picture.wait()
+        pacer = Pacer(loop.time(), interval_s=SNAPSHOT_INTERVAL_S)
+        last: Picture | None = None
+        while True:
+            picture = self.decoder.latest
+            if picture is not None and picture is not last:
+                last = picture
+                jpeg = await loop.run_in_executor(self._thread, self.decoder.encode_jpeg, picture)
+                sequence, timestamp = self.stamper.stamp(picture.rtp_timestamp)
+                self._emit(encode(sequence, timestamp, jpeg))
+            await asyncio.sleep(pacer.next_delay(loop.time()))
+            pacer.advance(loop.time())
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self._thread.shutdown(wait=False, cancel_futures=True)

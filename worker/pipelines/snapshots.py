@@ -1,0 +1,97 @@
+"""Decode every video frame off the event loop; keep the newest picture; make JPEGs.
+
+Inter-frame codecs need every frame decoded to have a picture at all, and a 1080p
+decode costs milliseconds, so decoding runs on one worker thread (PyAV releases the GIL
+while FFmpeg works) and the event loop only hands frames over. One thread keeps frames
+in order; JPEG encoding runs on the same thread, between decodes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from av import VideoFrame
+from av.video.codeccontext import VideoCodecContext
+
+# SDP codec names → FFmpeg decoders.
+DECODERS = {"VP8": "vp8", "H264": "h264", "VP9": "vp9", "H265": "hevc"}
+JPEG_TIME_BASE = Fraction(1, 90_000)
+
+
+def jpeg_qscale(quality: int) -> int:
+    """Maps a 1-100 quality (higher is better, as in most tools) to MJPEG's 2-31 qscale."""
+    quality = min(100, max(1, quality))
+    return round(2 + (100 - quality) * 29 / 99)
+
+
+@dataclass(slots=True, frozen=True)
+class Picture:
+    frame: VideoFrame
+    rtp_timestamp: int
+
+
+class SnapshotDecoder:
+    """Decodes a track's frames in order; `latest` is the newest picture (thread-safe).
+
+    Args:
+        jpeg_quality: 1-100.
+    """
+
+    def __init__(self, jpeg_quality: int) -> None:
+        self._qscale = jpeg_qscale(jpeg_quality)
+        self._lock = threading.Lock()
+        self._latest: Picture | None = None
+        self._codec_name: str | None = None
+        self._decoder: VideoCodecContext | None = None
+        self._encoder: VideoCodecContext | None = None
+        self._encoded = 0
+        self.decode_errors = 0
+
+    @property
+    def latest(self) -> Picture | None:
+        with self._lock:
+            return self._latest
+
+    def decode(self, codec_name: str, data: bytes, rtp_timestamp: int) -> bool:
+        """Decodes one encoded frame (worker thread); True if it produced a picture."""
+        if codec_name != self._codec_name:
+            name = DECODERS.get(codec_name)
+            if name is None:
+                raise ValueError(f"no decoder for {codec_name}")
+            decoder = av.CodecContext.create(name, "r")
+            assert isinstance(decoder, VideoCodecContext)
+            self._decoder = decoder
+            self._codec_name = codec_name
+        assert self._decoder is not None
+        try:
+            frames = self._decoder.decode(av.Packet(data))
+        except av.error.FFmpegError:
+            self.decode_errors += 1  # a damaged frame: the next keyframe repairs it
+            return False
+        if not frames:
+            return False
+        picture = Picture(frames[-1], rtp_timestamp)
+        with self._lock:
+            self._latest = picture
+        return True
+
+    def encode_jpeg(self, picture: Picture) -> bytes:
+        """One complete JPEG of `picture` at its own resolution (worker thread)."""
+        frame = picture.frame
+        encoder = self._encoder
+        if encoder is None or (encoder.width, encoder.height) != (frame.width, frame.height):
+            # A resolution change (simulcast layer, camera switch) needs a fresh encoder.
+            encoder = av.CodecContext.create("mjpeg", "w")
+            assert isinstance(encoder, VideoCodecContext)
+            encoder.width, encoder.height = frame.width, frame.height
+            encoder.pix_fmt = "yuvj420p"
+            encoder.time_base = JPEG_TIME_BASE
+            encoder.qmin = encoder.qmax = self._qscale
+            self._encoder = encoder
+        image = frame.reformat(format="yuvj420p")
+        image.pts = self._encoded
+        self._encoded += 1
+        return b"".join(bytes(packet) for packet in encoder.encode(image))
