@@ -35,7 +35,8 @@ def preload_media_stack() -> None:
     import websockets.asyncio.client  # noqa: F401
 
     import worker.jobs
-    import worker.pipelines.egress
+    import worker.pipelines.egress_audio
+    import worker.pipelines.egress_jpeg
     import worker.pipelines.ingest  # noqa: F401
 
 
