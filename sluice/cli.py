@@ -8,24 +8,28 @@ import sys
 from collections.abc import Sequence
 
 
-def _api(args: argparse.Namespace) -> int:
+def _serve(app_factory: str, process: str, host: str, port: int) -> int:
     import uvicorn
 
     from sluice.config import get_settings
     from sluice.log import configure_logging
 
     settings = get_settings()
-    configure_logging(settings.log_format, settings.log_level, process="api")
+    configure_logging(settings.log_format, settings.log_level, process=process)
     _warn_if_dev(settings.dev)
     uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-        log_level="warning",
-        proxy_headers=True,
+        app_factory, factory=True, host=host, port=port, log_level="warning", proxy_headers=True
     )
     return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    from sluice.config import get_settings
+
+    settings = get_settings()
+    return _serve(
+        "api.main:create_app", "api", args.host or settings.api_host, args.port or settings.api_port
+    )
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -40,21 +44,12 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _sfu(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from sluice.config import get_settings
-    from sluice.log import configure_logging
 
     settings = get_settings()
-    configure_logging(settings.log_format, settings.log_level, process="sfu")
-    uvicorn.run(
-        "sfu.app:create_app",
-        factory=True,
-        host=args.host or settings.sfu_host,
-        port=args.port or settings.sfu_port,
-        log_level="warning",
+    return _serve(
+        "sfu.app:create_app", "sfu", args.host or settings.sfu_host, args.port or settings.sfu_port
     )
-    return 0
 
 
 def _dev(args: argparse.Namespace) -> int:

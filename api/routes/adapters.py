@@ -13,8 +13,10 @@ from api.models import (
     AdapterView,
     CloseRequest,
     CloseResponse,
+    CloseTrackResult,
     CreateRequest,
     CreateResponse,
+    CreateTrackResult,
     ErrorBody,
 )
 
@@ -35,6 +37,13 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": texts[status]} for status in statuses}
 
 
+def _first_error(first: CreateTrackResult | CloseTrackResult | None) -> dict[str, str | None]:
+    """The top-level `errorCode`/`errorDescription` of an answer where every item failed."""
+    if first is None:
+        return {}
+    return {"errorCode": first.errorCode, "errorDescription": first.errorDescription}
+
+
 @router.post(
     "/new",
     response_model=CreateResponse,
@@ -49,11 +58,7 @@ async def create_adapters(
     to its endpoint or failed; items succeed or fail independently."""
     results = list(await asyncio.gather(*(service.create(app_id, item) for item in body.tracks)))
     response.status_code, first = batch_status(results)
-    if first is None:
-        return CreateResponse(tracks=results)
-    return CreateResponse(
-        tracks=results, errorCode=first.errorCode, errorDescription=first.errorDescription
-    )
+    return CreateResponse(tracks=results, **_first_error(first))
 
 
 @router.post(
@@ -70,11 +75,7 @@ async def close_adapters(
     succeeds; an id never created is `adapter_not_found`."""
     results = list(await asyncio.gather(*(service.close(app_id, t.adapterId) for t in body.tracks)))
     response.status_code, first = batch_status(results)
-    if first is None:
-        return CloseResponse(tracks=results)
-    return CloseResponse(
-        tracks=results, errorCode=first.errorCode, errorDescription=first.errorDescription
-    )
+    return CloseResponse(tracks=results, **_first_error(first))
 
 
 @router.get(
