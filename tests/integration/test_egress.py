@@ -216,3 +216,24 @@ async def test_misbehaving_endpoints_do_not_disturb_others(stack: Stack) -> None
     assert [p.sequenceNumber for p in got] == list(range(len(got)))
     assert len(got) >= 135
     assert [s["state"] for s in states] == ["active", "active", "active"]
+
+
+async def test_close_via_api_sends_1000_quickly(stack: Stack) -> None:
+    sessions, session_id, _ = await publish_tone(stack)
+    async with endpoint() as ep, stack.client() as client:
+        (item,) = await create(stack, [egress_item(ep.url, session_id)])
+        (conn,) = await ep.wait_connections(1)
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        resp = await client.post(
+            "/adapters/websocket/close", json={"tracks": [{"adapterId": item["adapterId"]}]}
+        )
+        await asyncio.wait_for(conn.closed.wait(), 1.0)
+        elapsed = time.monotonic() - started
+        await sessions.close()
+    assert conn.close_code == 1000
+    assert elapsed < 1.0
+    body = resp.json()["tracks"][0]
+    assert body["status"] == "closed"
+    # Every byte sent was received: the final counters are written at close.
+    assert body["bytesProcessed"] == sum(len(m) for m in conn.messages if isinstance(m, bytes))

@@ -87,17 +87,20 @@ class EgressPipeline(Pipeline):
     async def run(self, ws: ClientConnection) -> CloseReason:
         track_ended = asyncio.create_task(self._track_ended(), name="track-ended")
         media = [asyncio.create_task(c) for c in self._media_tasks()]
-        current: ClientConnection | None = ws
+        self._current: ClientConnection | None = ws
         try:
-            while current is not None:
-                outcome = await self._serve(current, track_ended)
+            while self._current is not None:
+                outcome = await self._serve(self._current, track_ended)
                 if outcome is not None:
                     return outcome
-                current = await self._reconnect(track_ended)
+                self._current = await self._reconnect(track_ended)
             return (
                 CloseReason.TRACK_ENDED if track_ended.done() else CloseReason.ENDPOINT_UNAVAILABLE
             )
         finally:
+            if self._current is not None:
+                # Closed via the API or shut down: the endpoint hears 1000.
+                await close_ws(self._current)
             for task in (track_ended, *media):
                 task.cancel()
             await asyncio.gather(track_ended, *media, return_exceptions=True)
