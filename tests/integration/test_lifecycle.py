@@ -5,13 +5,24 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 from rq import Queue
 
-from tests.integration.helpers import Stack, endpoint, ingest_item, silent_tcp_server
+from tests.conftest import free_port
+from tests.integration.helpers import (
+    BIN,
+    Stack,
+    endpoint,
+    ingest_item,
+    silent_tcp_server,
+    wait_until,
+)
 from worker.protocol.packet import encode
 
 pytestmark = pytest.mark.integration
@@ -252,3 +263,53 @@ async def test_sigterm_drains_running_adapters(stack: Stack) -> None:
         for adapter_id in ids:
             view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
             assert (view["state"], view["closeReason"]) == ("closed", "shutdown")
+
+
+@pytest.fixture
+def second_api(stack: Stack) -> Iterator[Stack]:
+    """Another API replica on the same Redis, workers and SFU."""
+    port = free_port()
+    replica = subprocess.Popen(
+        [str(BIN / "sluice"), "api", "--port", str(port)],
+        env=stack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    other = Stack(
+        f"http://127.0.0.1:{port}",
+        stack.env,
+        replica,
+        stack.worker,
+        stack.sfu,
+        stack.redis_url,
+        stack.sfu_url,
+    )
+    try:
+        wait_until(lambda: _healthy(other.base_url), 20, "the second API replica")
+        yield other
+    finally:
+        replica.terminate()
+        replica.wait(timeout=10)
+
+
+async def test_concurrent_closes_from_two_replicas(stack: Stack, second_api: Stack) -> None:
+    async with endpoint() as ep, stack.client() as one, second_api.client() as two:
+        resp = await one.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        (conn,) = await ep.wait_connections(1)
+        body = {"tracks": [{"adapterId": adapter_id}]}
+        answers = await asyncio.gather(
+            *(client.post("/adapters/websocket/close", json=body) for client in (one, two) * 2)
+        )
+        assert [a.status_code for a in answers] == [200] * 4
+        assert {a.json()["tracks"][0]["status"] for a in answers} == {"closed"}
+        await asyncio.wait_for(conn.closed.wait(), 1.0)
+        assert conn.close_code == 1000
+        assert len(ep.connections) == 1
+
+
+def _healthy(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
