@@ -121,6 +121,9 @@ class Counters(BaseModel):
     skipped: int = 0
     underruns: int = 0
     maxBufferMs: int = Field(0, description="Ingest: the deepest the playout buffer got.")
+    maxLoopLagMs: int = Field(
+        0, description="The pipeline's worst event-loop lag: how late its timers ran."
+    )
 
 
 class AdapterView(BaseModel):

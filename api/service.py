@@ -216,8 +216,14 @@ class AdapterService:
             closedAt=record.closed_at,
             closeReason=record.close_reason,
             counters=Counters(
-                **{k: v for k, v in record.counters.items() if k != "max_buffer_ms"},
+                packets=record.counters["packets"],
+                bytes=record.counters["bytes"],
+                dropped=record.counters["dropped"],
+                reconnects=record.counters["reconnects"],
+                skipped=record.counters["skipped"],
+                underruns=record.counters["underruns"],
                 maxBufferMs=record.counters["max_buffer_ms"],
+                maxLoopLagMs=record.counters["max_loop_lag_ms"],
             ),
         )
 

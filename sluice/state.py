@@ -39,6 +39,7 @@ COUNTER_NAMES = (
     "skipped",
     "underruns",
     "max_buffer_ms",
+    "max_loop_lag_ms",
 )
 
 

@@ -33,6 +33,24 @@ REDIS_RETRY_S = 0.5
 CLEANUP_TIMEOUT_S = 1.0
 
 
+LOOP_LAG_PROBE_S = 0.1
+
+
+async def _watch_loop_lag(counters: dict[str, int]) -> None:
+    """Records the worst event-loop lag seen: how late a 100 ms sleep wakes up.
+
+    Anything that blocks the loop (a slow decode, a blocking call) delays every frame of
+    the adapter by as much; this makes it visible in the adapter's counters.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        await asyncio.sleep(LOOP_LAG_PROBE_S)
+        lag_ms = round((loop.time() - started - LOOP_LAG_PROBE_S) * 1000)
+        if lag_ms > counters["max_loop_lag_ms"]:
+            counters["max_loop_lag_ms"] = lag_ms
+
+
 class StopRequest:
     """The first reason anyone gave for stopping this adapter."""
 
@@ -94,6 +112,7 @@ class AdapterRunner:
         background = [
             asyncio.create_task(self._heartbeat(ctx.counters), name="heartbeat"),
             asyncio.create_task(self._listen_for_close(), name="control"),
+            asyncio.create_task(_watch_loop_lag(ctx.counters), name="loop-lag"),
         ]
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set, CloseReason.SHUTDOWN)
@@ -106,7 +125,8 @@ class AdapterRunner:
             self.log.exception("adapter_crashed")
             reason = CloseReason.INTERNAL_ERROR
         finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+            # The SIGTERM handler stays until the process exits: a drain that arrives
+            # during this cleanup must not kill the process before the record is final.
             try:
                 await asyncio.wait_for(pipeline.aclose(), CLEANUP_TIMEOUT_S)
             except Exception:
