@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.protocol.h265 import (
+from sluice.rtp.h265 import (
     MIN_MTU,
     NAL_AP,
     NAL_FU,
