@@ -97,6 +97,7 @@ async def test_ingest_counts_packets_and_skips_text(stack: Stack) -> None:
             for _ in range(3):
                 await ws.send(b"\x2a\x03abc")  # Packet{payload: "abc"}
             await ws.send("not a packet")
+            await ws.send(b"\xff\xff\xff")  # not a protobuf Packet either
 
         ep.on_connect = push
         resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
@@ -107,7 +108,7 @@ async def test_ingest_counts_packets_and_skips_text(stack: Stack) -> None:
         view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
         assert view["counters"]["packets"] == 3
         assert view["counters"]["bytes"] == 15
-        assert view["counters"]["skipped"] == 1
+        assert view["counters"]["skipped"] == 2
 
 
 async def test_oversized_ingest_message_closes_1009(stack: Stack) -> None:
