@@ -13,6 +13,10 @@ Send side: `RTCRtpSender` calls `encoder.pack(packet)` instead of encoding when 
 track's `recv()` returns an `av.Packet` — that is `PacketTrack`. A subscriber's PLI/FIR
 ends in the sender's private `_send_keyframe()`, which `on_keyframe_request` replaces.
 `restrict_codecs` narrows a transceiver's negotiated codecs to the forwarded one.
+
+Codecs: aiortc knows Opus, G722, PCMU, PCMA, VP8 and H264 only. `register_codecs`, run
+when this module is imported, teaches every peer connection of the process VP9 and H265
+(`sfu.passthrough`): forwarded as they came, never encoded or decoded by the SFU.
 """
 
 from __future__ import annotations
@@ -25,15 +29,21 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import aiortc.codecs
+import aiortc.rtcpeerconnection
+import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
 import av
 import structlog
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.codecs import get_decoder, is_rtx
+from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 from av.packet import Packet
 
-from sfu.frames import FrameAssembler, is_keyframe, starts_frame
+from sfu import passthrough
+from sfu.frames import FrameAssembler, PayloadFrameAssembler, is_keyframe, starts_frame
 
 log = structlog.get_logger("sluice.sfu")
 
@@ -80,6 +90,7 @@ class _Tap:
             single_packet_frames=not self._video, hold_frames=hold_frames
         )
         self._codecs: dict[int, Codec] = {}
+        self._by_payload: dict[str, PayloadFrameAssembler] = {}  # codec name → assembler
         self._keyframe_wanted = False
         self.capacity = 512  # JitterBuffer's attribute, in case anything reads it
 
@@ -88,30 +99,43 @@ class _Tap:
 
     def add(self, packet: Any) -> tuple[bool, None]:
         codec = self._codecs.get(packet.payload_type) or self._learn(packet.payload_type)
-        assembler = self._assembler
-        starts = not assembler.synced and starts_frame(codec.name, packet.payload)
-        frames = assembler.add(
-            packet.sequence_number, packet.timestamp, bool(packet.marker), packet._data, starts
-        )
+        seq, ts, marker = packet.sequence_number, packet.timestamp, bool(packet.marker)
         now = time.monotonic()
-        for frame in frames:
-            keyframe = is_keyframe(codec.name, frame.data) if self._video else True
-            try:
-                self._sink(EncodedFrame(frame.data, frame.timestamp, codec, keyframe, now))
-            except Exception:
-                # This runs inside aiortc's transport loop: an escaping error would stop
-                # every stream of the connection, not just this consumer.
-                log.exception("frame_sink_failed", codec=codec.name)
-        pli = self._video and (self._keyframe_wanted or self._assembler.lost)
+        by_payload = self._by_payload.get(codec.name)
+        if by_payload is not None:
+            # VP9 and H265 frame edges and keyframes are in the raw payload, not `_data`.
+            for done in by_payload.add(seq, ts, marker, packet.payload):
+                self._deliver(codec, done.data, done.timestamp, done.keyframe, now)
+            lost = by_payload.keyframe_due(now)
+        else:
+            assembler = self._assembler
+            starts = not assembler.synced and starts_frame(codec.name, packet.payload)
+            for frame in assembler.add(seq, ts, marker, packet._data, starts):
+                keyframe = is_keyframe(codec.name, frame.data) if self._video else True
+                self._deliver(codec, frame.data, frame.timestamp, keyframe, now)
+            lost, assembler.lost = assembler.lost, False
+        pli = self._video and (self._keyframe_wanted or lost)
         if pli:
             self._keyframe_wanted = False
-            self._assembler.lost = False
         return pli, None
+
+    def _deliver(self, codec: Codec, data: bytes, ts: int, keyframe: bool, now: float) -> None:
+        try:
+            self._sink(EncodedFrame(data, ts, codec, keyframe, now))
+        except Exception:
+            # This runs inside aiortc's transport loop: an escaping error would stop
+            # every stream of the connection, not just this consumer.
+            log.exception("frame_sink_failed", codec=codec.name)
 
     def _learn(self, payload_type: int) -> Codec:
         params = getattr(self._receiver, _CODECS_ATTR)[payload_type]
         codec = Codec(params.name, params.mimeType, params.clockRate, payload_type)
         self._codecs[payload_type] = codec
+        spec = passthrough.find(codec.name)
+        if self._video and spec is not None and codec.name not in self._by_payload:
+            self._by_payload[codec.name] = PayloadFrameAssembler(
+                spec.new_assembler(), spec.payload_error
+            )
         return codec
 
 
@@ -144,6 +168,8 @@ def tap_receiver(
         sink: called in the event loop with each complete frame, in order.
         hold_frames: newer frames allowed to wait behind a missing packet (0: never
             wait); defaults to 0 for audio and `DEFAULT_VIDEO_HOLD_FRAMES` for video.
+            VP9 and H265 never wait: a frame leaves when complete, and after a loss
+            nothing does until a keyframe, which is asked for (`sfu.frames`).
 
     Raises:
         SeamBroken: the receiver has no jitter buffer where this aiortc version kept it.
@@ -254,10 +280,10 @@ def make_packet(data: bytes, pts: int, clock_rate: int) -> Packet[Any]:
 
 
 class FrameDecoder:
-    """Decodes tapped frames with aiortc's own decoders (for low-latency consumers)."""
+    """Decodes tapped frames with aiortc's decoders, or PyAV's for VP9 and H265."""
 
     def __init__(self, codec: Codec) -> None:
-        self._decoder = get_decoder(_params(codec))
+        self._decoder = aiortc.codecs.get_decoder(_params(codec))
 
     def decode(self, frame: EncodedFrame, pts: int) -> list[av.frame.Frame]:
         decoded: list[av.frame.Frame] = self._decoder.decode(JitterFrame(frame.data, pts))
@@ -265,8 +291,121 @@ class FrameDecoder:
 
 
 def _params(codec: Codec) -> Any:
-    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-
     return RTCRtpCodecParameters(
         mimeType=codec.mime_type, clockRate=codec.clock_rate, payloadType=codec.payload_type
     )
+
+
+# --- codecs aiortc lacks ---------------------------------------------------------------
+
+_VIDEO_FEEDBACK = (("nack", None), ("nack", "pli"), ("goog-remb", None))  # as aiortc's VP8
+_registered = False
+
+
+def register_codecs() -> None:
+    """Teaches aiortc VP9 and H265 (`sfu.passthrough`), for the whole process; idempotent.
+
+    aiortc reads its codec tables through module globals, looked up at call time:
+    `aiortc.codecs.CODECS` (offers, answers, capabilities, `setCodecPreferences`), and
+    the functions `rtcrtpsender.get_encoder`, `rtcrtpreceiver.get_decoder`,
+    `rtcrtpreceiver.depayload` and `rtcpeerconnection.is_codec_compatible` (which tells
+    formats apart only for H264). Each is extended here for the new codecs and left as
+    it was for the others; VP8 and H264 stay first, so default offers do not change.
+
+    Raises:
+        SeamBroken: one of those globals is missing (an aiortc upgrade moved it).
+    """
+    global _registered
+    if _registered:
+        return
+    targets = [
+        (aiortc.rtcrtpsender, "get_encoder"),
+        (aiortc.rtcrtpreceiver, "get_decoder"),
+        (aiortc.rtcrtpreceiver, "depayload"),
+        (aiortc.rtcpeerconnection, "is_codec_compatible"),
+        (aiortc.codecs, "get_encoder"),
+        (aiortc.codecs, "get_decoder"),
+        (aiortc.codecs, "depayload"),
+    ]
+    for module, name in targets:
+        if not callable(getattr(module, name, None)):
+            raise SeamBroken(f"aiortc has no {module.__name__}.{name}")
+    tables = getattr(aiortc.codecs, "CODECS", None)
+    if not isinstance(tables, dict) or not isinstance(tables.get("video"), list):
+        raise SeamBroken("aiortc.codecs.CODECS is no longer a dict of codec lists")
+    video: list[RTCRtpCodecParameters] = tables["video"]
+    payload_type = 1 + max(c.payloadType for codecs in tables.values() for c in codecs)
+    for spec in passthrough.PASSTHROUGH_CODECS:
+        video += [
+            RTCRtpCodecParameters(
+                mimeType=spec.mime_type,
+                clockRate=passthrough.VIDEO_CLOCK,
+                payloadType=payload_type,
+                rtcpFeedback=[RTCRtcpFeedback(type=t, parameter=p) for t, p in _VIDEO_FEEDBACK],
+                parameters=dict(spec.parameters),
+            ),
+            RTCRtpCodecParameters(
+                mimeType="video/rtx",
+                clockRate=passthrough.VIDEO_CLOCK,
+                payloadType=payload_type + 1,
+                parameters={"apt": payload_type},
+            ),
+        ]
+        payload_type += 2
+    for module, name in targets:
+        setattr(module, name, _EXTENSIONS[name](getattr(module, name)))
+    _registered = True
+
+
+def _extend_get_encoder(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def get_encoder(codec: Any) -> Any:
+        spec = passthrough.find(codec.name)
+        return original(codec) if spec is None else spec.new_encoder()
+
+    return get_encoder
+
+
+def _extend_get_decoder(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def get_decoder(codec: Any) -> Any:
+        spec = passthrough.find(codec.name)
+        return original(codec) if spec is None else passthrough.PyAvDecoder(spec.ffmpeg_decoder)
+
+    return get_decoder
+
+
+def _extend_depayload(original: Callable[[Any, bytes], bytes]) -> Callable[[Any, bytes], bytes]:
+    def depayload(codec: Any, payload: bytes) -> bytes:
+        spec = passthrough.find(codec.name)
+        if spec is None:
+            return original(codec, payload)
+        try:
+            return spec.depayload(payload)
+        except spec.payload_error as exc:
+            # The receiver skips a packet on ValueError; anything else would escape
+            # into aiortc's transport loop.
+            raise ValueError(str(exc)) from exc
+
+    return depayload
+
+
+def _extend_is_codec_compatible(original: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    def is_codec_compatible(a: Any, b: Any) -> bool:
+        if not original(a, b):
+            return False
+        # A browser offers VP9 profiles 0 and 2 (H265 profiles 1 and 2) under one name.
+        spec = passthrough.find(a.name)
+        return spec is None or spec.same_format(a.parameters, b.parameters)
+
+    return is_codec_compatible
+
+
+_EXTENSIONS: dict[str, Callable[[Any], Any]] = {
+    "get_encoder": _extend_get_encoder,
+    "get_decoder": _extend_get_decoder,
+    "depayload": _extend_depayload,
+    "is_codec_compatible": _extend_is_codec_compatible,
+}
+
+# aiortc's tables are per process and every peer connection must agree on them: the SFU,
+# `sfu.client` and tests all import this module before they make one.
+register_codecs()

@@ -9,7 +9,11 @@ its last packet is in, and wait only when a packet is actually missing — for a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Protocol
+
+from sluice.rtp import h265, vp9
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
@@ -17,6 +21,7 @@ H264_NAL_IDR = 5
 H264_NAL_SPS = 7
 H264_NAL_AUD = 9
 H264_STAP_A = 24
+KEYFRAME_RETRY_S = 0.5  # a lost PLI (or a keyframe lost too) is asked for again this often
 
 
 def seq_distance(a: int, b: int) -> int:
@@ -190,6 +195,17 @@ def is_keyframe(codec_name: str, data: bytes) -> bool:
         return len(data) > 0 and data[0] & 0x01 == 0
     if name == "H264":
         return any(t in (H264_NAL_IDR, H264_NAL_SPS) for t in h264_nal_types(data))
+    if name == "VP9":
+        try:
+            return vp9.parse_frame_header(data).keyframe
+        except vp9.Vp9PayloadError:
+            return False
+    if name == "H265":
+        try:
+            units = h265.split_annex_b(data)
+        except ValueError:
+            return False
+        return any(h265.nal_type(unit) in h265.IRAP_TYPES for unit in units)
     return True  # audio frames stand alone
 
 
@@ -221,3 +237,80 @@ def starts_frame(codec_name: str, payload: bytes) -> bool:
             nal = payload[3] & 0x1F
         return nal in (H264_NAL_SPS, H264_NAL_AUD)
     return True
+
+
+class Assembled(Protocol):
+    """A whole frame from a `sluice.rtp` assembler (`Vp9Frame`, `H265AccessUnit`)."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def keyframe(self) -> bool: ...
+
+
+class PayloadAssembler(Protocol):
+    """A `sluice.rtp` frame assembler: raw RTP payloads in, whole frames out."""
+
+    @property
+    def frames_dropped(self) -> int: ...
+    @property
+    def needs_keyframe(self) -> bool: ...
+    def feed(
+        self, payload: bytes, *, sequence_number: int, timestamp: int, marker: bool
+    ) -> Assembled | None: ...
+
+
+class PayloadFrameAssembler:
+    """Drives a payload-level assembler (VP9, H265) and decides when to ask for a keyframe.
+
+    These codecs need their RTP payloads parsed to find frame edges and keyframes, which
+    `FrameAssembler` never does. Their assemblers release a frame the moment it is
+    complete and, after a loss, only a keyframe; so a lost frame asks for one at once,
+    and again every `retry_s` while none has come (the PLI or the keyframe may be lost).
+
+    Args:
+        assembler: a fresh `sluice.rtp` assembler.
+        payload_error: what it raises for a malformed payload (the packet is skipped).
+        retry_s: seconds between keyframe requests while one is awaited.
+    """
+
+    def __init__(
+        self,
+        assembler: PayloadAssembler,
+        payload_error: type[Exception],
+        retry_s: float = KEYFRAME_RETRY_S,
+    ) -> None:
+        self._assembler = assembler
+        self._error = payload_error
+        self._retry_s = retry_s
+        self._dropped = 0
+        self._asked_at: float | None = None  # a keyframe has been asked for, none came yet
+        self.malformed = 0
+
+    def add(self, seq: int, timestamp: int, marker: bool, payload: bytes) -> list[Assembled]:
+        """Feeds one packet's raw RTP payload; returns the frame it completed, if any."""
+        try:
+            frame = self._assembler.feed(
+                payload, sequence_number=seq, timestamp=timestamp, marker=marker
+            )
+        except self._error:
+            self.malformed += 1  # its frame cannot complete: counted as lost later
+            return []
+        return [] if frame is None else [frame]
+
+    def keyframe_due(self, now: float) -> bool:
+        """Whether to ask the publisher for a keyframe now (call after each `add`)."""
+        assembler = self._assembler
+        lost = assembler.frames_dropped > self._dropped
+        self._dropped = assembler.frames_dropped
+        if not assembler.needs_keyframe:
+            self._asked_at = None
+            return False
+        waiting = lost or self._asked_at is not None
+        last = -math.inf if self._asked_at is None else self._asked_at
+        if waiting and now - last >= self._retry_s:
+            self._asked_at = now
+            return True
+        return False

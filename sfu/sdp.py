@@ -12,7 +12,8 @@ from sluice.errors import InvalidParams
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 MEDIA_KINDS = ("audio", "video")
-SUPPORTED_CODECS = {"opus", "pcmu", "pcma", "g722", "vp8", "h264"}  # what aiortc carries
+# What the SFU carries: aiortc's own codecs, and those `sfu.aiortc_seam` registers.
+SUPPORTED_CODECS = {"opus", "pcmu", "pcma", "g722", "vp8", "h264", "vp9", "h265"}
 
 
 @dataclass(slots=True)

@@ -11,10 +11,11 @@ import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from sfu.aiortc_seam import (
@@ -24,10 +25,13 @@ from sfu.aiortc_seam import (
     ReceiverTap,
     make_packet,
     on_keyframe_request,
+    register_codecs,
     restrict_codecs,
     tap_receiver,
 )
 from sfu.frames import TimestampUnwrapper
+from sfu.passthrough import PassthroughEncoder, PyAvDecoder
+from tests.sfu.encoded_video import decode_all, encode_colour, prefer
 from tests.sfu.media import (
     SAMPLES,
     ColourTrack,
@@ -60,10 +64,14 @@ async def pcs() -> AsyncIterator[list[RTCPeerConnection]]:
     await asyncio.gather(*(pc.close() for pc in made))
 
 
-async def build_relay(pcs: list[RTCPeerConnection], source: object, kind: str) -> Relay:
+async def build_relay(
+    pcs: list[RTCPeerConnection], source: object, kind: str, codec: str | None = None
+) -> Relay:
     relay = Relay(new_pc(), new_pc(), new_pc(), new_pc())
     pcs += [relay.publisher, relay.relay_in, relay.relay_out, relay.subscriber]
-    relay.publisher.addTransceiver(source, direction="sendonly")
+    sending = relay.publisher.addTransceiver(source, direction="sendonly")
+    if codec is not None:
+        prefer(sending, codec)
     outbound = PacketTrack(kind)
     relay.outbound = outbound
     unwrap = TimestampUnwrapper()
@@ -81,7 +89,9 @@ async def build_relay(pcs: list[RTCPeerConnection], source: object, kind: str) -
     await relay.relay_in.setLocalDescription(await relay.relay_in.createAnswer())
     await relay.publisher.setRemoteDescription(relay.relay_in.localDescription)
 
-    relay.relay_out.addTransceiver(outbound, direction="sendonly")
+    forwarding = relay.relay_out.addTransceiver(outbound, direction="sendonly")
+    if codec is not None:
+        restrict_codecs(forwarding, codec)  # a forwarder sends the codec it receives
     await negotiate(relay.relay_out, relay.subscriber)
     return relay
 
@@ -203,3 +213,110 @@ async def test_restrict_codecs_narrows_an_answer_and_an_offer(
     await offerer.setLocalDescription(await offerer.createOffer())
     assert "PCMU" not in offerer.localDescription.sdp
     assert "opus/48000" in offerer.localDescription.sdp
+
+
+# --- VP9 and H265, which `register_codecs` adds -----------------------------------------
+
+
+def test_registered_codecs_come_after_aiortc_own_and_only_once() -> None:
+    register_codecs()  # already done at import: a second call changes nothing
+    video = aiortc.codecs.CODECS["video"]
+    names = [c.mimeType for c in video if not aiortc.codecs.is_rtx(c)]
+    assert names == ["video/VP8", "video/H264", "video/H264", "video/VP9", "video/H265"]
+    by_type = {c.payloadType: c for c in video}
+    assert len(by_type) == len(video), "payload types are unique"
+    for codec in video:
+        if aiortc.codecs.is_rtx(codec):
+            assert by_type[codec.parameters["apt"]].clockRate == codec.clockRate == 90_000
+    vp9, h265 = (c for c in video if c.mimeType in ("video/VP9", "video/H265"))
+    assert vp9.parameters == {"profile-id": "0"} and vp9.clockRate == 90_000
+    assert h265.parameters["profile-id"] == "1" and h265.clockRate == 90_000
+    assert {"nack", "pli"} <= {f.parameter or f.type for f in vp9.rtcpFeedback}
+
+
+def test_aiortc_looks_the_codec_functions_up_where_they_are_extended() -> None:
+    """Each function is read from its module's globals at call time; pins both halves."""
+    import inspect
+
+    calls = {
+        aiortc.rtcrtpsender.RTCRtpSender._next_encoded_frame: "get_encoder(codec)",
+        aiortc.rtcrtpreceiver.decoder_worker: "get_decoder(codec)",
+        aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet: "depayload(codec,",
+        aiortc.rtcpeerconnection.find_common_codecs: "is_codec_compatible(",
+    }
+    for function, call in calls.items():
+        assert call in inspect.getsource(function), (function, call)
+    # A malformed payload must surface as the ValueError the receiver skips packets on.
+    assert "except ValueError" in inspect.getsource(
+        aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet
+    )
+    vp9, h265 = (
+        c for c in aiortc.codecs.CODECS["video"] if c.mimeType in ("video/VP9", "video/H265")
+    )
+    for codec in (vp9, h265):
+        assert isinstance(aiortc.rtcrtpsender.get_encoder(codec), PassthroughEncoder)
+        assert isinstance(aiortc.rtcrtpreceiver.get_decoder(codec), PyAvDecoder)
+        with pytest.raises(ValueError):
+            aiortc.rtcrtpreceiver.depayload(codec, b"\x80")  # truncated
+    vp8 = aiortc.codecs.CODECS["video"][0]
+    assert type(aiortc.rtcrtpsender.get_encoder(vp8)).__name__ == "Vp8Encoder"
+    assert aiortc.rtcrtpreceiver.depayload(vp8, b"\x10\x02") == b"\x02"
+
+
+async def test_only_the_vp9_profile_offered_is_accepted(pcs: list[RTCPeerConnection]) -> None:
+    offerer, answerer = new_pc(), new_pc()
+    pcs += [offerer, answerer]
+    prefer(offerer.addTransceiver("video", direction="recvonly"), "VP9")
+    await offerer.setLocalDescription(await offerer.createOffer())
+    # A browser lists VP9 profile 2 (10-bit) too, under the same name.
+    lines = offerer.localDescription.sdp.replace("\r\n", "\n").split("\n")
+    munged: list[str] = []
+    for line in lines:
+        if line.startswith("m=video"):
+            head, formats = line.split(" UDP/TLS/RTP/SAVPF ")
+            line = f"{head} UDP/TLS/RTP/SAVPF 110 {formats}"
+        munged.append(line)
+        if line.startswith("a=mid:"):
+            munged += ["a=rtpmap:110 VP9/90000", "a=fmtp:110 profile-id=2"]
+
+    await answerer.setRemoteDescription(RTCSessionDescription("\r\n".join(munged), "offer"))
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    answer = answerer.localDescription.sdp
+    assert "a=rtpmap:110" not in answer
+    assert "VP9/90000" in answer and "profile-id=0" in answer
+
+
+@pytest.mark.parametrize("codec", ["VP9", "H265"])
+async def test_vp9_and_h265_relay_byte_for_byte_and_never_decode(
+    pcs: list[RTCPeerConnection], codec: str
+) -> None:
+    published = encode_colour(codec, (200, 60, 160), 30, gop=10)
+    decoders_made: list[object] = []
+    original = aiortc.rtcrtpreceiver.get_decoder
+
+    def counting(params: object) -> object:
+        decoders_made.append(params)
+        return original(params)
+
+    aiortc.rtcrtpreceiver.get_decoder = counting
+    try:
+        source = PacketLoopTrack("video", published, 3000, 90_000)
+        relay = await build_relay(pcs, source, "video", codec)
+        received: list[EncodedFrame] = []
+        tap_receiver(relay.subscriber.getTransceivers()[0].receiver, "video", received.append)
+        await wait_for(lambda: len(received) >= 30, within=15)
+    finally:
+        aiortc.rtcrtpreceiver.get_decoder = original
+
+    assert not decoders_made, "a tapped receiver must never decode"
+    assert {f.codec.name for f in relay.relayed + received} == {codec}
+    for frames in (relay.relayed, received):
+        indices = [published.index(f.data) for f in frames]  # byte-identical
+        assert all((b - a) % len(published) == 1 for a, b in itertools.pairwise(indices))
+        assert [f.keyframe for f in frames] == [i % 10 == 0 for i in indices]
+    assert received[0].keyframe
+    assert len(decode_all(codec, [f.data for f in received])) == len(received)
+    decoder = FrameDecoder(received[0].codec)  # what `sfu.client` users decode with
+    pictures = [p for i, f in enumerate(received) for p in decoder.decode(f, i * 3000)]
+    assert len(pictures) == len(received)
+    assert (pictures[-1].width, pictures[-1].height) == (320, 240)

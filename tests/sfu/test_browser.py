@@ -9,12 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiortc import RTCSessionDescription
 
+from sfu.aiortc_seam import EncodedFrame, on_keyframe_request
 from sfu.client import SessionsClient
 from sfu.ice import rtc_configuration
 from tests.sfu import browser
 from tests.sfu.conftest import LOOPBACK, Server
+from tests.sfu.encoded_video import EncoderTrack, decode_all, prefer
 from tests.sfu.media import ColourTrack, ToneTrack, close_to, collect_audio
+from tests.sfu.peers import wait_for
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -103,3 +107,81 @@ async def test_browser_pulls_with_its_own_offer(
         })"""
     )
     assert audio_in > 48_000
+
+
+# Publishes the fake camera offering VP9 profile 0 only, with the demo page's `api()`.
+PUBLISH_VP9 = """(async () => {
+  const stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}});
+  const pc = newPeerConnection();
+  const t = pc.addTransceiver(stream.getVideoTracks()[0], {direction: "sendonly"});
+  const codecs = RTCRtpSender.getCapabilities("video").codecs;
+  t.setCodecPreferences(codecs.filter((c) => c.mimeType === "video/rtx" ||
+    (c.mimeType === "video/VP9" && (c.sdpFmtpLine || "").includes("profile-id=0"))));
+  const {sessionId} = await api("POST", "/new");
+  await pc.setLocalDescription(await pc.createOffer());
+  const result = await api("POST", `/${sessionId}/tracks/new`, {
+    sessionDescription: {type: "offer", sdp: pc.localDescription.sdp},
+    tracks: [{location: "local", mid: t.mid, trackName: "vp9-cam"}],
+  });
+  await pc.setRemoteDescription(result.sessionDescription);
+  window.vp9 = {pc, sessionId};
+  return sessionId;
+})()"""
+
+SENT_CODEC = """window.vp9.pc.getStats().then((stats) => {
+  for (const s of stats.values()) {
+    if (s.type === "outbound-rtp" && s.framesEncoded > 10) return stats.get(s.codecId).mimeType;
+  }
+  return null;
+})"""
+
+
+async def test_browser_publishes_vp9_and_aiortc_receives_it(
+    page: browser.Browser, client: SessionsClient
+) -> None:
+    session_id = await page.evaluate(PUBLISH_VP9)
+    assert await page.wait_for(SENT_CODEC) == "video/VP9"
+    got: list[EncodedFrame] = []
+    await client.pull(session_id, "vp9-cam", kind="video", on_frame=got.append)
+    await wait_for(lambda: len(got) >= 30, within=20)
+    assert {f.codec.name for f in got} == {"VP9"}
+    assert got[0].keyframe
+    pictures = decode_all("VP9", [f.data for f in got])
+    assert len(pictures) == len(got)
+    assert (pictures[-1].width, pictures[-1].height) == (640, 480)
+
+
+async def test_browser_decodes_vp9_packed_by_the_sfu(
+    page: browser.Browser, client: SessionsClient
+) -> None:
+    """aiortc packs VP9 (this project's packetizer) for libwebrtc's depacketizer."""
+    publisher = await client.new_peer()
+    track = EncoderTrack("VP9", (30, 90, 230))
+    transceiver = publisher.pc.addTransceiver(track, direction="sendonly")
+    prefer(transceiver, "VP9")
+    on_keyframe_request(transceiver.sender, track.request_keyframe)
+    await publisher.pc.setLocalDescription(await publisher.pc.createOffer())
+    answer = await client.call(
+        "POST",
+        f"/{publisher.session_id}/tracks/new",
+        {
+            "sessionDescription": {"type": "offer", "sdp": publisher.pc.localDescription.sdp},
+            "tracks": [{"location": "local", "mid": transceiver.mid, "trackName": "cam"}],
+        },
+    )
+    await publisher.pc.setRemoteDescription(RTCSessionDescription(**answer["sessionDescription"]))
+    await page.evaluate(
+        f"document.getElementById('pull-session').value = {json.dumps(publisher.session_id)};"
+        "document.getElementById('pull-track').value = 'cam';"
+        "document.getElementById('pull').click(); true"
+    )
+    decoded = await page.wait_for(
+        """window.sluiceDemo.pulls.length && window.sluiceDemo.pulls[0].pc.getStats().then((r) => {
+          for (const s of r.values()) {
+            if (s.type === "inbound-rtp" && s.framesDecoded > 30)
+              return {codec: r.get(s.codecId).mimeType, width: s.frameWidth};
+          }
+          return null;
+        })"""
+    )
+    assert decoded == {"codec": "video/VP9", "width": 320}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from sfu.frames import (
     FrameAssembler,
+    PayloadFrameAssembler,
     TimestampUnwrapper,
     h264_nal_types,
     is_keyframe,
     seq_distance,
     starts_frame,
 )
+from sluice.rtp import vp9
 
 
 def video(hold: int = 0) -> FrameAssembler:
@@ -98,3 +100,45 @@ def test_keyframe_and_frame_start_detection() -> None:
     assert starts_frame("VP8", b"\x90\x80") and not starts_frame("VP8", b"\x80\x80")
     assert starts_frame("H264", b"\x78\x00\x02\x67\x42")  # STAP-A opening with an SPS
     assert not starts_frame("H264", b"\x7c\x85")  # FU-A
+
+
+def test_vp9_and_h265_keyframe_detection() -> None:
+    # A VP9 keyframe header: frame marker, profile 0, KEY_FRAME, then the sync code.
+    key = bytes([0x82, 0x49, 0x83, 0x42, 0x00, 0x13, 0xF0, 0x0E, 0xF0])
+    assert is_keyframe("VP9", key) and not is_keyframe("VP9", b"\x86\x00")
+    assert not is_keyframe("vp9", b"")
+    idr = b"\x00\x00\x00\x01\x40\x01\x0c\x00\x00\x00\x01\x26\x01\xaf"  # VPS, IDR_W_RADL
+    assert is_keyframe("H265", idr)
+    assert not is_keyframe("H265", b"\x00\x00\x00\x01\x02\x01\xd0")  # TRAIL_R
+    assert not is_keyframe("H265", b"no start code")
+
+
+def vp9_payloads(keyframe: bool) -> list[bytes]:
+    header = b"\x82\x49\x83\x42\x00\x13\xf0\x0e\xf0" if keyframe else b"\x86\x00\x40"
+    return vp9.packetize(header + bytes(40), picture_id=1, mtu=30, keyframe=keyframe)
+
+
+def test_payload_assembler_asks_for_a_keyframe_after_a_loss_and_again_until_one() -> None:
+    a = PayloadFrameAssembler(vp9.Vp9FrameAssembler(), vp9.Vp9PayloadError, retry_s=0.5)
+    seq = 0
+
+    def send(keyframe: bool, ts: int, skip: int | None = None) -> list[bool]:
+        nonlocal seq
+        out = []
+        payloads = vp9_payloads(keyframe)
+        for i, payload in enumerate(payloads):
+            if i != skip:
+                out += [f.keyframe for f in a.add(seq, ts, i == len(payloads) - 1, payload)]
+            seq += 1
+        return out
+
+    assert send(True, 0) == [True] and not a.keyframe_due(0.0)
+    assert send(False, 3000) == [False] and not a.keyframe_due(0.03)
+    assert send(False, 6000, skip=1) == []  # lost a packet
+    assert send(False, 9000) == [] and a.keyframe_due(0.1)  # the loss shows: ask
+    assert send(False, 12000) == [] and not a.keyframe_due(0.2)  # asked just now
+    assert not a.keyframe_due(0.5)
+    assert a.keyframe_due(0.7)  # no keyframe yet: ask again
+    assert a.add(seq, 15000, True, b"\xff") == [] and a.malformed == 1  # skipped
+    seq += 1
+    assert send(True, 18000) == [True] and not a.keyframe_due(2.0)
