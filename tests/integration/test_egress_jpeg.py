@@ -15,12 +15,14 @@ import pytest
 from sluice.wire.packet_pb2 import Packet
 from tests.integration.helpers import APP, SECRET, Stack, egress_item, endpoint
 from tests.integration.video import (
+    COLOURS,
     ColourCycleTrack,
     colour_index,
     decode_jpeg,
     explained_by_one_phase,
 )
 from tests.sfu import browser
+from tests.sfu.encoded_video import encode_colour
 from tests.sfu.media import PacketLoopTrack
 
 pytestmark = pytest.mark.integration
@@ -203,3 +205,30 @@ async def test_1080p_decoding_keeps_the_loop_responsive(stack: Stack) -> None:
     )
     assert len(got) >= 3
     assert decode_jpeg(got[-1].payload).shape == (1080, 1920, 3)
+
+
+@pytest.mark.parametrize("codec", ["VP9", "H265"])
+async def test_colour_snapshots_from_vp9_and_h265(stack: Stack, codec: str) -> None:
+    """VP9 from libvpx-vp9, H.265 from libx265 (PyAV), sent through our packetizers."""
+    frames: list[bytes] = []
+    for rgb in COLOURS:  # one second of each colour, a keyframe at each change
+        frames += await asyncio.to_thread(encode_colour, codec, rgb, 30, 30)
+    sessions = stack.sessions()
+    track = PacketLoopTrack("video", frames, 3000, 90_000)
+    session_id, _ = await sessions.publish(track, "cam", codec=codec)
+    async with endpoint() as ep, stack.client() as client:
+        resp = await client.post(
+            "/adapters/websocket/new",
+            json={"tracks": [egress_item(ep.url, session_id, "cam", codec="jpeg")]},
+        )
+        assert resp.status_code == 200, resp.text
+        (conn,) = await ep.wait_connections(1)
+        await asyncio.sleep(6.0)
+        got = [Packet.FromString(m) for m in conn.messages if isinstance(m, bytes)]
+        await sessions.close()
+    print(f"{codec}: {len(got)} JPEGs in 6 s, {[len(p.payload) for p in got]} bytes")
+    assert 4 <= len(got) <= 8
+    images = [decode_jpeg(p.payload) for p in got]
+    assert all(image.shape == (240, 320, 3) for image in images)
+    times = [p.timestamp / 90_000 for p in got]
+    assert explained_by_one_phase(times, [colour_index(i) for i in images])
