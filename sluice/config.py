@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sluice.endpoint_policy import EndpointPolicy, parse_networks
+
 DEV_APP_ID = "demo"
 DEV_APP_SECRET = "demo"
 
@@ -77,6 +79,15 @@ class Settings(BaseSettings):
         86_400, gt=0, description="Closed adapters stay queryable this long."
     )
     max_body_bytes: int = Field(65_536, gt=0)
+    allow_private_endpoints: bool = Field(
+        False, description="Endpoints may be on loopback/private networks (dev mode sets it)."
+    )
+    endpoint_allow_networks: str = Field(
+        "", description="If set, endpoints must resolve into these CIDRs (comma-separated)."
+    )
+    endpoint_deny_networks: str = Field(
+        "", description="Endpoints resolving into these CIDRs are refused (comma-separated)."
+    )
 
     ingest_buffer_s: float = Field(
         60.0, gt=0, description="Ingest playout buffer; when full, the socket is not read."
@@ -115,6 +126,12 @@ class Settings(BaseSettings):
         parse_apps(value)
         return value
 
+    @field_validator("endpoint_allow_networks", "endpoint_deny_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
     @model_validator(mode="after")
     def _dev_defaults(self) -> Settings:
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
@@ -132,6 +149,14 @@ class Settings(BaseSettings):
         if self.dev:
             apps.setdefault(DEV_APP_ID, DEV_APP_SECRET)
         return apps
+
+    @property
+    def endpoint_policy(self) -> EndpointPolicy:
+        return EndpointPolicy(
+            allow_private=self.allow_private_endpoints or self.dev,
+            allow=parse_networks(self.endpoint_allow_networks),
+            deny=parse_networks(self.endpoint_deny_networks),
+        )
 
     @property
     def ice_server_urls(self) -> list[str]:

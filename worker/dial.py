@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
+from websockets.uri import parse_uri
 
+from sluice.endpoint_policy import EndpointNotAllowed, EndpointPolicy
 from sluice.errors import ErrorCode
 from sluice.state import redact_endpoint
 
@@ -31,25 +34,56 @@ class DialError(Exception):
         self.description = description
 
 
+async def _checked_address(host: str, port: int, policy: EndpointPolicy) -> str:
+    """Resolves `host` and returns the address to connect to, if the policy allows it."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise DialError(
+            ErrorCode.WEBSOCKET_HANDSHAKE_FAILED, f"{host} could not be resolved: {exc.strerror}"
+        ) from None
+    try:
+        return policy.choose([str(info[4][0]) for info in infos])
+    except EndpointNotAllowed as exc:
+        raise DialError(
+            ErrorCode.WEBSOCKET_ENDPOINT_NOT_ALLOWED, f"endpoint {host} is not allowed: {exc}"
+        ) from None
+
+
 async def dial(
-    endpoint: str, *, timeout_s: float, close_timeout_s: float, max_message_bytes: int | None
+    endpoint: str,
+    *,
+    timeout_s: float,
+    close_timeout_s: float,
+    max_message_bytes: int | None,
+    policy: EndpointPolicy,
 ) -> ClientConnection:
-    """Opens the WebSocket to `endpoint`.
+    """Opens the WebSocket to `endpoint`, if `policy` allows where its host resolves to.
 
     Args:
         endpoint: ws:// or wss:// URL.
+        policy: which resolved addresses may be dialled (checked on every call, so every
+            reconnect is judged again).
         timeout_s: the whole opening handshake (TCP, TLS, HTTP) must finish within this.
         close_timeout_s: how long a later close waits for the endpoint's close frame.
         max_message_bytes: larger incoming messages close the connection with 1009.
 
     Raises:
         DialError: `websocket_connection_timeout` when nothing answered in time,
-            `websocket_handshake_failed` for refusals, HTTP errors and redirects.
+            `websocket_handshake_failed` for refusals, HTTP errors and redirects,
+            `websocket_endpoint_not_allowed` when `policy` refuses the resolved address.
     """
     shown = redact_endpoint(endpoint)
     try:
+        uri = parse_uri(endpoint)
+        async with asyncio.timeout(timeout_s):
+            address = await _checked_address(uri.host, uri.port, policy)
         return await _connect_without_redirects(
             endpoint,
+            # The checked address, not a second lookup that could answer differently;
+            # TLS still verifies the certificate against the URL's host name.
+            host=address,
             open_timeout=timeout_s,
             close_timeout=close_timeout_s,
             max_size=max_message_bytes,

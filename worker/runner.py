@@ -166,6 +166,7 @@ class AdapterRunner:
             timeout_s=self.settings.connect_timeout_s,
             close_timeout_s=self.settings.ws_close_timeout_s,
             max_message_bytes=pipeline.max_message_bytes,
+            policy=self.settings.endpoint_policy,
         )
 
     async def _first(self, *aws: Awaitable[CloseReason]) -> CloseReason:

@@ -314,3 +314,14 @@ def _healthy(base_url: str) -> bool:
         return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.mark.workers(2, allow_private_endpoints=0)
+async def test_private_endpoint_refused_by_default(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client:
+        for url in (ep.url, ep.url.replace("127.0.0.1", "localhost")):
+            resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(url)]})
+            assert resp.status_code == 503, resp.text
+            assert resp.json()["errorCode"] == "websocket_endpoint_not_allowed"
+            assert "s3cret" not in resp.text
+        assert ep.attempts == []  # refused before any connection was made
