@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from typing import Any
 
 import structlog
@@ -22,8 +23,16 @@ from api.models import (
     IngestTrack,
 )
 from sfu.registry import lookup_track
+from sluice import keys
 from sluice.config import Settings
-from sluice.errors import AdapterNotFound, ErrorCode, SessionNotFound, TrackNotFound
+from sluice.errors import (
+    AdapterNotFound,
+    ErrorCode,
+    QuotaExceeded,
+    RateLimited,
+    SessionNotFound,
+    TrackNotFound,
+)
 from sluice.events import subscribe
 from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction, redact_endpoint
 from sluice.store import AdapterStore
@@ -79,7 +88,15 @@ class AdapterService:
             endpoint=item.endpoint,
         )
         async with subscribe(self.store.redis, adapter_id) as events:
-            await self.store.create(record, pickup_timeout_s=self.settings.pickup_timeout_s)
+            try:
+                await self.store.create(
+                    record,
+                    pickup_timeout_s=self.settings.pickup_timeout_s,
+                    max_live=self.settings.app_max_adapters,
+                )
+            except QuotaExceeded as exc:
+                bound.info("adapter_create_over_quota")
+                return _failed(item.trackName, exc.error_code, exc.description)
             await asyncio.to_thread(self._enqueue, adapter_id)
             bound.info(
                 "adapter_create_requested",
@@ -156,6 +173,23 @@ class AdapterService:
     def _drop_job(self, adapter_id: str) -> None:
         with contextlib.suppress(NoSuchJobError):
             Job.fetch(adapter_id, connection=self.queue.connection).delete(remove_from_queue=True)
+
+    async def check_create_rate(self, app_id: str) -> None:
+        """Counts one create request against the app's per-second limit.
+
+        Raises:
+            RateLimited: over `app_creates_per_s` in this wall-clock second.
+        """
+        limit = self.settings.app_creates_per_s
+        if limit <= 0:
+            return
+        key = keys.app_create_rate(app_id, int(time.time()))
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 2)
+            count, _ = await pipe.execute()
+        if int(count) > limit:
+            raise RateLimited(f"app {app_id!r} may create at most {limit} times a second")
 
     # --- close ------------------------------------------------------------------
 

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         86_400, gt=0, description="Closed adapters stay queryable this long."
     )
     max_body_bytes: int = Field(65_536, gt=0)
+    app_max_adapters: int = Field(
+        100, ge=0, description="Adapters one app may run at once (0: no limit)."
+    )
+    app_creates_per_s: int = Field(
+        20, ge=0, description="Create requests one app may make per second (0: no limit)."
+    )
     allow_private_endpoints: bool = Field(
         False, description="Endpoints may be on loopback/private networks (dev mode sets it)."
     )

@@ -19,6 +19,8 @@ class ErrorCode(StrEnum):
     WEBSOCKET_CONNECTION_TIMEOUT = "websocket_connection_timeout"
     WEBSOCKET_ENDPOINT_NOT_ALLOWED = "websocket_endpoint_not_allowed"
     NO_CAPACITY = "no_capacity"
+    TOO_MANY_ADAPTERS = "too_many_adapters"
+    RATE_LIMITED = "rate_limited"
     UNAUTHORIZED = "unauthorized"
     APP_NOT_FOUND = "not_found_app_error"
     NOT_FOUND = "not_found"
@@ -33,6 +35,7 @@ BATCH_STATUS: dict[str, int] = {
     ErrorCode.NOT_FOUND_TRACK: 404,
     ErrorCode.ADAPTER_NOT_FOUND: 503,
     ErrorCode.NO_CAPACITY: 503,
+    ErrorCode.TOO_MANY_ADAPTERS: 429,
     ErrorCode.WEBSOCKET_HANDSHAKE_FAILED: 503,
     ErrorCode.WEBSOCKET_CONNECTION_TIMEOUT: 503,
     ErrorCode.WEBSOCKET_ENDPOINT_NOT_ALLOWED: 503,
@@ -89,6 +92,18 @@ class TrackNotFound(SluiceError):
 
 class AdapterNotFound(SluiceError):
     error_code, status = ErrorCode.ADAPTER_NOT_FOUND, 404
+
+
+class QuotaExceeded(SluiceError):
+    """The app runs as many adapters as it may."""
+
+    error_code, status = ErrorCode.TOO_MANY_ADAPTERS, 429
+
+
+class RateLimited(SluiceError):
+    """The app sends create requests faster than it may."""
+
+    error_code, status = ErrorCode.RATE_LIMITED, 429
 
 
 class StateStoreUnavailable(SluiceError):

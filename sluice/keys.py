@@ -26,3 +26,13 @@ def adapter_control(adapter_id: str) -> str:
 def app_adapters(app_id: str) -> str:
     """zset: adapter ids of one app, scored by creation time (ms)."""
     return f"{PREFIX}:app:{app_id}:adapters"
+
+
+def app_live(app_id: str) -> str:
+    """set: ids of one app's adapters that are not closed (its concurrency quota)."""
+    return f"{PREFIX}:app:{app_id}:live"
+
+
+def app_create_rate(app_id: str, second: int) -> str:
+    """counter: create requests of one app within one wall-clock second."""
+    return f"{PREFIX}:app:{app_id}:creates:{second}"

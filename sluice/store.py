@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from sluice import keys
+from sluice.errors import QuotaExceeded
 from sluice.state import COUNTER_NAMES, AdapterRecord, AdapterState, CloseReason, utc_now_iso
 
 _NOW = """
@@ -25,15 +26,25 @@ end
 local function set_pairs(key, argv, from)
   for i = from, #argv, 2 do redis.call('HSET', key, argv[i], argv[i + 1]) end
 end
+-- An adapter stops counting against its app's limit once it is closed or gone.
+local function not_live(record_key, id)
+  local app = redis.call('HGET', record_key, 'app_id')
+  if app then redis.call('SREM', 'sluice:app:' .. app .. ':live', id) end
+  return app
+end
 """
 
-# KEYS: record, app index, pending. ARGV: id, pickup ms, field/value pairs...
+# KEYS: record, app index, pending, app live set. ARGV: id, pickup ms, max live (0: no
+# limit), field/value pairs... Returns 1 created, 0 id taken, -1 over the app's limit.
 CREATE_LUA = (
     _NOW
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('SCARD', KEYS[4]) >= limit then return -1 end
+redis.call('SADD', KEYS[4], ARGV[1])
 local now = now_ms()
-set_pairs(KEYS[1], ARGV, 3)
+set_pairs(KEYS[1], ARGV, 4)
 redis.call('HSET', KEYS[1], 'claim_deadline_ms', now + tonumber(ARGV[2]))
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
@@ -60,14 +71,18 @@ return 1
 
 # An unclaimed create is withdrawn (no worker took it in time). KEYS: record, app index,
 # pending. ARGV: id.
-ABANDON_LUA = """
+ABANDON_LUA = (
+    _NOW
+    + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'connecting' then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'worker') == 1 then return 0 end
+not_live(KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 """
+)
 
 # KEYS: record, events. ARGV: new state (active|reconnecting).
 SET_LIVE_STATE_LUA = """
@@ -82,8 +97,11 @@ return 1
 
 # A create that failed leaves nothing behind. KEYS: record, heartbeats, app index, events.
 # ARGV: id, errorCode, errorDescription.
-FAIL_LUA = """
+FAIL_LUA = (
+    _NOW
+    + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'connecting' then return 0 end
+not_live(KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -91,6 +109,7 @@ redis.call('PUBLISH', KEYS[4], cjson.encode(
   {event = 'failed', errorCode = ARGV[2], errorDescription = ARGV[3]}))
 return 1
 """
+)
 
 # KEYS: record, heartbeats, events. ARGV: id, reason, closed_at, retention s, counters...
 # Returns 1 when this call closed it, 0 when it was closed already, -1 when unknown.
@@ -100,6 +119,7 @@ CLOSE_LUA = (
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -1 end
 if state == 'closed' then return 0 end
+not_live(KEYS[1], ARGV[1])
 set_pairs(KEYS[1], ARGV, 5)
 redis.call('HSET', KEYS[1], 'state', 'closed', 'close_reason', ARGV[2], 'closed_at', ARGV[3])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
@@ -138,13 +158,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
   local events = key .. ':events'
   local state = redis.call('HGET', key, 'state')
   if state == 'connecting' then
-    local app = redis.call('HGET', key, 'app_id')
+    local app = not_live(key, id)
     redis.call('DEL', key)
     if app then redis.call('ZREM', 'sluice:app:' .. app .. ':adapters', id) end
     redis.call('PUBLISH', events, cjson.encode({event = 'failed', errorCode = 'no_capacity',
       errorDescription = 'the worker process running this adapter was lost while connecting'}))
     table.insert(lost, id)
   elseif state and state ~= 'closed' then
+    not_live(key, id)
     redis.call('HSET', key, 'state', 'closed', 'close_reason', 'worker_lost',
       'closed_at', ARGV[1])
     redis.call('EXPIRE', key, tonumber(ARGV[2]))
@@ -158,7 +179,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', stale, 'LIMIT',
   local key = 'sluice:adapter:' .. id
   if redis.call('HGET', key, 'state') == 'connecting'
       and redis.call('HEXISTS', key, 'worker') == 0 then
-    local app = redis.call('HGET', key, 'app_id')
+    local app = not_live(key, id)
     redis.call('DEL', key)
     if app then redis.call('ZREM', 'sluice:app:' .. app .. ':adapters', id) end
     table.insert(withdrawn, id)
@@ -201,16 +222,35 @@ class AdapterStore:
         self._close = redis.register_script(CLOSE_LUA)
         self._heartbeat = redis.register_script(HEARTBEAT_LUA)
 
-    async def create(self, record: AdapterRecord, *, pickup_timeout_s: float) -> bool:
-        """Writes a new `connecting` record; False if the id already exists."""
+    async def create(
+        self, record: AdapterRecord, *, pickup_timeout_s: float, max_live: int = 0
+    ) -> bool:
+        """Writes a new `connecting` record.
+
+        Args:
+            max_live: the app's limit of adapters not yet closed (0: none).
+
+        Raises:
+            QuotaExceeded: the app already has `max_live` adapters.
+            ValueError: the id exists already.
+        """
         pairs: list[str] = []
         for name, value in record.to_hash().items():
             pairs += [name, value]
         created = await self._create(
-            keys=[keys.adapter(record.adapter_id), keys.app_adapters(record.app_id), keys.PENDING],
-            args=[record.adapter_id, int(pickup_timeout_s * 1000), *pairs],
+            keys=[
+                keys.adapter(record.adapter_id),
+                keys.app_adapters(record.app_id),
+                keys.PENDING,
+                keys.app_live(record.app_id),
+            ],
+            args=[record.adapter_id, int(pickup_timeout_s * 1000), max_live, *pairs],
         )
-        return bool(created)
+        if created == -1:
+            raise QuotaExceeded(f"app {record.app_id!r} already runs {max_live} adapters")
+        if not created:
+            raise ValueError(f"adapter id {record.adapter_id} exists")
+        return True
 
     async def load(self, adapter_id: str) -> AdapterRecord | None:
         raw = await self.redis.hgetall(keys.adapter(adapter_id))

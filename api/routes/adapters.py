@@ -30,6 +30,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or wrong Bearer secret.",
         404: "Unknown app, or (create) every item named an unknown session or track.",
         406: "Too many tracks in one request.",
+        429: "The app creates faster than `SLUICE_APP_CREATES_PER_S` (`rate_limited`), or "
+        "every item is over `SLUICE_APP_MAX_ADAPTERS` (`too_many_adapters`).",
         413: "Body larger than 64 KiB.",
         503: "Every item failed at run time (endpoint, capacity, unknown adapter), or Redis "
         "is unreachable.",
@@ -48,7 +50,7 @@ def _first_error(first: CreateTrackResult | CloseTrackResult | None) -> dict[str
     "/new",
     response_model=CreateResponse,
     response_model_exclude_none=True,
-    responses=_errors(400, 401, 404, 406, 413, 503),
+    responses=_errors(400, 401, 404, 406, 413, 429, 503),
     summary="Create WebSocket adapters (1-4 per request)",
 )
 async def create_adapters(
@@ -56,6 +58,7 @@ async def create_adapters(
 ) -> CreateResponse:
     """Each item becomes one adapter. The answer comes once every pipeline has connected
     to its endpoint or failed; items succeed or fail independently."""
+    await service.check_create_rate(app_id)
     results = list(await asyncio.gather(*(service.create(app_id, item) for item in body.tracks)))
     response.status_code, first = batch_status(results)
     return CreateResponse(tracks=results, **_first_error(first))

@@ -39,9 +39,9 @@ class Stack:
     redis_url: str
     sfu_url: str
 
-    def client(self, secret: str = SECRET) -> httpx.AsyncClient:
+    def client(self, secret: str = SECRET, app: str = APP) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=f"{self.base_url}/v1/apps/{APP}",
+            base_url=f"{self.base_url}/v1/apps/{app}",
             headers={"Authorization": f"Bearer {secret}"},
             timeout=30,
         )

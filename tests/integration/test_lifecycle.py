@@ -325,3 +325,25 @@ async def test_private_endpoint_refused_by_default(stack: Stack) -> None:
             assert resp.json()["errorCode"] == "websocket_endpoint_not_allowed"
             assert "s3cret" not in resp.text
         assert ep.attempts == []  # refused before any connection was made
+
+
+@pytest.mark.workers(3, app_max_adapters=1, app_creates_per_s=3)
+async def test_per_app_quotas(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as client, stack.client("secret2", "app2") as other:
+        first = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        assert first.status_code == 200
+        over = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        assert (over.status_code, over.json()["errorCode"]) == (429, "too_many_adapters")
+        # Another app has its own quota.
+        theirs = await other.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        assert theirs.status_code == 200, theirs.text
+        # The third request within the second is over the rate.
+        rate = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        third = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        assert 429 in (rate.status_code, third.status_code)
+        assert "rate_limited" in (rate.json().get("errorCode"), third.json().get("errorCode"))
+        await asyncio.sleep(1.1)
+        adapter_id = first.json()["tracks"][0]["adapterId"]
+        await client.post("/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]})
+        again = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        assert again.status_code == 200, again.text  # a closed adapter frees its slot

@@ -44,3 +44,17 @@ def test_production_requires_apps_and_dev_adds_demo() -> None:
         Settings(apps="", dev=False)
     assert Settings(apps="", dev=True).app_secrets == {"demo": "demo"}
     assert Settings(apps="x:y", dev=False).app_secrets == {"x": "y"}
+
+
+def test_lua_scripts_build_keys_the_way_keys_py_names_them() -> None:
+    from sluice import keys, store
+
+    # Scripts that act on adapters found by scanning build their keys from ids.
+    assert keys.adapter("X") == "sluice:adapter:X"
+    assert keys.adapter_events("X") == "sluice:adapter:X:events"
+    assert keys.app_adapters("A") == "sluice:app:A:adapters"
+    assert keys.app_live("A") == "sluice:app:A:live"
+    assert "'sluice:adapter:' .. id" in store.REAP_LUA
+    assert "key .. ':events'" in store.REAP_LUA
+    assert "'sluice:app:' .. app .. ':adapters'" in store.REAP_LUA
+    assert "'sluice:app:' .. app .. ':live'" in store.REAP_LUA

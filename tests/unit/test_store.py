@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from sluice import keys
 from sluice.config import Settings
+from sluice.errors import QuotaExceeded
 from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction
 from sluice.store import AdapterStore
 from worker.reaper import Reaper
@@ -37,7 +38,8 @@ def record(adapter_id: str = "a1") -> AdapterRecord:
 
 async def test_claim_once_then_abandon_refuses(store: AdapterStore) -> None:
     assert await store.create(record(), pickup_timeout_s=5)
-    assert not await store.create(record(), pickup_timeout_s=5)  # ids never collide silently
+    with pytest.raises(ValueError):
+        await store.create(record(), pickup_timeout_s=5)  # ids never collide silently
     assert await store.claim("a1", "w1", heartbeat_ttl_s=3)
     assert not await store.claim("a1", "w2", heartbeat_ttl_s=3)
     assert not await store.abandon("a1", "app1")  # a worker has it: the API must not withdraw
@@ -122,3 +124,17 @@ async def test_reaper_withdraws_creates_nobody_claimed(
     await store.redis.zadd(keys.PENDING, {"a1": 0})  # as if the deadline was long ago
     assert reaper.reap_once() == ([], ["a1"])
     assert await store.load("a1") is None
+
+
+async def test_live_adapters_count_against_the_app_limit(store: AdapterStore) -> None:
+    await store.create(record("a1"), pickup_timeout_s=5, max_live=2)
+    await store.create(record("a2"), pickup_timeout_s=5, max_live=2)
+    with pytest.raises(QuotaExceeded):
+        await store.create(record("a3"), pickup_timeout_s=5, max_live=2)
+    assert await store.load("a3") is None
+    await store.claim("a1", "w", heartbeat_ttl_s=3)
+    await store.close("a1", CloseReason.API_CLOSE)  # closed: no longer counts
+    assert await store.abandon("a2", "app1")  # withdrawn: no longer counts
+    await store.create(record("a3"), pickup_timeout_s=5, max_live=2)
+    await store.create(record("a4"), pickup_timeout_s=5, max_live=2)
+    assert await store.redis.scard(keys.app_live("app1")) == 2
