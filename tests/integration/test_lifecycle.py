@@ -337,11 +337,15 @@ async def test_per_app_quotas(stack: Stack) -> None:
         # Another app has its own quota.
         theirs = await other.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
         assert theirs.status_code == 200, theirs.text
-        # The third request within the second is over the rate.
-        rate = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
-        third = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
-        assert 429 in (rate.status_code, third.status_code)
-        assert "rate_limited" in (rate.json().get("errorCode"), third.json().get("errorCode"))
+        # Ten quick requests: whatever second boundary they straddle, at most 2 x 3 of
+        # them fit under a rate of 3 per second.
+        codes = []
+        for _ in range(10):
+            resp = await client.post(
+                "/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]}
+            )
+            codes.append((resp.status_code, resp.json().get("errorCode")))
+        assert codes.count((429, "rate_limited")) >= 4
         await asyncio.sleep(1.1)
         adapter_id = first.json()["tracks"][0]["adapterId"]
         await client.post("/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]})
