@@ -66,6 +66,7 @@ class IngestPipeline(Pipeline):
         self.session_id = session_id
 
     async def run(self, ws: ClientConnection) -> CloseReason:
+        self.track.start_clock()  # spec §6: playout starts when the WebSocket connects
         sock = ws.transport.get_extra_info("socket")
         # OSError: the connection may already be gone (e.g. failed with 1009 while the
         # runner was reporting `active`); reading it below then says so.

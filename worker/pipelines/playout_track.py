@@ -19,8 +19,8 @@ class PlayoutTrack(MediaStreamTrack):
     """Yields one 20 ms frame per tick of a drift-free pacer; silence when empty.
 
     aiortc's sender pulls `recv()` in a loop and Opus-encodes what it gets, so pacing here
-    is what makes a burst of text-to-speech audio come out at natural speed. Playout
-    starts with the first `recv()`, i.e. when the sender starts — like a microphone.
+    is what makes a burst of text-to-speech audio come out at natural speed. The clock
+    starts when the endpoint connects (`start_clock`), like a microphone switched on.
 
     Args:
         playout: the buffer the socket reader fills.
@@ -40,6 +40,17 @@ class PlayoutTrack(MediaStreamTrack):
     @property
     def pacer(self) -> Pacer | None:
         return self._pacer
+
+    def start_clock(self) -> None:
+        """Starts real-time playout now (when the endpoint connects), if not started.
+
+        The endpoint may start sending before the WebRTC sender first pulls a frame
+        (DTLS still completing). Anchoring the clock at connect time makes that first
+        pull catch up on the ticks already due, instead of leaving their audio queued for
+        the life of the stream as added latency.
+        """
+        if self._pacer is None:
+            self._pacer = Pacer(asyncio.get_running_loop().time())
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
