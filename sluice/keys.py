@@ -7,6 +7,7 @@ change here must be mirrored there (a unit test checks both agree).
 PREFIX = "sluice"
 HEARTBEATS = f"{PREFIX}:heartbeats"  # zset: adapter id → heartbeat deadline (ms, Redis clock)
 PENDING = f"{PREFIX}:pending"  # zset: adapter id → claim deadline (ms) while unclaimed
+REAPER = f"{PREFIX}:reaper"  # hash: last pass and quiet period of the reapers (ms)
 
 
 def adapter(adapter_id: str) -> str:

@@ -134,9 +134,13 @@ HEARTBEAT_LUA = (
     _NOW
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'closed' then
+if not state then
   redis.call('ZREM', KEYS[2], ARGV[1])
-  return {state or 'gone', '1'}
+  return {'gone', '0'}
+end
+if state == 'closed' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {state, '1'}
 end
 redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), ARGV[1])
 set_pairs(KEYS[1], ARGV, 3)
@@ -146,12 +150,25 @@ return {state, redis.call('HGET', KEYS[1], 'close_requested') or '0'}
 
 # Marks adapters whose heartbeat deadline passed as lost, and withdraws creates that no
 # worker claimed before their deadline (their API replica died while waiting).
-# KEYS: heartbeats, pending. ARGV: closed_at, retention s, max per call, grace ms.
+# After a gap between passes longer than two intervals (Redis was frozen, restarted or
+# unreachable, so every deadline ran out meanwhile), nothing is reaped for one heartbeat
+# TTL: pipelines get the chance to beat again. The clock is Redis's, so the gap is seen
+# even when the pass itself was queued behind the outage.
+# KEYS: heartbeats, pending, reaper state. ARGV: closed_at, retention s, max per call,
+# grace ms, reap interval ms, heartbeat ttl ms.
 REAP_LUA = (
     _NOW
     + """
 local now = now_ms()
 local lost, withdrawn = {}, {}
+local last = tonumber(redis.call('HGET', KEYS[3], 'last_pass_ms') or '0')
+redis.call('HSET', KEYS[3], 'last_pass_ms', now)
+if now - last > 2 * tonumber(ARGV[5]) then
+  redis.call('HSET', KEYS[3], 'quiet_until_ms', now + tonumber(ARGV[6]))
+end
+if now < tonumber(redis.call('HGET', KEYS[3], 'quiet_until_ms') or '0') then
+  return {lost, withdrawn}
+end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[3])) do
   redis.call('ZREM', KEYS[1], id)
   local key = 'sluice:adapter:' .. id
@@ -205,7 +222,12 @@ class HeartbeatReply:
 
     @property
     def should_stop(self) -> bool:
-        return self.close_requested or self.state in (AdapterState.CLOSED, "gone")
+        return self.close_requested or self.state == AdapterState.CLOSED
+
+    @property
+    def record_lost(self) -> bool:
+        """The record vanished while the pipeline ran (e.g. Redis restarted empty)."""
+        return self.state == "gone"
 
 
 class AdapterStore:
@@ -310,6 +332,20 @@ class AdapterStore:
             ],
         )
         return int(result)
+
+    async def restore(self, record: AdapterRecord, *, heartbeat_ttl_s: float) -> None:
+        """Writes back the record of a running pipeline whose record vanished.
+
+        A Redis restarted without persistence forgets every adapter; the pipelines still
+        stream, so they put their records back rather than stop serving their users.
+        """
+        fields: dict[Any, Any] = record.to_hash()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.adapter(record.adapter_id), mapping=fields)
+            pipe.zadd(keys.app_adapters(record.app_id), {record.adapter_id: 0})
+            pipe.sadd(keys.app_live(record.app_id), record.adapter_id)
+            await pipe.execute()
+        await self.heartbeat(record.adapter_id, ttl_s=heartbeat_ttl_s)
 
     async def set_session(self, adapter_id: str, session_id: str) -> None:
         """Records the SFU session a pipeline made (ingest), while still `connecting`."""

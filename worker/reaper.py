@@ -23,13 +23,25 @@ class Reaper:
         self._settings = settings
 
     def reap_once(self) -> tuple[list[str], list[str]]:
-        """One pass: (adapters marked lost, unclaimed creates withdrawn)."""
+        """One pass: (adapters marked lost, unclaimed creates withdrawn).
+
+        Raises:
+            RedisError: Redis is unreachable (the caller tries again next interval).
+        """
+        settings = self._settings
         # A create whose API replica died is withdrawn once its claim deadline is well past;
         # the slack keeps us from racing the replica's own withdrawal.
-        grace_ms = int((self._settings.pickup_timeout_s + 5) * 1000)
+        grace_ms = int((settings.pickup_timeout_s + 5) * 1000)
         lost, withdrawn = self._script(
-            keys=[keys.HEARTBEATS, keys.PENDING],
-            args=[utc_now_iso(), self._settings.closed_retention_s, BATCH, grace_ms],
+            keys=[keys.HEARTBEATS, keys.PENDING, keys.REAPER],
+            args=[
+                utc_now_iso(),
+                settings.closed_retention_s,
+                BATCH,
+                grace_ms,
+                int(settings.reap_interval_s * 1000),
+                int(settings.heartbeat_ttl_s * 1000),
+            ],
         )
         lost = [_text(x) for x in lost]
         withdrawn = [_text(x) for x in withdrawn]

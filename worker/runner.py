@@ -82,6 +82,7 @@ class AdapterRunner:
         self.store = AdapterStore(redis, retention_s=settings.closed_retention_s)
         self.stop = StopRequest()
         self.log = log.bind(adapter_id=adapter_id)
+        self._record: AdapterRecord | None = None  # this process's copy, kept current
 
     async def run(self) -> CloseReason | None:
         """Runs the adapter to its end; None if there was nothing to run."""
@@ -94,6 +95,7 @@ class AdapterRunner:
         record = await self.store.load(self.adapter_id)
         if record is None:
             return None
+        self._record = record
         self.log = log.bind(
             adapter_id=record.adapter_id,
             session_id=record.session_id,
@@ -181,6 +183,8 @@ class AdapterRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _set_state(self, state: AdapterState) -> None:
+        if self._record is not None:
+            self._record.state = state
         try:
             await self.store.set_live_state(self.adapter_id, state)
         except RedisError as exc:
@@ -212,6 +216,12 @@ class AdapterRunner:
                 )
                 if reply.should_stop:
                     self.stop.set(CloseReason.API_CLOSE)
+                elif reply.record_lost and self._record is not None:
+                    self._record.counters = dict(counters)
+                    await self.store.restore(
+                        self._record, heartbeat_ttl_s=self.settings.heartbeat_ttl_s
+                    )
+                    self.log.warning("adapter_record_restored")
             except RedisError as exc:
                 self.log.warning("heartbeat_failed", error=str(exc))
             await asyncio.sleep(every)

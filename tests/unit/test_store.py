@@ -24,6 +24,14 @@ async def store(clean_redis: str) -> AsyncIterator[AdapterStore]:
     await client.aclose()
 
 
+async def reapers_were_running(store: AdapterStore) -> None:
+    """As if reapers had been passing all along (no outage, no quiet period)."""
+    seconds, micros = await store.redis.time()
+    await store.redis.hset(
+        keys.REAPER, mapping={"last_pass_ms": seconds * 1000 + micros // 1000, "quiet_until_ms": 0}
+    )
+
+
 def record(adapter_id: str = "a1") -> AdapterRecord:
     return AdapterRecord(
         adapter_id=adapter_id,
@@ -104,6 +112,7 @@ async def test_reaper_marks_silent_pipelines_lost(store: AdapterStore, clean_red
     await store.heartbeat("live", ttl_s=30)
     await asyncio.sleep(0.1)
     reaper = Reaper(sync_redis.Redis.from_url(clean_redis), Settings(apps="a:b"))
+    await reapers_were_running(store)
     lost, withdrawn = reaper.reap_once()
     assert (lost, withdrawn) == (["dead"], [])
     dead = await store.load("dead")
@@ -120,6 +129,7 @@ async def test_reaper_withdraws_creates_nobody_claimed(
     await asyncio.sleep(0.05)
     settings = Settings(apps="a:b", pickup_timeout_s=0.01)
     reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
+    await reapers_were_running(store)
     assert reaper.reap_once() == ([], [])  # still inside the grace period
     await store.redis.zadd(keys.PENDING, {"a1": 0})  # as if the deadline was long ago
     assert reaper.reap_once() == ([], ["a1"])
@@ -138,3 +148,41 @@ async def test_live_adapters_count_against_the_app_limit(store: AdapterStore) ->
     await store.create(record("a3"), pickup_timeout_s=5, max_live=2)
     await store.create(record("a4"), pickup_timeout_s=5, max_live=2)
     assert await store.redis.scard(keys.app_live("app1")) == 2
+
+
+async def test_a_vanished_record_is_reported_and_can_be_restored(store: AdapterStore) -> None:
+    await store.create(record(), pickup_timeout_s=5)
+    await store.claim("a1", "w1", heartbeat_ttl_s=3)
+    await store.set_live_state("a1", AdapterState.ACTIVE)
+    running = await store.load("a1")
+    assert running is not None
+    await store.redis.flushall()  # Redis restarted without persistence
+    reply = await store.heartbeat("a1", ttl_s=3)
+    assert reply.record_lost and not reply.should_stop
+    await store.restore(running, heartbeat_ttl_s=3)
+    again = await store.load("a1")
+    assert again is not None and again.state == AdapterState.ACTIVE
+    assert await store.redis.zscore(keys.HEARTBEATS, "a1") is not None
+    assert not (await store.heartbeat("a1", ttl_s=3)).record_lost
+
+
+async def test_reaper_stays_quiet_after_a_gap_between_passes(
+    store: AdapterStore, clean_redis: str
+) -> None:
+    settings = Settings(
+        apps="a:b", heartbeat_interval_s=0.1, heartbeat_ttl_s=0.5, reap_interval_s=0.1
+    )
+    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
+    await store.create(record("dead"), pickup_timeout_s=5)
+    await store.claim("dead", "w", heartbeat_ttl_s=0.05)
+    await store.set_live_state("dead", AdapterState.ACTIVE)
+    reaper.reap_once()  # the first pass ever: a gap by definition, so it starts quiet
+    await asyncio.sleep(0.6)
+    assert reaper.reap_once() == ([], [])  # 0.6 s since the last pass: quiet again
+    await asyncio.sleep(0.55)  # passes every 0.1 s from here: the quiet period ends
+    for _ in range(6):
+        await asyncio.sleep(0.1)
+        lost, _ = reaper.reap_once()
+        if lost:
+            break
+    assert lost == ["dead"]

@@ -1,0 +1,86 @@
+"""Faults: Redis unreachable or restarted empty while adapters stream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from sluice.devserver import redis_server_binary, spawn_redis
+from sluice.wire.packet_pb2 import Packet
+from tests.conftest import free_port
+from tests.integration.audio import StereoToneTrack
+from tests.integration.helpers import Stack, egress_item, endpoint, start_stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A Redis only this test uses, so it can be frozen: (url, pid)."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("no redis-server")
+    port = free_port()
+    server = spawn_redis(binary, port, tmp_path / "redis")
+    yield f"redis://127.0.0.1:{port}/0", server.pid
+    server.kill()
+    server.wait()
+
+
+@pytest.fixture
+def frozen_stack(own_redis: tuple[str, int], tmp_path: Path) -> Iterator[Stack]:
+    running = start_stack(own_redis[0], 2, tmp_path)
+    yield running
+    running.stop()
+    for name in ("api.log", "worker.log", "sfu.log"):
+        if (tmp_path / name).exists():
+            print(f"--- {name}\n{(tmp_path / name).read_text()[-6000:]}")
+
+
+async def test_redis_outage_and_empty_restart_do_not_stop_media(
+    frozen_stack: Stack, own_redis: tuple[str, int]
+) -> None:
+    stack, (url, redis_pid) = frozen_stack, own_redis
+    sessions = stack.sessions()
+    session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
+    async with endpoint() as ep, stack.client() as client:
+        resp = await client.post(
+            "/adapters/websocket/new", json={"tracks": [egress_item(ep.url, session_id)]}
+        )
+        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        (conn,) = await ep.wait_connections(1)
+        await asyncio.sleep(1.0)
+
+        os.kill(redis_pid, signal.SIGSTOP)  # unreachable: nothing answers for 3 s
+        frozen_at, before = time.monotonic(), len(conn.messages)
+        try:
+            during = await client.get(f"/adapters/websocket/{adapter_id}")
+            assert during.status_code == 503
+            assert during.json()["errorCode"] == "service_unavailable"
+            await asyncio.sleep(max(0.0, frozen_at + 3.0 - time.monotonic()))
+            sent_while_down = len(conn.messages) - before
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        print(f"{sent_while_down} packets in the 3 s Redis was unreachable")
+        assert sent_while_down >= 140  # media never waited on Redis
+
+        await asyncio.sleep(3.5)  # longer than the heartbeat TTL: a wrong reap would show
+        view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+        assert view["state"] == "active", view
+
+        redis.Redis.from_url(url).flushall()  # as if Redis restarted without persistence
+        await asyncio.sleep(2.0)
+        view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+        assert view["state"] == "active", view
+        assert view["counters"]["packets"] > 0
+        got = [Packet.FromString(m) for m in conn.messages if isinstance(m, bytes)]
+        await sessions.close()
+    assert [p.sequenceNumber for p in got] == list(range(len(got)))
+    assert len(ep.connections) == 1  # the endpoint never noticed
