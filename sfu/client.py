@@ -65,6 +65,11 @@ class SessionsClient:
         self._configuration = configuration or RTCConfiguration(iceServers=[])
         self._peers: list[Peer] = []
 
+    @property
+    def peers(self) -> tuple[Peer, ...]:
+        """The sessions this client made, oldest first."""
+        return tuple(self._peers)
+
     async def new_peer(self) -> Peer:
         """A new session with its own peer connection."""
         body = await self.call("POST", "/new")

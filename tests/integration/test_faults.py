@@ -16,7 +16,7 @@ from sluice.devserver import redis_server_binary, spawn_redis
 from sluice.wire.packet_pb2 import Packet
 from tests.conftest import free_port
 from tests.integration.audio import StereoToneTrack
-from tests.integration.helpers import Stack, egress_item, endpoint, start_stack
+from tests.integration.helpers import Stack, egress_item, endpoint, ingest_item, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +84,33 @@ async def test_redis_outage_and_empty_restart_do_not_stop_media(
         await sessions.close()
     assert [p.sequenceNumber for p in got] == list(range(len(got)))
     assert len(ep.connections) == 1  # the endpoint never noticed
+
+
+async def test_sfu_killed_closes_pipelines_promptly(stack: Stack) -> None:
+    """The SFU dies with its sessions (no BYE): egress and ingest adapters notice and
+    close with `track_ended` within seconds; nothing hangs."""
+    sessions = stack.sessions()
+    session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
+    async with endpoint() as egress_ep, endpoint() as ingest_ep, stack.client() as client:
+        resp = await client.post(
+            "/adapters/websocket/new",
+            json={"tracks": [egress_item(egress_ep.url, session_id), ingest_item(ingest_ep.url)]},
+        )
+        ids = [t["adapterId"] for t in resp.json()["tracks"]]
+        await asyncio.sleep(1.0)
+        stack.sfu.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        views: list[dict[str, str]] = []
+        while time.monotonic() - killed_at < 15:
+            views = [(await client.get(f"/adapters/websocket/{i}")).json() for i in ids]
+            if all(v["state"] == "closed" for v in views):
+                break
+            await asyncio.sleep(0.2)
+        closed_after = time.monotonic() - killed_at
+        for ep in (egress_ep, ingest_ep):
+            await asyncio.wait_for(ep.connections[0].closed.wait(), 2)
+            assert ep.connections[0].close_code == 1000
+    await sessions.close()
+    print(f"both adapters closed {closed_after:.1f} s after the SFU died")
+    assert [(v["state"], v["closeReason"]) for v in views] == [("closed", "track_ended")] * 2
+    assert closed_after < 12

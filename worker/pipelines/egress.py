@@ -26,11 +26,11 @@ from websockets.exceptions import ConnectionClosed
 
 from sfu.aiortc_seam import EncodedFrame
 from sfu.client import SessionsApiError, SessionsClient
-from sfu.ice import rtc_configuration
 from sluice.errors import ErrorCode
 from sluice.state import AdapterState, CloseReason
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
+from worker.pipelines.sfu_link import session_lost, sessions_client
 from worker.protocol.reconnect import Backlog, CloseAction, ReconnectWindow, on_close
 
 _SETUP_ERRORS = {
@@ -54,13 +54,8 @@ class EgressPipeline(Pipeline):
 
     async def prepare(self) -> None:
         """Pulls the track from the SFU, tapped before any media can flow."""
-        record, settings = self.ctx.record, self.ctx.settings
-        secret = settings.app_secrets.get(record.app_id, "")
-        self._client = SessionsClient(
-            f"{settings.sfu_url.rstrip('/')}/v1/apps/{record.app_id}",
-            secret,
-            configuration=rtc_configuration(settings),
-        )
+        record = self.ctx.record
+        self._client = sessions_client(self.ctx)
         try:
             self._remote = await self._client.pull(
                 record.session_id, record.track_name, kind=self.kind, on_frame=self._on_frame
@@ -173,10 +168,25 @@ class EgressPipeline(Pipeline):
                 pass
 
     async def _track_ended(self) -> None:
-        assert self._remote is not None
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                await self._remote.recv()
+        """Returns when the source ends: the publisher left, or the SFU went away."""
+        assert self._remote is not None and self._client is not None
+        remote = self._remote
+
+        async def receiver_ended() -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    await remote.recv()
+
+        ended = asyncio.create_task(receiver_ended())
+        sfu_gone = asyncio.create_task(session_lost(self._client.peers[0]))
+        try:
+            await asyncio.wait([ended, sfu_gone], return_when=asyncio.FIRST_COMPLETED)
+            if sfu_gone.done():
+                self.ctx.log.warning("sfu_session_lost", why=sfu_gone.result())
+        finally:
+            for task in (ended, sfu_gone):
+                task.cancel()
+            await asyncio.gather(ended, sfu_gone, return_exceptions=True)
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -16,11 +16,11 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from sfu.client import SessionsApiError, SessionsClient
-from sfu.ice import rtc_configuration
 from sluice.errors import ErrorCode
 from sluice.state import CloseReason
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.playout_track import PlayoutTrack
+from worker.pipelines.sfu_link import session_lost, sessions_client
 from worker.protocol.packet import MAX_MESSAGE_BYTES, PacketDecodeError, decode
 from worker.protocol.pcm import FRAME_DURATION_S, PcmReassembler
 from worker.protocol.playout import PlayoutBuffer
@@ -48,15 +48,8 @@ class IngestPipeline(Pipeline):
 
     async def prepare(self) -> None:
         """Publishes the (silent until fed) Opus track into a new SFU session."""
-        record, settings = self.ctx.record, self.ctx.settings
-        secret = settings.app_secrets.get(record.app_id)
-        if secret is None:
-            raise SetupError(ErrorCode.INTERNAL_ERROR, f"app {record.app_id!r} is not configured")
-        self._client = SessionsClient(
-            f"{settings.sfu_url.rstrip('/')}/v1/apps/{record.app_id}",
-            secret,
-            configuration=rtc_configuration(settings),
-        )
+        record = self.ctx.record
+        self._client = sessions_client(self.ctx)
         try:
             session_id, _ = await self._client.publish(self.track, record.track_name)
         except (SessionsApiError, OSError) as exc:
@@ -73,9 +66,20 @@ class IngestPipeline(Pipeline):
         with contextlib.suppress(OSError):
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        assert self._client is not None
+        reader = asyncio.create_task(self._read(ws), name="reader")
+        sfu_gone = asyncio.create_task(session_lost(self._client.peers[0]), name="sfu-watch")
         try:
-            reason = await self._read(ws)
+            await asyncio.wait([reader, sfu_gone], return_when=asyncio.FIRST_COMPLETED)
+            if sfu_gone.done():
+                # The track is gone with the SFU session: nothing more to play into.
+                self.ctx.log.warning("sfu_session_lost", why=sfu_gone.result())
+                return CloseReason.TRACK_ENDED
+            reason = reader.result()
         finally:
+            for task in (reader, sfu_gone):
+                task.cancel()
+            await asyncio.gather(reader, sfu_gone, return_exceptions=True)
             await close_ws(ws)
         if reason is CloseReason.ENDPOINT_CLOSED:
             # The endpoint is done: what it sent still plays out, then the track ends.

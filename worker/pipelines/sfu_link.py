@@ -1,0 +1,49 @@
+"""A pipeline's connection to the SFU: its sessions client, and noticing the SFU go away.
+
+A pipeline is a WebRTC peer of the SFU through the sessions API. If the SFU restarts, its
+sessions are gone and no BYE ever arrives; ICE consent would notice only after tens of
+seconds. Asking the SFU about the pipeline's own session every few seconds turns that
+into a prompt, clean close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from sfu.client import Peer, SessionsApiError, SessionsClient
+from sfu.ice import rtc_configuration
+from worker.pipelines.base import PipelineContext
+
+CHECK_EVERY_S = 3.0
+UNREACHABLE_FOR_S = 6.0  # this long without an answer: the SFU is gone
+
+
+def sessions_client(ctx: PipelineContext) -> SessionsClient:
+    """A sessions API client for the adapter's app, at `SLUICE_SFU_URL`."""
+    record, settings = ctx.record, ctx.settings
+    return SessionsClient(
+        f"{settings.sfu_url.rstrip('/')}/v1/apps/{record.app_id}",
+        settings.app_secrets.get(record.app_id, ""),
+        configuration=rtc_configuration(settings),
+    )
+
+
+async def session_lost(peer: Peer) -> str:
+    """Returns (why) once the SFU no longer serves `peer`'s session; runs until then."""
+    loop = asyncio.get_running_loop()
+    answered_at = loop.time()
+    while True:
+        await asyncio.sleep(CHECK_EVERY_S)
+        if peer.pc.connectionState in ("failed", "closed"):
+            return f"peer connection {peer.pc.connectionState}"
+        try:
+            await peer.state()
+            answered_at = loop.time()
+        except SessionsApiError as exc:
+            if exc.status == 404:
+                return "the SFU no longer has this session"
+        except (httpx.HTTPError, OSError):
+            if loop.time() - answered_at > UNREACHABLE_FOR_S:
+                return "the SFU is unreachable"
