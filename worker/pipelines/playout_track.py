@@ -13,6 +13,12 @@ from worker.protocol.pcm import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE
 from worker.protocol.playout import PlayoutBuffer
 
 TIME_BASE = Fraction(1, SAMPLE_RATE)
+# Behind by up to this much (the sender started late, the process stalled), frames due
+# are sent at once so latency returns to normal; only beyond it does the pacer skip
+# ahead, leaving the queued audio to play later. Bursting a second of audio is what
+# receivers' jitter buffers are for; a second of added latency for the rest of the
+# stream is not.
+CATCH_UP_S = 1.0
 
 
 class PlayoutTrack(MediaStreamTrack):
@@ -50,14 +56,14 @@ class PlayoutTrack(MediaStreamTrack):
         the life of the stream as added latency.
         """
         if self._pacer is None:
-            self._pacer = Pacer(asyncio.get_running_loop().time())
+            self._pacer = Pacer(asyncio.get_running_loop().time(), max_lag_s=CATCH_UP_S)
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
         if self._pacer is None:
-            self._pacer = Pacer(loop.time())
+            self._pacer = Pacer(loop.time(), max_lag_s=CATCH_UP_S)
         delay = self._pacer.next_delay(loop.time())
         if delay > 0:
             await asyncio.sleep(delay)
