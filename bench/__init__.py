@@ -1,0 +1,1 @@
+"""Benchmarks of Sluice against the bare stack; `python -m bench --help`."""

@@ -1,0 +1,44 @@
+"""Runs every benchmark on one shared stack: `python -m bench [--quick] [--only ...]`.
+
+Each also runs alone (`python -m bench.latency`, `bench.cost`, `bench.drift`) with its
+own options; here they take their defaults, or their smoke configuration with `--quick`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench import cost, drift, latency
+from bench.harness import progress, running_stack
+
+BENCHES = {"latency": latency, "cost": cost, "drift": drift}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smoke run of every bench")
+    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset")
+    parser.add_argument("--results-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    chosen = [name for name in args.only.split(",") if name]
+    unknown = set(chosen) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown bench(es): {', '.join(sorted(unknown))}")
+    common = ["--quick"] if args.quick else []
+    if args.results_dir is not None:
+        common += ["--results-dir", str(args.results_dir)]
+    workers = 2 if args.quick else 10  # the cost bench runs 10 adapters at once
+    with running_stack(workers=workers) as stack:
+        for name in chosen:
+            started = time.monotonic()
+            progress(f"bench {name}: start")
+            BENCHES[name].main(common, stack=stack)
+            progress(f"bench {name}: done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

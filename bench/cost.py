@@ -1,0 +1,271 @@
+"""CPU and memory per adapter process, N concurrent adapters of each type.
+
+Types, run one after another on the same stack (one adapter = one forked process):
+
+- `egress_pcm`: N egress PCM adapters on one published tone (Opus, from this process).
+- `ingest`: N ingest adapters, each fed real-time 20 ms PCM Packets by this process's
+  endpoint; nobody subscribes (the adapter still encodes Opus and sends it to the SFU).
+- `jpeg_640x480`, `jpeg_1280x720`: N JPEG egress adapters on one published VP8 30 fps
+  moving pattern (encoded once, in this process).
+
+CPU % of one core per process = (utime + stime) delta from `/proc/{pid}/stat` over a
+steady-state window after a warm-up; memory = `/proc/{pid}/smaps_rollup` at the end of
+the window. The SFU, the worker pool's parent and this process are measured too, to
+show where the rest of the machine went (2 cores for everything).
+
+    python -m bench.cost [-n 10] [--window 20] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from websockets.asyncio.server import ServerConnection
+
+from bench.harness import (
+    CpuWindow,
+    Stack,
+    egress_item,
+    endpoint,
+    ingest_item,
+    memory_kib,
+    progress,
+    running_stack,
+    wait_with_progress,
+)
+from bench.media import FRAME, FRAME_S, RATE, PatternVideoTrack
+from bench.report import distribution, print_table, write_result
+from sfu.ice import set_loopback
+from sluice.wire.packet_pb2 import Packet
+from worker.protocol.packet import encode
+
+TYPES = ("egress_pcm", "ingest", "jpeg_640x480", "jpeg_1280x720")
+WHERE = {
+    "adapter processes": "one forked process per adapter (measured)",
+    "bench process": "publishers (Opus / VP8 encode), WebSocket endpoints, ingest feeders",
+    "sfu process": "`sluice sfu`: forwards the publisher's track to every adapter",
+}
+
+
+class Tally:
+    """Per-connection message counts, sizes and first-arrival times at the endpoint."""
+
+    def __init__(self) -> None:
+        self.count: defaultdict[str, int] = defaultdict(int)
+        self.first_at: dict[str, float] = {}
+        self.first_payload: dict[str, bytes] = {}
+        self.sizes: list[int] = []
+        self.keep_sizes = False
+
+    def on_message(self, path: str, message: bytes, now: float) -> None:
+        self.count[path] += 1
+        if path not in self.first_at:
+            self.first_at[path] = now
+            self.first_payload[path] = Packet.FromString(message).payload
+        if self.keep_sizes:
+            self.sizes.append(len(Packet.FromString(message).payload))
+
+
+def tone_frames() -> list[bytes]:
+    """One second of a 440 Hz tone at about -12 dBFS, as 50 PCM payloads."""
+    t = np.arange(RATE) / RATE
+    mono = (np.sin(2 * np.pi * 440 * t) * 8_000).astype(np.int16)
+    stereo = np.repeat(mono, 2).tobytes()
+    step = FRAME * 4
+    return [stereo[i : i + step] for i in range(0, len(stereo), step)]
+
+
+async def feed_tone(_: str, ws: ServerConnection) -> None:
+    """Real-time 20 ms Packets on a drift-free grid, as a text-to-speech stream would."""
+    loop = asyncio.get_running_loop()
+    frames = tone_frames()
+    start, n = loop.time(), 0
+    while True:
+        await asyncio.sleep(max(0.0, start + n * FRAME_S - loop.time()))
+        await ws.send(encode(n, n * FRAME, frames[n % len(frames)]))
+        n += 1
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    try:
+        with av.open(io.BytesIO(data), mode="r", format="mjpeg") as container:
+            frame = next(container.decode(video=0))
+        return int(frame.width), int(frame.height)
+    except (av.error.FFmpegError, StopIteration):
+        return None
+
+
+async def measure(
+    stack: Stack, kind: str, n: int, warmup_s: float, window_s: float
+) -> dict[str, Any]:
+    set_loopback(True)
+    tally = Tally()
+    tally.keep_sizes = kind.startswith("jpeg")
+    sessions = stack.sessions()
+    adapters: dict[str, str] = {}  # path → adapter id
+    create_ms: dict[str, float] = {}
+    create_started: dict[str, float] = {}
+    feeder = feed_tone if kind == "ingest" else None
+    async with endpoint(tally.on_message, feeder) as ep:
+        try:
+            session_id = ""
+            if kind == "egress_pcm":
+                from bench.media import ClickTrack  # quiet audio, never armed: no clicks
+
+                session_id, _ = await sessions.publish(ClickTrack(), "mic")
+            elif kind.startswith("jpeg"):
+                width, height = (int(v) for v in kind.split("_")[1].split("x"))
+                track = PatternVideoTrack(width, height)
+                session_id, _ = await sessions.publish(track, "cam", codec="VP8")
+            for i in range(n):
+                path = f"{kind}-{i}"
+                if kind == "ingest":
+                    item = ingest_item(ep.url(path), f"tts{i}")
+                elif kind == "egress_pcm":
+                    item = egress_item(ep.url(path), session_id, "mic", "pcm")
+                else:
+                    item = egress_item(ep.url(path), session_id, "cam", "jpeg")
+                create_started[path] = time.monotonic()
+                created = await stack.create(item)
+                create_ms[path] = (time.monotonic() - create_started[path]) * 1000
+                adapters[path] = created["adapterId"]
+            progress(f"cost: {kind}: {n} adapters created")
+            pids = {path: stack.adapter_pid(a) for path, a in adapters.items()}
+            others = {"sfu": stack.pid("sfu"), "bench": os.getpid()}
+            others["worker_pool_parent"] = stack.pid("worker")
+            await asyncio.sleep(warmup_s)
+            window = CpuWindow({**pids, **others})
+            counts_before = dict(tally.count)
+            load_before = os.getloadavg()
+            window.start()
+            await wait_with_progress(window_s, f"cost: {kind} window")
+            cpu = window.stop()
+            counts = {p: tally.count[p] - counts_before.get(p, 0) for p in adapters}
+            memory = {p: memory_kib(pid) for p, pid in {**pids, **others}.items()}
+            load_after = os.getloadavg()
+            views = [await stack.view(a) for a in adapters.values()]
+            await stack.close(list(adapters.values()))
+        finally:
+            await sessions.close()
+    adapter_cpu = [cpu[p] for p in adapters]
+    result: dict[str, Any] = {
+        "adapters": n,
+        "window_s": window_s,
+        "cpu_pct_per_adapter": distribution(adapter_cpu),
+        "cpu_pct_sum_adapters": round(sum(adapter_cpu), 1),
+        "pss_mib_per_adapter": distribution([memory[p]["pss_kib"] for p in adapters], 1 / 1024),
+        "rss_mib_per_adapter": distribution([memory[p]["rss_kib"] for p in adapters], 1 / 1024),
+        "private_mib_per_adapter": distribution(
+            [memory[p]["private_kib"] for p in adapters], 1 / 1024
+        ),
+        "cpu_pct_others": {k: round(cpu[k], 1) for k in others},
+        "pss_mib_others": {k: round(memory[k]["pss_kib"] / 1024, 1) for k in others},
+        "messages_per_s_per_adapter": distribution([c / window_s for c in counts.values()]),
+        "create_ms": distribution(list(create_ms.values())),
+        "loadavg_1m": [round(load_before[0], 2), round(load_after[0], 2)],
+        "counters": [v.get("counters", {}) for v in views],
+        "states": sorted({str(v.get("state")) for v in views}),
+    }
+    if kind.startswith("jpeg"):
+        firsts = [
+            (tally.first_at[p] - create_started[p]) * 1000 for p in adapters if p in tally.first_at
+        ]
+        result["create_to_first_jpeg_ms"] = distribution(firsts)
+        result["jpeg_bytes"] = distribution(tally.sizes)
+        first = next(iter(tally.first_payload.values()), b"")
+        result["jpeg_resolution"] = jpeg_size(first)
+    return result
+
+
+async def run(
+    stack: Stack, n: int, warmup_s: float, window_s: float, settle_s: float = 2.0
+) -> dict[str, Any]:
+    types: dict[str, Any] = {}
+    for kind in TYPES:
+        progress(f"cost: {kind}: creating {n} adapters")
+        types[kind] = await measure(stack, kind, n, warmup_s, window_s)
+        await asyncio.sleep(settle_s)  # let the closed adapters' processes exit
+    return {
+        "types": types,
+        "where": WHERE,
+        "config": {"adapters": n, "warmup_s": warmup_s, "window_s": window_s},
+    }
+
+
+def show(result: dict[str, Any]) -> None:
+    rows = []
+    for kind, r in result["types"].items():
+        cpu, pss = r["cpu_pct_per_adapter"], r["pss_mib_per_adapter"]
+        first = r.get("create_to_first_jpeg_ms", {}).get("median")
+        rows.append(
+            [
+                kind,
+                r["adapters"],
+                cpu["mean"],
+                cpu["max"],
+                pss["mean"],
+                pss["max"],
+                r["private_mib_per_adapter"]["mean"],
+                r["cpu_pct_others"]["sfu"],
+                r["cpu_pct_others"]["bench"],
+                r["messages_per_s_per_adapter"]["median"],
+                first,
+                r.get("jpeg_bytes", {}).get("median"),
+            ]
+        )
+    header = [
+        "type",
+        "n",
+        "cpu% mean",
+        "cpu% max",
+        "PSS MiB mean",
+        "PSS max",
+        "private MiB",
+        "sfu cpu%",
+        "bench cpu%",
+        "msg/s",
+        "first JPEG ms",
+        "JPEG bytes",
+    ]
+    print_table("cost per adapter process (CPU % of one core)", header, rows)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.cost", description=__doc__)
+    parser.add_argument("-n", "--adapters", type=int, default=10, help="adapters per type")
+    parser.add_argument("--warmup", type=float, default=4.0, help="seconds before the window")
+    parser.add_argument("--window", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 adapters, 1.5 s")
+    parser.add_argument("--results-dir", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    quick = (2, 0.5, 1.5, 0.5)
+    n, warmup, window, settle = (
+        quick if args.quick else (args.adapters, args.warmup, args.window, 2.0)
+    )
+    with contextlib.ExitStack() as exit_stack:
+        if stack is None:
+            stack = exit_stack.enter_context(running_stack(workers=n))
+        result = asyncio.run(run(stack, n, warmup, window, settle))
+    result["quick"] = args.quick
+    path = write_result("cost", result, args.results_dir)
+    show(result)
+    print(f"written to {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

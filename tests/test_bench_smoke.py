@@ -1,0 +1,59 @@
+"""Every benchmark runs end to end in its smoke configuration and writes its JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sluice.devserver import redis_server_binary
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server"),
+]
+
+EXPECTED = {
+    "latency": {"egress", "ingest", "ratios_median", "where", "config"},
+    "cost": {"types", "where", "config"},
+    "drift": {
+        "drift_at_end_ms",
+        "max_abs_deviation_ms",
+        "frames_received",
+        "frames_expected_from_wall",
+        "click_latency_ms",
+        "adapter_counters",
+    },
+}
+
+
+def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(tmp_path)],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    for name, keys in EXPECTED.items():
+        result = json.loads((tmp_path / f"{name}.json").read_text())
+        assert result["quick"] is True
+        assert keys <= result.keys(), f"{name}: missing {keys - result.keys()}"
+    latency = json.loads((tmp_path / "latency.json").read_text())
+    for path in ("sluice", "sfu_tap", "bare_default", "bare_tap"):
+        assert latency["egress"]["paths"][path]["latency_ms"]["n"] > 0, path
+    for path in ("sluice_tap", "sluice_default"):
+        assert latency["ingest"]["paths"][path]["latency_ms"]["n"] > 0, path
+    cost = json.loads((tmp_path / "cost.json").read_text())
+    assert set(cost["types"]) == {"egress_pcm", "ingest", "jpeg_640x480", "jpeg_1280x720"}
+    for kind, r in cost["types"].items():
+        assert r["cpu_pct_per_adapter"]["n"] == 2, kind
+        assert r["pss_mib_per_adapter"]["mean"] > 0, kind
+    assert cost["types"]["jpeg_640x480"]["jpeg_resolution"] == [640, 480]
+    assert cost["types"]["jpeg_1280x720"]["jpeg_resolution"] == [1280, 720]
+    assert "create_to_first_jpeg_ms" in cost["types"]["jpeg_640x480"]
