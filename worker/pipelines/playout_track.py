@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from fractions import Fraction
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame
+from av import AudioFrame, CodecContext, Packet
+from av.audio.codeccontext import AudioCodecContext
 
 from worker.protocol.pacing import Pacer
 from worker.protocol.pcm import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE
 from worker.protocol.playout import PlayoutBuffer
 
 TIME_BASE = Fraction(1, SAMPLE_RATE)
+OPUS_BITRATE = 96_000  # what aiortc's own encoder uses: transparent for speech and music
 # Behind by up to this much (the sender started late, the process stalled), frames due
 # are sent at once so latency returns to normal; only beyond it does the pacer skip
 # ahead, leaving the queued audio to play later. Bursting a second of audio is what
@@ -42,6 +45,7 @@ class PlayoutTrack(MediaStreamTrack):
         self._room = room
         self._drained = drained
         self._pacer: Pacer | None = None
+        self._encoder = _opus_encoder()
 
     @property
     def pacer(self) -> Pacer | None:
@@ -58,7 +62,23 @@ class PlayoutTrack(MediaStreamTrack):
         if self._pacer is None:
             self._pacer = Pacer(asyncio.get_running_loop().time(), max_lag_s=CATCH_UP_S)
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Packet[Any]:
+        """The next 20 ms as an Opus packet, at its tick.
+
+        Encoding here, in the loop (~0.1 ms), and handing aiortc's sender a packet (which it
+        only packetizes) costs less than its own per-frame encode on a thread pool, whose
+        hand-off and GIL contention dominated an ingest adapter's CPU.
+        """
+        while True:
+            frame = await self._next_frame()
+            packets = self._encoder.encode(frame)
+            if packets:
+                packet = packets[-1]  # libopus gives one packet per 20 ms frame
+                packet.pts = frame.pts
+                packet.time_base = TIME_BASE
+                return packet
+
+    async def _next_frame(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
@@ -79,6 +99,17 @@ class PlayoutTrack(MediaStreamTrack):
         frame.pts = self._pacer.pts(tick)
         frame.time_base = TIME_BASE
         return frame
+
+
+def _opus_encoder() -> AudioCodecContext:
+    encoder = CodecContext.create("libopus", "w")
+    assert isinstance(encoder, AudioCodecContext)
+    encoder.format = "s16"
+    encoder.layout = "stereo"
+    encoder.sample_rate = SAMPLE_RATE
+    encoder.bit_rate = OPUS_BITRATE
+    encoder.time_base = TIME_BASE
+    return encoder
 
 
 assert CHANNELS == 2  # the frame layout above is stereo
