@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit proto clean
+.PHONY: run demo bench test lint typecheck unit proto clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 ## run: everything on this machine in development mode at http://127.0.0.1:8080
 run: $(VENV)/.installed
 	$(BIN)/sluice dev
+
+## demo: a headless round trip (speak → ingest → track → egress → record), own processes
+demo: $(VENV)/.installed
+	$(BIN)/python -m examples.demo
+
+## bench: latency, cost per adapter and pacing drift against the bare stack (~15 min)
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench
 
 ## test: lint, type-check and the whole suite (starts its own throwaway Redis)
 test: $(VENV)/.installed-dev lint typecheck
