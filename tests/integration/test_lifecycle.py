@@ -351,3 +351,19 @@ async def test_per_app_quotas(stack: Stack) -> None:
         await client.post("/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]})
         again = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
         assert again.status_code == 200, again.text  # a closed adapter frees its slot
+
+
+async def test_an_app_cannot_see_or_close_another_apps_adapter(stack: Stack) -> None:
+    async with endpoint() as ep, stack.client() as mine, stack.client("secret2", "app2") as theirs:
+        resp = await mine.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        looked = await theirs.get(f"/adapters/websocket/{adapter_id}")
+        assert (looked.status_code, looked.json()["errorCode"]) == (404, "adapter_not_found")
+        closed = await theirs.post(
+            "/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]}
+        )
+        assert (closed.status_code, closed.json()["errorCode"]) == (503, "adapter_not_found")
+        # Their secret does not open my app either.
+        async with stack.client("secret2") as wrong:
+            assert (await wrong.get(f"/adapters/websocket/{adapter_id}")).status_code == 401
+        assert (await mine.get(f"/adapters/websocket/{adapter_id}")).json()["state"] == "active"
