@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     endpoint_allow_networks: str = Field(
         "", description="If set, endpoints must resolve into these CIDRs (comma-separated)."
     )
+    endpoint_ca_bundle: str = Field(
+        "", description="PEM file of CAs to verify wss:// endpoints with (default: system store)."
+    )
     endpoint_deny_networks: str = Field(
         "", description="Endpoints resolving into these CIDRs are refused (comma-separated)."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
@@ -34,6 +35,15 @@ class DialError(Exception):
         self.description = description
 
 
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Verifies certificates and host names, against `ca_bundle` if given (a PEM file).
+
+    Raises:
+        OSError: the bundle cannot be read.
+    """
+    return ssl.create_default_context(cafile=ca_bundle or None)
+
+
 async def _checked_address(host: str, port: int, policy: EndpointPolicy) -> str:
     """Resolves `host` and returns the address to connect to, if the policy allows it."""
     loop = asyncio.get_running_loop()
@@ -58,6 +68,7 @@ async def dial(
     close_timeout_s: float,
     max_message_bytes: int | None,
     policy: EndpointPolicy,
+    tls: ssl.SSLContext | None = None,
 ) -> ClientConnection:
     """Opens the WebSocket to `endpoint`, if `policy` allows where its host resolves to.
 
@@ -65,6 +76,8 @@ async def dial(
         endpoint: ws:// or wss:// URL.
         policy: which resolved addresses may be dialled (checked on every call, so every
             reconnect is judged again).
+        tls: for wss://, the context that verifies the endpoint's certificate (default:
+            the system's trust store, always verifying).
         timeout_s: the whole opening handshake (TCP, TLS, HTTP) must finish within this.
         close_timeout_s: how long a later close waits for the endpoint's close frame.
         max_message_bytes: larger incoming messages close the connection with 1009.
@@ -84,6 +97,8 @@ async def dial(
             # The checked address, not a second lookup that could answer differently;
             # TLS still verifies the certificate against the URL's host name.
             host=address,
+            # Never None for wss://: that would make the connection plain TCP.
+            ssl=(tls or tls_context(None)) if uri.secure else None,
             open_timeout=timeout_s,
             close_timeout=close_timeout_s,
             max_size=max_message_bytes,

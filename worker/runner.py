@@ -24,7 +24,7 @@ from sluice import keys
 from sluice.config import Settings
 from sluice.state import AdapterRecord, AdapterState, CloseReason, redact_endpoint
 from sluice.store import AdapterStore
-from worker.dial import DialError, dial
+from worker.dial import DialError, dial, tls_context
 from worker.pipelines import make_pipeline
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError
 
@@ -83,6 +83,7 @@ class AdapterRunner:
         self.stop = StopRequest()
         self.log = log.bind(adapter_id=adapter_id)
         self._record: AdapterRecord | None = None  # this process's copy, kept current
+        self._tls = tls_context(settings.endpoint_ca_bundle)
 
     async def run(self) -> CloseReason | None:
         """Runs the adapter to its end; None if there was nothing to run."""
@@ -169,6 +170,7 @@ class AdapterRunner:
             close_timeout_s=self.settings.ws_close_timeout_s,
             max_message_bytes=pipeline.max_message_bytes,
             policy=self.settings.endpoint_policy,
+            tls=self._tls,
         )
 
     async def _first(self, *aws: Awaitable[CloseReason]) -> CloseReason:
