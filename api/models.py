@@ -38,7 +38,15 @@ class _Item(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     trackName: NonEmpty
-    endpoint: Annotated[str, Field(min_length=1, max_length=2048)]
+    endpoint: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=2048,
+            pattern=r"^[wW][sS][sS]?://[^\s/?#]+([/?#]\S*)?$",
+            description="ws:// or wss:// URL naming a host; Sluice dials it.",
+        ),
+    ]
 
     _endpoint = field_validator("endpoint")(check_endpoint)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,8 +18,11 @@ from sluice.validation import classify
 log = structlog.get_logger("sluice.http")
 
 
-def _render(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse({"errorCode": code, "errorDescription": description}, status_code=status)
+def _render(
+    status: int, code: str, description: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"errorCode": code, "errorDescription": description}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -35,7 +40,8 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
             exc.status_code, ErrorCode.INVALID_PARAMS
         )
-        return _render(exc.status_code, code, str(exc.detail))
+        # Keep the framework's headers: a 405 must say which methods are `Allow`ed.
+        return _render(exc.status_code, code, str(exc.detail), exc.headers)
 
     async def redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.error("state_store_unreachable", error=str(exc))
