@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import ssl
 from collections.abc import Awaitable
 from typing import Any
 
@@ -83,7 +84,10 @@ class AdapterRunner:
         self.stop = StopRequest()
         self.log = log.bind(adapter_id=adapter_id)
         self._record: AdapterRecord | None = None  # this process's copy, kept current
-        self._tls = tls_context(settings.endpoint_ca_bundle)
+        # Between `active` and the final record: only then may a vanished record be
+        # written back (before, it was withdrawn or failed on purpose).
+        self._live = False
+        self._tls: ssl.SSLContext | None = None  # built on the first wss:// dial
 
     async def run(self) -> CloseReason | None:
         """Runs the adapter to its end; None if there was nothing to run."""
@@ -136,6 +140,7 @@ class AdapterRunner:
                 self.log.exception("pipeline_cleanup_failed")
             # The record is final before housekeeping stops: a close waiting on it is
             # answered even if tearing down the Redis tasks below were slow.
+            self._live = False
             if reason is not None:
                 await self._close_record(reason, ctx.counters)
             for task in background:
@@ -159,6 +164,7 @@ class AdapterRunner:
             await self.store.fail(record.adapter_id, record.app_id, exc.code, exc.description)
             self.log.info("adapter_create_failed", error_code=str(exc.code), error=exc.description)
             return None
+        self._live = True
         await self._set_state(AdapterState.ACTIVE)
         self.log.info("adapter_active", endpoint=redact_endpoint(record.endpoint))
         return ws
@@ -170,8 +176,14 @@ class AdapterRunner:
             close_timeout_s=self.settings.ws_close_timeout_s,
             max_message_bytes=pipeline.max_message_bytes,
             policy=self.settings.endpoint_policy,
-            tls=self._tls,
+            tls=self._tls_for(record.endpoint),
         )
+
+    def _tls_for(self, endpoint: str) -> ssl.SSLContext | None:
+        # Loading a trust store costs tens of ms: only wss:// endpoints pay it, once.
+        if self._tls is None and endpoint[:4].lower() == "wss:":
+            self._tls = tls_context(self.settings.endpoint_ca_bundle)
+        return self._tls
 
     async def _first(self, *aws: Awaitable[CloseReason]) -> CloseReason:
         """The result of whichever finishes first; the others are cancelled and awaited."""
@@ -218,7 +230,7 @@ class AdapterRunner:
                 )
                 if reply.should_stop:
                     self.stop.set(CloseReason.API_CLOSE)
-                elif reply.record_lost and self._record is not None:
+                elif reply.record_lost and self._live and self._record is not None:
                     self._record.counters = dict(counters)
                     await self.store.restore(
                         self._record, heartbeat_ttl_s=self.settings.heartbeat_ttl_s
