@@ -64,6 +64,7 @@ class Stack:
     api_url: str
     sfu_url: str
     log_dir: Path
+    workers: int = 0
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -149,12 +150,15 @@ def _healthy(url: str) -> Callable[[], bool]:
 
 
 @contextlib.contextmanager
-def running_stack(workers: int, log_dir: Path | None = None) -> Iterator[Stack]:
+def running_stack(
+    workers: int, log_dir: Path | None = None, settings: dict[str, str] | None = None
+) -> Iterator[Stack]:
     """Starts redis-server and the three Sluice processes; stops them all on exit.
 
     Args:
         workers: size of the worker pool (the most adapters that can run at once).
         log_dir: where the processes' logs go (a temporary directory by default).
+        settings: more `SLUICE_*` settings for the three processes (e.g. limits).
     """
     from rq import Queue, Worker
 
@@ -179,6 +183,7 @@ def running_stack(workers: int, log_dir: Path | None = None) -> Iterator[Stack]:
             "SLUICE_LOG_FORMAT": "json",
             "SLUICE_ALLOW_PRIVATE_ENDPOINTS": "1",
             "SLUICE_ICE_LOOPBACK": "1",
+            **(settings or {}),
         }
     )
     commands = {
@@ -186,7 +191,7 @@ def running_stack(workers: int, log_dir: Path | None = None) -> Iterator[Stack]:
         "api": ["api", "--port", str(api_port)],
         "worker": ["worker", "--processes", str(workers)],
     }
-    stack = Stack(processes, redis_url, api_url, sfu_url, log_dir)
+    stack = Stack(processes, redis_url, api_url, sfu_url, log_dir, workers)
     try:
         for name, args in commands.items():
             processes[name] = subprocess.Popen(

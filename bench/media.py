@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
+from typing import Any
 
 import av
 import numpy as np
@@ -176,3 +177,59 @@ def _pattern_frames(width: int, height: int, count: int) -> list[npt.NDArray[np.
         image[top : top + block, left : left + block] = 235
         frames.append(np.vstack([image, chroma]))
     return frames
+
+
+def opus_tone_packets(seconds: int = 1) -> list[bytes]:
+    """`seconds` of a 440 Hz tone at about -12 dBFS encoded once as 20 ms Opus packets.
+
+    The sine fits a second exactly, so the packets loop without a seam.
+    """
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate = RATE
+    codec.layout = "stereo"
+    codec.format = av.AudioFormat("s16")
+    codec.bit_rate = 64_000
+    t = np.arange(RATE * seconds) / RATE
+    mono = (np.sin(2 * np.pi * 440 * t) * 8_000).astype(np.int16)
+    stereo = np.repeat(mono, 2).reshape(1, -1)
+    packets: list[bytes] = []
+    for i in range(0, stereo.shape[1], 2 * FRAME):
+        frame = av.AudioFrame.from_ndarray(
+            stereo[:, i : i + 2 * FRAME], format="s16", layout="stereo"
+        )
+        frame.sample_rate = RATE
+        frame.pts = i // 2
+        frame.time_base = fractions.Fraction(1, RATE)
+        packets += [bytes(p) for p in codec.encode(frame)]
+    packets += [bytes(p) for p in codec.encode(None)]
+    return packets[: 50 * seconds]
+
+
+class OpusReplayTrack(MediaStreamTrack):
+    """Pre-encoded Opus packets replayed in real time: publishing costs no encode.
+
+    aiortc's sender packetizes an `av.Packet` it gets from `recv()` as is.
+    """
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._packets = opus_tone_packets()
+        self._n = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        wait = self._start + self._n * FRAME_S - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        packet = av.Packet(self._packets[self._n % len(self._packets)])
+        packet.pts = self._n * FRAME
+        packet.time_base = fractions.Fraction(1, RATE)
+        self._n += 1
+        return packet

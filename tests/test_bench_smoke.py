@@ -13,7 +13,7 @@ from sluice.devserver import redis_server_binary
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.timeout(120),
+    pytest.mark.timeout(240),
     pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server"),
 ]
 
@@ -28,6 +28,9 @@ EXPECTED = {
         "click_latency_ms",
         "adapter_counters",
     },
+    "capacity": {"kinds", "where", "config"},
+    "control": {"idle", "filling", "full", "burst", "rate_worker_fail", "rate_api_refused"},
+    "sfu": {"kinds", "where", "config"},
 }
 
 
@@ -37,7 +40,7 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
         cwd=repo_root,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=230,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     for name, keys in EXPECTED.items():
@@ -57,3 +60,16 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
     assert cost["types"]["jpeg_640x480"]["jpeg_resolution"] == [640, 480]
     assert cost["types"]["jpeg_1280x720"]["jpeg_resolution"] == [1280, 720]
     assert "create_to_first_jpeg_ms" in cost["types"]["jpeg_640x480"]
+    capacity = json.loads((tmp_path / "capacity.json").read_text())
+    for kind in ("audio", "jpeg"):
+        steps = capacity["kinds"][kind]["steps"]
+        assert steps and steps[0]["frames_received"] > 0, kind
+    control = json.loads((tmp_path / "control.json").read_text())
+    assert control["idle"]["create_to_active_ms"]["n"] == 3
+    assert control["full"]["close_ms"]["n"] > 0
+    assert control["rate_api_refused"]["requests_per_s"] > 0
+    sfu = json.loads((tmp_path / "sfu.json").read_text())
+    for kind in ("audio", "video"):
+        for forwarder in ("sluice", "media_relay"):
+            r = sfu["kinds"][kind][forwarder]
+            assert r["frames_per_s_per_subscriber"]["min"] > 0, (kind, forwarder)

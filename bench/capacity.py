@@ -1,0 +1,333 @@
+"""Capacity: how many concurrent egress adapters this machine sustains on time.
+
+Two ramps, one after the other, each on one source published once from this process:
+
+- `audio`: egress PCM adapters on one tone replayed from pre-encoded Opus packets (the
+  publisher encodes nothing). A Packet is late when it reaches the endpoint more than
+  100 ms after its expected arrival = the adapter's first Packet's arrival +
+  timestamp / 48 kHz (so the network and start-up delay cancel out); a frame that never
+  arrives in the window counts as late too.
+- `jpeg`: JPEG egress adapters on one 640x480 30 fps VP8 moving pattern (encoded once,
+  here). A JPEG is late when it arrives more than 1 s + 100 ms after the previous one;
+  a missing one (nothing for 1.1 s at the end of the window) counts as late.
+
+Adapters are added `--step` at a time and kept; after a warm-up, a window measures late
+frames and CPU % of one core of the SFU, of the adapter processes (sum), of the worker
+pool's parent and of this process, plus the load average. A step passes with fewer than
+0.5 % late frames; the ramp stops at the first step that fails, or at `--max`. The
+stack's worker pool is as large as the larger `--max`, and the app's create-rate and
+adapter limits are lifted for this stack (they would cap the ramp, not the machine).
+
+    python -m bench.capacity [--step 10] [--max 80] [--jpeg-step 5] [--jpeg-max 40]
+                             [--warmup 3] [--window 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    Stack,
+    cpu_seconds,
+    egress_item,
+    endpoint,
+    progress,
+    running_stack,
+)
+from bench.media import FRAME_S, RATE, OpusReplayTrack, PatternVideoTrack
+from bench.report import print_table, write_result
+from sfu.ice import set_loopback
+from sluice.wire.packet_pb2 import Packet
+
+LATE_S = 0.1
+JPEG_INTERVAL_S = 1.0
+PASS_LATE_PCT = 0.5
+KINDS = ("audio", "jpeg")
+STACK_ENV = {"SLUICE_APP_CREATES_PER_S": "0", "SLUICE_APP_MAX_ADAPTERS": "0"}
+WHERE = {
+    "adapter processes": "one forked process per adapter: receive, decode, send (summed)",
+    "sfu process": "`sluice sfu`: forwards the one published track to every adapter",
+    "bench process": "publisher (Opus replay, or VP8 encode of 640x480@30) and the endpoint",
+}
+
+
+@dataclass
+class LateTally:
+    """Arrivals per adapter at the endpoint; late frames counted inside a window."""
+
+    kind: str
+    measuring: bool = False
+    base: dict[str, float] = field(default_factory=dict)  # audio: arrival - ts / 48 kHz
+    last_at: dict[str, float] = field(default_factory=dict)
+    received: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    late: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    worst_s: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def on_message(self, path: str, message: bytes, now: float) -> None:
+        if self.kind == "audio":
+            self._audio(path, Packet.FromString(message).timestamp, now)
+        else:
+            self._jpeg(path, now)
+        self.last_at[path] = now
+
+    def _audio(self, path: str, timestamp: int, now: float) -> None:
+        expected = self.base.setdefault(path, now - timestamp / RATE) + timestamp / RATE
+        if not self.measuring:
+            return
+        self.received[path] += 1
+        behind = now - expected
+        self.worst_s[path] = max(self.worst_s[path], behind)
+        if behind > LATE_S:
+            self.late[path] += 1
+
+    def _jpeg(self, path: str, now: float) -> None:
+        if not self.measuring or path not in self.last_at:
+            return
+        self.received[path] += 1
+        gap = now - self.last_at[path]
+        self.worst_s[path] = max(self.worst_s[path], gap - JPEG_INTERVAL_S)
+        if gap > JPEG_INTERVAL_S + LATE_S:
+            self.late[path] += 1
+
+    def start(self) -> None:
+        self.received.clear()
+        self.late.clear()
+        self.worst_s.clear()
+        self.measuring = True
+
+    def stop(self, paths: list[str], window_s: float) -> dict[str, Any]:
+        """Late frames over the window, missing ones included, summed over `paths`."""
+        self.measuring = False
+        now = time.monotonic()
+        late = expected = 0
+        for path in paths:
+            if self.kind == "audio":
+                due = round(window_s / FRAME_S)
+                late += self.late[path] + max(0, due - self.received[path])
+            else:
+                due = round(window_s / JPEG_INTERVAL_S)
+                silent = now - self.last_at.get(path, 0.0) > JPEG_INTERVAL_S + LATE_S
+                late += self.late[path] + int(silent)
+            expected += due
+        worst = max((self.worst_s[p] for p in paths), default=0.0)
+        return {
+            "frames_expected": expected,
+            "frames_received": sum(self.received[p] for p in paths),
+            "frames_late": late,
+            "late_pct": round(100.0 * late / expected, 3) if expected else None,
+            "worst_late_ms": round(worst * 1000, 1),
+        }
+
+
+def _cpu(pids: dict[str, int]) -> dict[str, float | None]:
+    """CPU seconds so far per process; None for one that is gone."""
+    seconds: dict[str, float | None] = {}
+    for name, pid in pids.items():
+        try:
+            seconds[name] = cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            seconds[name] = None
+    return seconds
+
+
+async def ramp(
+    stack: Stack, kind: str, step: int, most: int, warmup_s: float, window_s: float
+) -> dict[str, Any]:
+    set_loopback(True)
+    tally = LateTally(kind)
+    sessions = stack.sessions()
+    adapters: dict[str, str] = {}  # path → adapter id
+    pids: dict[str, int] = {}
+    steps: list[dict[str, Any]] = []
+    stopped_by = "max"
+    async with endpoint(tally.on_message) as ep:
+        try:
+            if kind == "audio":
+                session_id, _ = await sessions.publish(OpusReplayTrack(), "mic")
+                track, codec = "mic", "pcm"
+            else:
+                video = PatternVideoTrack(640, 480)
+                session_id, _ = await sessions.publish(video, "cam", codec="VP8")
+                track, codec = "cam", "jpeg"
+            n = 0
+            while n < most:
+                target = min(most, n + step)
+                paths = [f"{kind}-{i}" for i in range(n, target)]
+                created = await asyncio.gather(
+                    *(
+                        stack.create(egress_item(ep.url(p), session_id, track, codec))
+                        for p in paths
+                    ),
+                    return_exceptions=True,
+                )
+                errors = [str(c) for c in created if isinstance(c, BaseException)]
+                for path, c in zip(paths, created, strict=True):
+                    if isinstance(c, dict):
+                        adapters[path] = c["adapterId"]
+                        pids[path] = stack.adapter_pid(c["adapterId"])
+                n = target
+                if errors:
+                    stopped_by = f"create failed at N={n}: {errors[0]}"
+                    progress(f"capacity: {kind} N={n}: {stopped_by}")
+                    break
+                await asyncio.sleep(warmup_s)
+                others = {"sfu": stack.pid("sfu"), "worker": stack.pid("worker")}
+                others["bench"] = os.getpid()
+                before = _cpu({**pids, **others})
+                started = time.monotonic()
+                tally.start()
+                await asyncio.sleep(window_s)
+                late = tally.stop(list(adapters), window_s)
+                elapsed = time.monotonic() - started
+                after = _cpu({**pids, **others})
+                load = os.getloadavg()
+                pct = {
+                    name: 100.0 * (a - b) / elapsed
+                    for name in after
+                    if (a := after[name]) is not None and (b := before[name]) is not None
+                }
+                gone = [p for p in pids if p not in pct]
+                row = {
+                    "n": n,
+                    **late,
+                    "passed": late["late_pct"] is not None
+                    and late["late_pct"] < PASS_LATE_PCT
+                    and not gone,
+                    "cpu_pct_sfu": round(pct.get("sfu", 0.0), 1),
+                    "cpu_pct_adapters_sum": round(sum(pct.get(p, 0.0) for p in pids), 1),
+                    "cpu_pct_worker_parent": round(pct.get("worker", 0.0), 1),
+                    "cpu_pct_bench": round(pct.get("bench", 0.0), 1),
+                    "loadavg": [round(v, 2) for v in load],
+                    "adapter_processes_gone": len(gone),
+                }
+                steps.append(row)
+                verdict = "ok" if row["passed"] else "FAIL"
+                progress(
+                    f"capacity: {kind} N={n}: {late['late_pct']} % late ({verdict}), "
+                    f"sfu {row['cpu_pct_sfu']} %, adapters {row['cpu_pct_adapters_sum']} %, "
+                    f"bench {row['cpu_pct_bench']} %, load {load[0]:.2f}"
+                )
+                if not row["passed"]:
+                    stopped_by = f"late at N={n}"
+                    break
+            views = [await stack.view(a) for a in adapters.values()]
+            await stack.close(list(adapters.values()))
+        finally:
+            await sessions.close()
+    passed = [s["n"] for s in steps if s["passed"]]
+    return {
+        "steps": steps,
+        "sustained_n": max(passed, default=0),
+        "stopped_by": stopped_by,
+        "skipped_total": sum(int(v.get("counters", {}).get("skipped", 0)) for v in views),
+        "dropped_total": sum(int(v.get("counters", {}).get("dropped", 0)) for v in views),
+    }
+
+
+async def run(
+    stack: Stack,
+    limits: dict[str, tuple[int, int]],
+    warmup_s: float,
+    window_s: float,
+    settle_s: float,
+) -> dict[str, Any]:
+    kinds: dict[str, Any] = {}
+    for kind in KINDS:
+        step, most = limits[kind]
+        progress(f"capacity: {kind}: ramp by {step} up to {most}")
+        kinds[kind] = await ramp(stack, kind, step, most, warmup_s, window_s)
+        await asyncio.sleep(settle_s)  # let the closed adapters' processes exit
+    return {
+        "kinds": kinds,
+        "where": WHERE,
+        "config": {
+            "late_ms": LATE_S * 1000,
+            "pass_below_late_pct": PASS_LATE_PCT,
+            "steps": {k: {"step": s, "max": m} for k, (s, m) in limits.items()},
+            "warmup_s": warmup_s,
+            "window_s": window_s,
+            "worker_pool": stack.workers,
+            "stack_env": STACK_ENV,
+            "cpus": os.cpu_count(),
+        },
+    }
+
+
+def show(result: dict[str, Any]) -> None:
+    header = [
+        "kind",
+        "N",
+        "late %",
+        "worst ms",
+        "ok",
+        "sfu cpu%",
+        "adapters cpu%",
+        "per adapter",
+        "bench cpu%",
+        "load 1m",
+    ]
+    rows = []
+    for kind, r in result["kinds"].items():
+        for s in r["steps"]:
+            rows.append(
+                [
+                    kind,
+                    s["n"],
+                    s["late_pct"],
+                    s["worst_late_ms"],
+                    "yes" if s["passed"] else "NO",
+                    s["cpu_pct_sfu"],
+                    s["cpu_pct_adapters_sum"],
+                    s["cpu_pct_adapters_sum"] / s["n"],
+                    s["cpu_pct_bench"],
+                    s["loadavg"][0],
+                ]
+            )
+    print_table("capacity ramp (CPU % of one core; late = > 100 ms behind)", header, rows)
+    for kind, r in result["kinds"].items():
+        print(f"{kind}: sustained N = {r['sustained_n']} (stopped: {r['stopped_by']})")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
+    parser.add_argument("--step", type=int, default=10, help="audio adapters added per step")
+    parser.add_argument("--max", type=int, default=80, help="most audio adapters")
+    parser.add_argument("--jpeg-step", type=int, default=5, help="JPEG adapters per step")
+    parser.add_argument("--jpeg-max", type=int, default=40, help="most JPEG adapters")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before a window")
+    parser.add_argument("--window", type=float, default=10.0, help="measured seconds a step")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1-2 adapters, 2 s")
+    parser.add_argument("--results-dir", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
+    """Runs on its own stack: its worker pool must hold `--max` adapters at once."""
+    args = parse(argv)
+    if args.quick:
+        limits, warmup, window, settle = {"audio": (1, 2), "jpeg": (1, 1)}, 1.0, 2.0, 0.5
+    else:
+        limits = {"audio": (args.step, args.max), "jpeg": (args.jpeg_step, args.jpeg_max)}
+        warmup, window, settle = args.warmup, args.window, 3.0
+    workers = max(most for _, most in limits.values())
+    with contextlib.ExitStack() as exit_stack:
+        if stack is None or stack.workers < workers:
+            stack = exit_stack.enter_context(running_stack(workers=workers, settings=STACK_ENV))
+        result = asyncio.run(run(stack, limits, warmup, window, settle))
+    result["quick"] = args.quick
+    path = write_result("capacity", result, args.results_dir)
+    show(result)
+    print(f"written to {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
