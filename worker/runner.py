@@ -27,7 +27,7 @@ from sluice.state import AdapterRecord, AdapterState, CloseReason, redact_endpoi
 from sluice.store import AdapterStore
 from worker.dial import DialError, dial, tls_context
 from worker.pipelines import make_pipeline
-from worker.pipelines.base import Pipeline, PipelineContext, SetupError
+from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 
 log = structlog.get_logger("sluice.worker")
 REDIS_RETRY_S = 0.5
@@ -50,6 +50,10 @@ async def _watch_loop_lag(counters: dict[str, int]) -> None:
         lag_ms = round((loop.time() - started - LOOP_LAG_PROBE_S) * 1000)
         if lag_ms > counters["max_loop_lag_ms"]:
             counters["max_loop_lag_ms"] = lag_ms
+
+
+def _succeeded(task: asyncio.Task[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
 
 
 class StopRequest:
@@ -151,23 +155,39 @@ class AdapterRunner:
         return reason
 
     async def _start(self, record: AdapterRecord, pipeline: Pipeline) -> Any:
-        """Prepares media and dials; reports `active` or the failure. None if failed."""
+        """Prepares media and dials, at once; reports `active` or the failure.
+
+        The two are independent (an SFU negotiation, a WebSocket handshake that may cross
+        the internet), so a create waits for the slower, not for both in turn. Whichever
+        fails first cancels the other. Returns the connection, or None if the create failed.
+        """
+        prepared = asyncio.create_task(pipeline.prepare(), name="prepare")
+        dialled = asyncio.create_task(self._dial(record, pipeline), name="dial")
+        dialled.add_done_callback(
+            lambda task: pipeline.on_connected() if _succeeded(task) else None
+        )
         try:
-            await pipeline.prepare()
-            if pipeline.session_id and pipeline.session_id != record.session_id:
-                record.session_id = pipeline.session_id
-                await self.store.set_session(record.adapter_id, pipeline.session_id)
-                self.log = self.log.bind(session_id=pipeline.session_id)
-                pipeline.ctx.log = self.log
-            ws = await self._dial(record, pipeline)
-        except (SetupError, DialError) as exc:
+            await asyncio.gather(prepared, dialled)
+        except BaseException as exc:
+            for task in (prepared, dialled):
+                task.cancel()
+            await asyncio.gather(prepared, dialled, return_exceptions=True)
+            if _succeeded(dialled):
+                await close_ws(dialled.result())
+            if not isinstance(exc, SetupError | DialError):
+                raise
             await self.store.fail(record.adapter_id, record.app_id, exc.code, exc.description)
             self.log.info("adapter_create_failed", error_code=str(exc.code), error=exc.description)
             return None
+        if pipeline.session_id and pipeline.session_id != record.session_id:
+            record.session_id = pipeline.session_id
+            await self.store.set_session(record.adapter_id, pipeline.session_id)
+            self.log = self.log.bind(session_id=pipeline.session_id)
+            pipeline.ctx.log = self.log
         self._live = True
         await self._set_state(AdapterState.ACTIVE)
         self.log.info("adapter_active", endpoint=redact_endpoint(record.endpoint))
-        return ws
+        return dialled.result()
 
     async def _dial(self, record: AdapterRecord, pipeline: Pipeline) -> Any:
         return await dial(

@@ -58,6 +58,9 @@ class Pipeline(ABC):
             SetupError: the create fails with that code.
         """
 
+    def on_connected(self) -> None:  # noqa: B027 - optional hook
+        """The endpoint's WebSocket is open (`prepare` may still be running)."""
+
     @abstractmethod
     async def run(self, ws: ClientConnection) -> CloseReason:
         """Moves media until it ends, returning why. The pipeline owns `ws` from here

@@ -58,8 +58,10 @@ class IngestPipeline(Pipeline):
             ) from None
         self.session_id = session_id
 
-    async def run(self, ws: ClientConnection) -> CloseReason:
+    def on_connected(self) -> None:
         self.track.start_clock()  # spec §6: playout starts when the WebSocket connects
+
+    async def run(self, ws: ClientConnection) -> CloseReason:
         sock = ws.transport.get_extra_info("socket")
         # OSError: the connection may already be gone (e.g. failed with 1009 while the
         # runner was reporting `active`); reading it below then says so.
