@@ -18,6 +18,7 @@ DEV_ENV = {
     "SLUICE_ALLOW_PRIVATE_ENDPOINTS": "1",
     "SLUICE_ICE_LOOPBACK": "1",
 }
+DRAIN_WAIT_S = 15
 # The processes to run when there is no Procfile beside us (an installed copy).
 DEFAULT_PROCESSES = {"web": "sluice api", "worker": "sluice worker", "sfu": "sluice sfu"}
 
@@ -111,8 +112,14 @@ def read_procfile(path: Path) -> dict[str, str]:
 
 
 def run_dev(procfile: str = "Procfile") -> int:
+    import honcho.manager
     from honcho.manager import Manager
     from honcho.printer import Printer
+
+    # honcho SIGKILLs what has not exited 5 s after Ctrl+C; a worker host drains its
+    # adapters first (each closes its WebSocket with 1000), so give it the time the
+    # systemd unit gives it.
+    honcho.manager.KILL_WAIT = DRAIN_WAIT_S
 
     for name, value in DEV_ENV.items():
         os.environ.setdefault(name, value)

@@ -22,6 +22,7 @@ from rq.worker_pool import WorkerPool
 from sluice.config import Settings, get_settings
 from sluice.log import configure_logging
 from sluice.redisconn import sync_client
+from worker.lineage import die_with_parent
 from worker.reaper import Reaper
 
 log = structlog.get_logger("sluice.worker")
@@ -55,6 +56,12 @@ class AdapterWorker(Worker):
 
 
 def _run_worker(name: str, settings: Settings) -> None:
+    # Only the supervisor takes signals from outside (a process manager signals our
+    # whole group): it stops workers one way, in order. Signals racing into a worker
+    # from two sides left some blocked in Redis forever.
+    os.setpgrp()
+    # If the supervisor dies abruptly, drain instead of running on unsupervised.
+    die_with_parent(signal.SIGTERM)
     configure_logging(settings.log_format, settings.log_level, process="worker")
     connection = sync_client(settings)
     queue = Queue(settings.queue_name, connection=connection)
