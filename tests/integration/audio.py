@@ -12,6 +12,8 @@ import numpy as np
 import numpy.typing as npt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from tests.sfu.media import PacedTrack
+
 RATE = 48_000
 FRAME = 960  # samples per channel in 20 ms
 
@@ -29,7 +31,7 @@ def dominant_frequency(mono: npt.NDArray[np.float64]) -> float:
     return float(np.fft.rfftfreq(len(mono), 1 / RATE)[int(np.argmax(spectrum))])
 
 
-class StereoToneTrack(MediaStreamTrack):
+class StereoToneTrack(PacedTrack):
     """A live stereo tone (different frequencies left and right), paced in real time."""
 
     kind = "audio"
@@ -37,17 +39,9 @@ class StereoToneTrack(MediaStreamTrack):
     def __init__(self, freq_left: float, freq_right: float) -> None:
         super().__init__()
         self.freqs = (freq_left, freq_right)
-        self._n = 0
-        self._start: float | None = None
 
     async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._n / RATE - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._wait_turn(RATE)
         t = np.arange(self._n, self._n + FRAME) / RATE
         left, right = (np.sin(2 * np.pi * f * t) * 12_000 for f in self.freqs)
         interleaved = np.column_stack([left, right]).astype(np.int16).reshape(1, -1)

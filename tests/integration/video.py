@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import fractions
 import io
-import time
 
 import av
 import numpy as np
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from tests.sfu.media import PacedTrack
 
 FPS = 30
 COLOURS = [(220, 30, 30), (30, 200, 40), (40, 60, 220), (230, 220, 40)]
 
 
-class ColourCycleTrack(MediaStreamTrack):
+class ColourCycleTrack(PacedTrack):
     """Solid frames whose colour steps through `COLOURS`, one per second, in real time."""
 
     kind = "video"
@@ -24,19 +23,11 @@ class ColourCycleTrack(MediaStreamTrack):
         self, width: int = 640, height: int = 480, *, switch_to: tuple[int, int] | None = None
     ) -> None:
         super().__init__()
-        self._n = 0
-        self._start: float | None = None
         self._sizes = [(width, height), switch_to or (width, height)]
         self._images = {size: _solid_images(*size) for size in self._sizes}
 
     async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._n / FPS - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._wait_turn(FPS)
         # With `switch_to`, the resolution changes after 2 s (a camera or layer switch).
         size = self._sizes[1] if self._n >= 2 * FPS else self._sizes[0]
         image = self._images[size][(self._n // FPS) % len(COLOURS)]

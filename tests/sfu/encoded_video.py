@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import fractions
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCRtpSender, RTCRtpTransceiver
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCRtpSender, RTCRtpTransceiver
 from av.video.frame import PictureType
 
 from sluice.rtp import h265
-from tests.sfu.media import FPS, VIDEO_CLOCK
+from tests.sfu.media import FPS, VIDEO_CLOCK, PacedTrack
 
 SIZE = (320, 240)
 FFMPEG_DECODERS = {"VP9": "vp9", "H265": "hevc"}
@@ -74,7 +71,7 @@ def encode_colour(codec: str, rgb: tuple[int, int, int], frames: int, gop: int) 
     return out
 
 
-class EncoderTrack(MediaStreamTrack):  # type: ignore[misc]
+class EncoderTrack(PacedTrack):
     """Encodes a colour live at 30 fps and yields `av.Packet`s; keyframes only on request.
 
     Wire `request_keyframe` to the sender with `sfu.aiortc_seam.on_keyframe_request`:
@@ -87,8 +84,6 @@ class EncoderTrack(MediaStreamTrack):  # type: ignore[misc]
         super().__init__()
         self._ctx = new_encoder(codec, None)
         self._rgb = rgb
-        self._n = 0
-        self._start: float | None = None
         self._force = False
         self.keyframes = 0
 
@@ -96,13 +91,7 @@ class EncoderTrack(MediaStreamTrack):  # type: ignore[misc]
         self._force = True
 
     async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._n / FPS - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._wait_turn(FPS)
         frame = picture(self._rgb, self._n)
         if self._force:
             frame.pict_type = PictureType.I

@@ -18,7 +18,28 @@ VIDEO_CLOCK = 90_000
 FPS = 30
 
 
-class ToneTrack(MediaStreamTrack):  # type: ignore[misc]
+class PacedTrack(MediaStreamTrack):  # type: ignore[misc]
+    """A live test source whose item `_n` is due at start + `_n` / rate, in real time.
+
+    Subclasses advance `_n` (by samples or frames) and call `_wait_turn` first in `recv`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._n = 0
+        self._start: float | None = None
+
+    async def _wait_turn(self, rate: float) -> None:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        wait = self._start + self._n / rate - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class ToneTrack(PacedTrack):
     """A continuous stereo sine at `freq_hz`, paced in real time."""
 
     kind = "audio"
@@ -26,17 +47,9 @@ class ToneTrack(MediaStreamTrack):  # type: ignore[misc]
     def __init__(self, freq_hz: float) -> None:
         super().__init__()
         self.freq_hz = freq_hz
-        self._n = 0
-        self._start: float | None = None
 
     async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._n / SAMPLE_RATE - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._wait_turn(SAMPLE_RATE)
         t = (np.arange(self._n, self._n + SAMPLES) / SAMPLE_RATE).astype(np.float64)
         mono = (np.sin(2 * np.pi * self.freq_hz * t) * 12_000).astype(np.int16)
         stereo = np.repeat(mono, 2).reshape(1, -1)
@@ -48,7 +61,7 @@ class ToneTrack(MediaStreamTrack):  # type: ignore[misc]
         return frame
 
 
-class ColourTrack(MediaStreamTrack):  # type: ignore[misc]
+class ColourTrack(PacedTrack):
     """Solid-colour frames (RGB) at 30 fps."""
 
     kind = "video"
@@ -59,17 +72,9 @@ class ColourTrack(MediaStreamTrack):  # type: ignore[misc]
         img = np.zeros((h, w, 3), dtype=np.uint8)
         img[:, :] = rgb
         self._image = img
-        self._n = 0
-        self._start: float | None = None
 
     async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._n / FPS - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._wait_turn(FPS)
         frame = av.VideoFrame.from_ndarray(self._image, format="rgb24")
         frame.pts = self._n * (VIDEO_CLOCK // FPS)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
@@ -77,7 +82,7 @@ class ColourTrack(MediaStreamTrack):  # type: ignore[misc]
         return frame
 
 
-class PacketLoopTrack(MediaStreamTrack):  # type: ignore[misc]
+class PacketLoopTrack(PacedTrack):
     """Replays pre-encoded packets in a loop, paced; the sender only packetizes them."""
 
     def __init__(self, kind: str, payloads: Sequence[bytes], step: int, clock: int) -> None:
@@ -86,17 +91,9 @@ class PacketLoopTrack(MediaStreamTrack):  # type: ignore[misc]
         self._payloads = list(payloads)
         self._step = step
         self._clock = clock
-        self._n = 0
-        self._start: float | None = None
 
     async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._n * self._step / self._clock - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._wait_turn(self._clock / self._step)
         packet = av.Packet(self._payloads[self._n % len(self._payloads)])
         packet.pts = self._n * self._step
         packet.time_base = fractions.Fraction(1, self._clock)
