@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     api_port: int = 8080
     sfu_host: str = "127.0.0.1"
     sfu_port: int = 8081
+    worker_health_host: str = Field(
+        "127.0.0.1", description="Where a worker host serves /healthz, /readyz and /metrics."
+    )
+    worker_health_port: int = Field(
+        8082, ge=0, le=65535, description="Port of the worker host's health server (0: none)."
+    )
     sfu_url: str = Field(
         "http://127.0.0.1:8081",
         description="Base URL of the sessions API the pipelines (and the API's proxy) talk to.",
@@ -111,6 +117,10 @@ class Settings(BaseSettings):
 
     jpeg_quality: int = Field(
         75, ge=1, le=100, description="JPEG egress quality, 1-100 (higher: larger, sharper)."
+    )
+
+    usage_retention_days: int = Field(
+        400, gt=0, description="Hourly usage figures per app are kept this long."
     )
 
     # --- workers ----------------------------------------------------------------
