@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import adapters, health, sessions
+from api.metrics import ApiMetrics
+from api.routes import adapters, health, operations, sessions, usage
 from api.service import AdapterService
 from sluice import __version__
 from sluice.body_limit import BodyLimitMiddleware
@@ -25,9 +26,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = async_client(settings)
         rq_redis = sync_client(settings)
-        store = AdapterStore(redis, retention_s=settings.closed_retention_s)
+        store = AdapterStore(
+            redis,
+            retention_s=settings.closed_retention_s,
+            usage_retention_s=settings.usage_retention_days * 86_400,
+        )
         app.state.redis = redis
-        app.state.service = AdapterService(settings, store, rq_redis)
+        app.state.rq_redis = rq_redis
+        app.state.service = AdapterService(settings, store, rq_redis, app.state.metrics)
         try:
             yield
         finally:
@@ -45,10 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         lifespan=lifespan,
     )
+    app.state.metrics = ApiMetrics()
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
     app.include_router(adapters.router)
     app.include_router(health.router)
     app.include_router(sessions.router)
+    app.include_router(usage.router)
+    app.include_router(operations.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -146,3 +146,23 @@ class AdapterView(BaseModel):
     closedAt: str | None = None
     closeReason: str | None = None
     counters: Counters
+
+
+class UsageHour(BaseModel):
+    hour: str = Field(description="Start of the UTC hour, ISO 8601.")
+    egressBytes: int
+    ingestBytes: int
+
+
+class UsageResponse(BaseModel):
+    appId: str
+    start: str = Field(alias="from", description="Start of the first hour counted (UTC).")
+    end: str = Field(alias="to", description="End of the last hour counted (UTC).")
+    egressBytes: int = Field(
+        description="Bytes sent to WebSocket endpoints (egress; the billable figure): the "
+        "serialized Packets, Protobuf framing included, WebSocket frame headers not."
+    )
+    ingestBytes: int = Field(description="Bytes received from WebSocket endpoints (ingest).")
+    hours: list[UsageHour] = Field(description="The hours with any traffic, oldest first.")
+
+    model_config = ConfigDict(populate_by_name=True)

@@ -14,6 +14,7 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from api.metrics import ApiMetrics
 from api.models import (
     AdapterView,
     CloseTrackResult,
@@ -51,15 +52,37 @@ def new_id() -> str:
 class AdapterService:
     """Everything the adapters routes do, written against Redis and the RQ queue."""
 
-    def __init__(self, settings: Settings, store: AdapterStore, rq_redis: SyncRedis) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: AdapterStore,
+        rq_redis: SyncRedis,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.queue = Queue(settings.queue_name, connection=rq_redis)
+        self.metrics = metrics or ApiMetrics()
 
     # --- create -----------------------------------------------------------------
 
     async def create(self, app_id: str, item: IngestTrack | EgressTrack) -> CreateTrackResult:
         """Creates one adapter and waits until its pipeline is connected or has failed."""
+        started = time.perf_counter()
+        result = await self._create(app_id, item)
+        direction = "ingest" if isinstance(item, IngestTrack) else "egress"
+        self.metrics.creates.labels(direction, result.errorCode or "active").inc()
+        if result.errorCode is None:
+            self.metrics.create_seconds.labels(direction).observe(time.perf_counter() - started)
+        return result
+
+    def count_refused(self, items: list[IngestTrack | EgressTrack], error_code: str) -> None:
+        """Counts create items refused as a whole request (e.g. over the rate limit)."""
+        for item in items:
+            direction = "ingest" if isinstance(item, IngestTrack) else "egress"
+            self.metrics.creates.labels(direction, error_code).inc()
+
+    async def _create(self, app_id: str, item: IngestTrack | EgressTrack) -> CreateTrackResult:
         if isinstance(item, EgressTrack) and (refusal := await self._check_source(app_id, item)):
             return refusal
         adapter_id = new_id()
@@ -195,6 +218,11 @@ class AdapterService:
 
     async def close(self, app_id: str, adapter_id: str) -> CloseTrackResult:
         """Closes one adapter and waits (briefly) for its pipeline to confirm."""
+        result = await self._close(app_id, adapter_id)
+        self.metrics.closes.labels(result.errorCode or "closed").inc()
+        return result
+
+    async def _close(self, app_id: str, adapter_id: str) -> CloseTrackResult:
         record = await self.store.load(adapter_id)
         if record is None or record.app_id != app_id:
             return CloseTrackResult(

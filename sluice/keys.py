@@ -37,3 +37,11 @@ def app_live(app_id: str) -> str:
 def app_create_rate(app_id: str, second: int) -> str:
     """counter: create requests of one app within one wall-clock second."""
     return f"{PREFIX}:app:{app_id}:creates:{second}"
+
+
+METRICS = f"{PREFIX}:metrics"  # hash: cluster-wide counter totals, `{direction}|{field}`
+
+
+def usage(app_id: str, hour: int) -> str:
+    """hash: `{direction}_bytes` one app's adapters moved during one hour (epoch hours)."""
+    return f"{PREFIX}:usage:{app_id}:{hour}"

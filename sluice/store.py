@@ -26,6 +26,36 @@ end
 local function set_pairs(key, argv, from)
   for i = from, #argv, 2 do redis.call('HSET', key, argv[i], argv[i + 1]) end
 end
+-- Saves a pipeline's counters into its record. The growth of each monotonic counter
+-- (and of the loop-lag histogram buckets, `h_*`) since the last save is added to the
+-- cluster-wide totals that /metrics reports, and the growth of `c_bytes` to the app's
+-- usage of the current hour: the same numbers in the same script, so totals, usage and
+-- records agree by construction, whichever process dies when.
+local FOLDED = {c_packets = true, c_bytes = true, c_dropped = true, c_reconnects = true,
+  c_skipped = true, c_underruns = true}
+local function save_counters(key, argv, from, usage_ttl_s)
+  local meta = redis.call('HMGET', key, 'direction', 'app_id')
+  local dir, app = meta[1], meta[2]
+  for i = from, #argv, 2 do
+    local name, value = argv[i], argv[i + 1]
+    if dir and (FOLDED[name] or string.sub(name, 1, 2) == 'h_') then
+      local delta = tonumber(value) - tonumber(redis.call('HGET', key, name) or '0')
+      if delta > 0 then
+        redis.call('HINCRBY', 'sluice:metrics', dir .. '|' .. name, delta)
+        if name == 'c_bytes' and app then
+          local usage = 'sluice:usage:' .. app .. ':' .. math.floor(now_ms() / 3600000)
+          redis.call('HINCRBY', usage, dir .. '_bytes', delta)
+          redis.call('EXPIRE', usage, usage_ttl_s)
+        end
+      end
+    end
+    redis.call('HSET', key, name, value)
+  end
+end
+local function count_close(key, reason)
+  local dir = redis.call('HGET', key, 'direction')
+  if dir then redis.call('HINCRBY', 'sluice:metrics', 'closes|' .. dir .. '|' .. reason, 1) end
+end
 -- An adapter stops counting against its app's limit once it is closed or gone.
 local function not_live(record_key, id)
   local app = redis.call('HGET', record_key, 'app_id')
@@ -111,16 +141,21 @@ return 1
 """
 )
 
-# KEYS: record, heartbeats, events. ARGV: id, reason, closed_at, retention s, counters...
-# Returns 1 when this call closed it, 0 when it was closed already, -1 when unknown.
+# KEYS: record, heartbeats, events. ARGV: id, reason, closed_at, retention s, usage ttl s,
+# counters... Returns 1 when this call closed it, 0 when it was closed already, -1 unknown.
 CLOSE_LUA = (
     _NOW
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -1 end
-if state == 'closed' then return 0 end
+if state == 'closed' then
+  -- A pipeline's final counters still count when the API closed the record first.
+  if #ARGV > 5 then save_counters(KEYS[1], ARGV, 6, tonumber(ARGV[5])) end
+  return 0
+end
 not_live(KEYS[1], ARGV[1])
-set_pairs(KEYS[1], ARGV, 5)
+save_counters(KEYS[1], ARGV, 6, tonumber(ARGV[5]))
+count_close(KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'closed', 'close_reason', ARGV[2], 'closed_at', ARGV[3])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -129,7 +164,8 @@ return 1
 """
 )
 
-# KEYS: record, heartbeats. ARGV: id, ttl ms, counters... Returns {state, close_requested}.
+# KEYS: record, heartbeats. ARGV: id, ttl ms, usage ttl s, counters...
+# Returns {state, close_requested}.
 HEARTBEAT_LUA = (
     _NOW
     + """
@@ -140,10 +176,11 @@ if not state then
 end
 if state == 'closed' then
   redis.call('ZREM', KEYS[2], ARGV[1])
+  save_counters(KEYS[1], ARGV, 4, tonumber(ARGV[3]))
   return {state, '1'}
 end
 redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), ARGV[1])
-set_pairs(KEYS[1], ARGV, 3)
+save_counters(KEYS[1], ARGV, 4, tonumber(ARGV[3]))
 return {state, redis.call('HGET', KEYS[1], 'close_requested') or '0'}
 """
 )
@@ -183,6 +220,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
     table.insert(lost, id)
   elseif state and state ~= 'closed' then
     not_live(key, id)
+    count_close(key, 'worker_lost')
     redis.call('HSET', key, 'state', 'closed', 'close_reason', 'worker_lost',
       'closed_at', ARGV[1])
     redis.call('EXPIRE', key, tonumber(ARGV[2]))
@@ -207,11 +245,16 @@ return {lost, withdrawn}
 )
 
 
-def _counter_args(counters: dict[str, int] | None) -> list[str]:
+def _counter_args(
+    counters: dict[str, int] | None, histogram: dict[str, int] | None = None
+) -> list[str]:
     args: list[str] = []
     for name, value in (counters or {}).items():
         if name in COUNTER_NAMES:
             args += [f"c_{name}", str(value)]
+    for name, value in (histogram or {}).items():
+        if name.startswith("h_"):
+            args += [name, str(value)]
     return args
 
 
@@ -233,9 +276,12 @@ class HeartbeatReply:
 class AdapterStore:
     """Typed access to adapter records; every write is one of the scripts above."""
 
-    def __init__(self, redis: Redis, *, retention_s: int) -> None:
+    def __init__(
+        self, redis: Redis, *, retention_s: int, usage_retention_s: int = 400 * 86_400
+    ) -> None:
         self.redis = redis
         self.retention_s = retention_s
+        self.usage_retention_s = usage_retention_s
         self._create = redis.register_script(CREATE_LUA)
         self._claim = redis.register_script(CLAIM_LUA)
         self._abandon = redis.register_script(ABANDON_LUA)
@@ -318,9 +364,17 @@ class AdapterStore:
         return bool(done)
 
     async def close(
-        self, adapter_id: str, reason: CloseReason, counters: dict[str, int] | None = None
+        self,
+        adapter_id: str,
+        reason: CloseReason,
+        counters: dict[str, int] | None = None,
+        histogram: dict[str, int] | None = None,
     ) -> int:
-        """Closes the record: 1 closed now, 0 was closed already, -1 unknown id."""
+        """Closes the record: 1 closed now, 0 was closed already, -1 unknown id.
+
+        A pipeline's final `counters` (and `h_*` histogram buckets) are saved even when the
+        record was closed already, so the last second of traffic is never left uncounted.
+        """
         result = await self._close(
             keys=[keys.adapter(adapter_id), keys.HEARTBEATS, keys.adapter_events(adapter_id)],
             args=[
@@ -328,7 +382,8 @@ class AdapterStore:
                 reason.value,
                 utc_now_iso(),
                 self.retention_s,
-                *_counter_args(counters),
+                self.usage_retention_s,
+                *_counter_args(counters, histogram),
             ],
         )
         return int(result)
@@ -359,11 +414,21 @@ class AdapterStore:
             await pipe.execute()
 
     async def heartbeat(
-        self, adapter_id: str, *, ttl_s: float, counters: dict[str, int] | None = None
+        self,
+        adapter_id: str,
+        *,
+        ttl_s: float,
+        counters: dict[str, int] | None = None,
+        histogram: dict[str, int] | None = None,
     ) -> HeartbeatReply:
         state, requested = await self._heartbeat(
             keys=[keys.adapter(adapter_id), keys.HEARTBEATS],
-            args=[adapter_id, int(ttl_s * 1000), *_counter_args(counters)],
+            args=[
+                adapter_id,
+                int(ttl_s * 1000),
+                self.usage_retention_s,
+                *_counter_args(counters, histogram),
+            ],
         )
         return HeartbeatReply(state=_text(state), close_requested=_text(requested) == "1")
 

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from sluice import keys
 from sluice.config import Settings
+from sluice.lag_histogram import LagHistogram
 from sluice.state import AdapterRecord, AdapterState, CloseReason, redact_endpoint
 from sluice.store import AdapterStore
 from worker.dial import DialError, dial, tls_context
@@ -37,7 +38,7 @@ CLEANUP_TIMEOUT_S = 1.0
 LOOP_LAG_PROBE_S = 0.1
 
 
-async def _watch_loop_lag(counters: dict[str, int]) -> None:
+async def _watch_loop_lag(counters: dict[str, int], histogram: LagHistogram) -> None:
     """Records the worst event-loop lag seen: how late a 100 ms sleep wakes up.
 
     Anything that blocks the loop (a slow decode, a blocking call) delays every frame of
@@ -47,7 +48,9 @@ async def _watch_loop_lag(counters: dict[str, int]) -> None:
     while True:
         started = loop.time()
         await asyncio.sleep(LOOP_LAG_PROBE_S)
-        lag_ms = round((loop.time() - started - LOOP_LAG_PROBE_S) * 1000)
+        lag_s = loop.time() - started - LOOP_LAG_PROBE_S
+        histogram.observe(lag_s)
+        lag_ms = round(lag_s * 1000)
         if lag_ms > counters["max_loop_lag_ms"]:
             counters["max_loop_lag_ms"] = lag_ms
 
@@ -84,7 +87,12 @@ class AdapterRunner:
     def __init__(self, adapter_id: str, settings: Settings, redis: Redis) -> None:
         self.adapter_id = adapter_id
         self.settings = settings
-        self.store = AdapterStore(redis, retention_s=settings.closed_retention_s)
+        self.store = AdapterStore(
+            redis,
+            retention_s=settings.closed_retention_s,
+            usage_retention_s=settings.usage_retention_days * 86_400,
+        )
+        self.lag = LagHistogram()
         self.stop = StopRequest()
         self.log = log.bind(adapter_id=adapter_id)
         self._record: AdapterRecord | None = None  # this process's copy, kept current
@@ -123,7 +131,7 @@ class AdapterRunner:
         background = [
             asyncio.create_task(self._heartbeat(ctx.counters), name="heartbeat"),
             asyncio.create_task(self._listen_for_close(), name="control"),
-            asyncio.create_task(_watch_loop_lag(ctx.counters), name="loop-lag"),
+            asyncio.create_task(_watch_loop_lag(ctx.counters, self.lag), name="loop-lag"),
         ]
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set, CloseReason.SHUTDOWN)
@@ -227,7 +235,9 @@ class AdapterRunner:
     async def _close_record(self, reason: CloseReason, counters: dict[str, int]) -> None:
         for _ in range(10):
             try:
-                closed = await self.store.close(self.adapter_id, reason, counters)
+                closed = await self.store.close(
+                    self.adapter_id, reason, counters, histogram=self.lag.fields
+                )
                 break
             except RedisError as exc:
                 self.log.warning("close_record_failed", error=str(exc))
@@ -246,7 +256,10 @@ class AdapterRunner:
         while True:
             try:
                 reply = await self.store.heartbeat(
-                    self.adapter_id, ttl_s=self.settings.heartbeat_ttl_s, counters=counters
+                    self.adapter_id,
+                    ttl_s=self.settings.heartbeat_ttl_s,
+                    counters=counters,
+                    histogram=self.lag.fields,
                 )
                 if reply.should_stop:
                     self.stop.set(CloseReason.API_CLOSE)

@@ -19,6 +19,7 @@ from api.models import (
     CreateTrackResult,
     ErrorBody,
 )
+from sluice.errors import RateLimited
 
 router = APIRouter(prefix="/v1/apps/{appId}/adapters/websocket", tags=["adapters"])
 
@@ -58,7 +59,11 @@ async def create_adapters(
 ) -> CreateResponse:
     """Each item becomes one adapter. The answer comes once every pipeline has connected
     to its endpoint or failed; items succeed or fail independently."""
-    await service.check_create_rate(app_id)
+    try:
+        await service.check_create_rate(app_id)
+    except RateLimited as exc:
+        service.count_refused(list(body.tracks), exc.error_code)
+        raise
     results = list(await asyncio.gather(*(service.create(app_id, item) for item in body.tracks)))
     response.status_code, first = batch_status(results)
     return CreateResponse(tracks=results, **_first_error(first))

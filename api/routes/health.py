@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from rq import Queue, Worker
+
+from sluice.auth import SettingsDep
 
 router = APIRouter(tags=["health"])
+
+CHECK_TIMEOUT_S = 1.0
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -13,10 +22,48 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Redis is reachable", responses={503: {"description": "not ready"}})
-async def readyz(request: Request) -> JSONResponse:
+@router.get(
+    "/readyz",
+    summary="Redis, a worker and the SFU are reachable",
+    responses={503: {"description": "not ready: `checks` says which part is missing"}},
+)
+async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
+    """Ready when creates can succeed: Redis answers, at least one worker process is
+    registered for the queue, and the SFU answers. Each check takes at most 1 s."""
+    redis_ok, workers, sfu_ok = await asyncio.gather(
+        _check(request.app.state.redis.ping()),
+        _check(asyncio.to_thread(_count_workers, request.app.state.rq_redis, settings.queue_name)),
+        _check(_sfu_alive(settings.sfu_url)),
+    )
+    checks: dict[str, Any] = {
+        "redis": "ok" if redis_ok is True else redis_ok,
+        "workers": workers,
+        "sfu": "ok" if sfu_ok is True else sfu_ok,
+    }
+    ready = redis_ok is True and isinstance(workers, int) and workers > 0 and sfu_ok is True
+    if isinstance(workers, int) and workers == 0:
+        checks["workers"] = "no worker process is registered for the queue"
+    body = {"status": "ready" if ready else "unready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _check(work: Any) -> Any:
+    """The check's result, or a one-line reason it failed."""
     try:
-        await request.app.state.redis.ping()
-    except Exception as exc:  # any failure to reach Redis means "not ready"
-        return JSONResponse({"status": "unready", "redis": str(exc)}, status_code=503)
-    return JSONResponse({"status": "ready"})
+        return await asyncio.wait_for(work, CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return f"no answer within {CHECK_TIMEOUT_S:g} s"
+    except Exception as exc:  # any failure is "not ready", with its reason
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _count_workers(rq_redis: Any, queue_name: str) -> int:
+    return len(Worker.all(queue=Queue(queue_name, connection=rq_redis)))
+
+
+async def _sfu_alive(sfu_url: str) -> bool:
+    async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_S) as client:
+        answer = await client.get(f"{sfu_url.rstrip('/')}/healthz")
+    if answer.status_code != 200:
+        raise RuntimeError(f"SFU answered {answer.status_code}")
+    return True

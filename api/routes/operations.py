@@ -1,0 +1,22 @@
+"""`GET /metrics`: Prometheus exposition of this replica and of the cluster (see api.metrics).
+
+Unauthenticated, like every Prometheus target: serve it on a private network only (the
+sample reverse-proxy configuration does not forward it).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.metrics import read_cluster, render
+from sluice.auth import SettingsDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    state = request.app.state
+    snapshot = await read_cluster(state.redis, state.rq_redis, settings.queue_name)
+    return Response(render(state.metrics, snapshot), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,125 @@
+"""`GET /v1/apps/{appId}/usage` and `GET /metrics` of the API, against a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.main import create_app
+from sluice import keys
+from sluice.config import Settings
+from sluice.usage import hour_of
+
+AUTH = {"Authorization": "Bearer secret1"}
+HOUR = hour_of(datetime(2026, 11, 25, 10, tzinfo=UTC))
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def usage(settings: Settings) -> None:
+    conn = redis.Redis.from_url(settings.redis_url)
+    conn.hset(keys.usage("app1", HOUR), mapping={"egress_bytes": 1000, "ingest_bytes": 10})
+    conn.hset(keys.usage("app1", HOUR + 2), mapping={"egress_bytes": 500})
+    conn.hset(keys.usage("app2", HOUR), mapping={"egress_bytes": 7})
+
+
+@pytest.mark.usefixtures("usage")
+def test_usage_sums_the_hours_in_range(client: TestClient) -> None:
+    resp = client.get(
+        "/v1/apps/app1/usage",
+        params={"from": "2026-11-25T10:15:00Z", "to": "2026-11-25T13:00:00Z"},
+        headers=AUTH,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {
+        "appId": "app1",
+        "from": "2026-11-25T10:00:00Z",
+        "to": "2026-11-25T13:00:00Z",
+        "egressBytes": 1500,
+        "ingestBytes": 10,
+        "hours": [
+            {"hour": "2026-11-25T10:00:00Z", "egressBytes": 1000, "ingestBytes": 10},
+            {"hour": "2026-11-25T12:00:00Z", "egressBytes": 500, "ingestBytes": 0},
+        ],
+    }
+    narrow = client.get(
+        "/v1/apps/app1/usage",
+        params={"from": "2026-11-25T11:00:00", "to": "2026-11-25T12:00:00"},  # naive: UTC
+        headers=AUTH,
+    ).json()
+    assert (narrow["egressBytes"], narrow["hours"]) == (0, [])
+
+
+@pytest.mark.usefixtures("usage")
+def test_usage_is_per_app(client: TestClient) -> None:
+    params = {"from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"}
+    other = client.get("/v1/apps/app2/usage", params=params, headers=AUTH)
+    assert other.status_code == 401  # app1's secret does not open app2
+    own = client.get(
+        "/v1/apps/app2/usage", params=params, headers={"Authorization": "Bearer secret2"}
+    )
+    assert own.json()["egressBytes"] == 7
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"from": "yesterday"}, "from"),
+        ({"from": "2026-11-25T10:00:00Z", "to": "2026-11-25T09:00:00Z"}, "before"),
+        ({"from": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, "31 days"),
+    ],
+)
+def test_bad_ranges_are_invalid_params(
+    client: TestClient, params: dict[str, str], fragment: str
+) -> None:
+    resp = client.get("/v1/apps/app1/usage", params=params, headers=AUTH)
+    assert resp.status_code == 400
+    assert resp.json()["errorCode"] == "invalid_params"
+    assert fragment in resp.json()["errorDescription"]
+
+
+def test_default_range_is_the_last_day(client: TestClient) -> None:
+    body = client.get("/v1/apps/app1/usage", headers=AUTH).json()
+    start = datetime.fromisoformat(body["from"])
+    end = datetime.fromisoformat(body["to"])
+    assert 24 * 3600 <= (end - start).total_seconds() <= 25 * 3600
+    assert end >= datetime.now(UTC)
+
+
+def test_metrics_render_cluster_totals(client: TestClient, settings: Settings) -> None:
+    conn = redis.Redis.from_url(settings.redis_url)
+    conn.hset(keys.METRICS, mapping={"egress|c_bytes": 1234, "closes|ingest|worker_lost": 2})
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
+    assert samples[("sluice_adapter_bytes_total", (("direction", "egress"),))] == 1234
+    assert samples[("sluice_adapter_bytes_total", (("direction", "ingest"),))] == 0
+    key = ("sluice_adapter_closes_total", (("direction", "ingest"), ("reason", "worker_lost")))
+    assert samples[key] == 2
+    assert ("sluice_queue_jobs", ()) in samples
+    assert samples[("sluice_adapters", (("direction", "egress"), ("state", "active")))] == 0
+    assert any(name == "process_cpu_seconds_total" for name, _ in samples)
+
+
+def test_readyz_says_what_is_missing(client: TestClient) -> None:
+    resp = client.get("/readyz")  # Redis is up; no worker runs, no SFU listens here
+    assert resp.status_code == 503
+    checks = resp.json()["checks"]
+    assert checks["redis"] == "ok"
+    assert "no worker" in checks["workers"]
+    assert checks["sfu"] != "ok"
