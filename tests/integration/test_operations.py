@@ -1,0 +1,137 @@
+"""Operations end to end: /metrics and usage agree with what real endpoints saw; /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sluice.devserver import redis_server_binary, spawn_redis
+from tests.conftest import free_port
+from tests.integration.audio import StereoToneTrack, tone_pcm
+from tests.integration.helpers import Stack, egress_item, endpoint, ingest_item, start_stack
+from worker.protocol.packet import encode
+
+pytestmark = pytest.mark.integration
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(stack: Stack) -> Samples:
+    async with httpx.AsyncClient(timeout=10) as client:
+        resp = await client.get(f"{stack.base_url}/metrics")
+    assert resp.status_code == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
+
+
+def by_direction(samples: Samples, name: str, direction: str) -> float:
+    return samples[(name, (("direction", direction),))]
+
+
+async def test_metrics_and_usage_agree_with_the_endpoints(stack: Stack) -> None:
+    sessions = stack.sessions()
+    session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
+    pcm = tone_pcm(440, 440, 2.0)
+    sent = [encode(0, 0, pcm[i : i + 16_384]) for i in range(0, len(pcm), 16_384)] + [b""]
+
+    async def push(ws: Any) -> None:
+        for message in sent:
+            await ws.send(message)
+
+    async with endpoint() as egress_ep, endpoint() as ingest_ep, stack.client() as client:
+        ingest_ep.on_connect = push
+        resp = await client.post(
+            "/adapters/websocket/new",
+            json={"tracks": [egress_item(egress_ep.url, session_id), ingest_item(ingest_ep.url)]},
+        )
+        assert resp.status_code == 200, resp.text
+        ids = [t["adapterId"] for t in resp.json()["tracks"]]
+        await asyncio.sleep(2.5)  # two heartbeats at least
+
+        during = await scrape(stack)
+        for direction in ("egress", "ingest"):
+            key = ("sluice_adapters", (("direction", direction), ("state", "active")))
+            assert during[key] == 1
+        assert by_direction(during, "sluice_adapter_bytes_total", "egress") > 0
+        assert by_direction(during, "sluice_adapter_loop_lag_seconds_count", "egress") > 0
+
+        resp = await client.post(
+            "/adapters/websocket/close", json={"tracks": [{"adapterId": i} for i in ids]}
+        )
+        assert resp.status_code == 200, resp.text
+        views = [(await client.get(f"/adapters/websocket/{i}")).json() for i in ids]
+        usage = (await client.get("/usage")).json()
+        received = sum(len(m) for c in egress_ep.connections for m in c.messages)
+    await sessions.close()
+
+    after = await scrape(stack)
+    egress_view, ingest_view = views
+    print(f"egress: endpoint got {received} B; ingest: endpoint sent {sum(map(len, sent))} B")
+    # Egress: the endpoint's bytes = the adapter's counter = the metric = the app's usage.
+    assert egress_view["counters"]["bytes"] == received
+    assert by_direction(after, "sluice_adapter_bytes_total", "egress") == received
+    assert usage["egressBytes"] == received
+    packets = sum(len(c.messages) for c in egress_ep.connections)
+    assert by_direction(after, "sluice_adapter_packets_total", "egress") == packets
+    # Ingest: every byte the endpoint sent was a valid Packet, so all of it counts.
+    assert ingest_view["counters"]["bytes"] == sum(map(len, sent))
+    assert by_direction(after, "sluice_adapter_bytes_total", "ingest") == sum(map(len, sent))
+    assert usage["ingestBytes"] == sum(map(len, sent))
+    for direction in ("egress", "ingest"):
+        key = ("sluice_adapter_closes_total", (("direction", direction), ("reason", "api_close")))
+        assert after[key] == 1
+        created = ("sluice_api_creates_total", (("direction", direction), ("outcome", "active")))
+        assert after[created] == 1
+        latency = ("sluice_adapter_create_seconds_count", (("direction", direction),))
+        assert after[latency] == 1
+        key = ("sluice_adapters", (("direction", direction), ("state", "active")))
+        assert after[key] == 0
+    assert after[("sluice_api_closes_total", (("outcome", "closed"),))] == 2
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("no redis-server")
+    port = free_port()
+    server = spawn_redis(binary, port, tmp_path / "redis")
+    yield f"redis://127.0.0.1:{port}/0", server.pid
+    server.kill()
+    server.wait()
+
+
+async def test_readyz_follows_redis(own_redis: tuple[str, int], tmp_path: Path) -> None:
+    url, redis_pid = own_redis
+    stack = start_stack(url, 1, tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["checks"] == {"redis": "ok", "workers": 1, "sfu": "ok"}
+            os.kill(redis_pid, signal.SIGSTOP)
+            try:
+                down = await client.get("/readyz")
+            finally:
+                os.kill(redis_pid, signal.SIGCONT)
+            assert down.status_code == 503
+            assert down.json()["checks"]["redis"] != "ok"
+            assert (await client.get("/healthz")).status_code == 200  # alive all along
+            for _ in range(50):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("/readyz did not recover after Redis came back")
+    finally:
+        stack.stop()
