@@ -14,6 +14,9 @@ track's `recv()` returns an `av.Packet` — that is `PacketTrack`. A subscriber'
 ends in the sender's private `_send_keyframe()`, which `on_keyframe_request` replaces.
 `restrict_codecs` narrows a transceiver's negotiated codecs to the forwarded one.
 
+Statistics: `receive_counts` reads a receiver's private per-SSRC statistics, the figures
+its async `getStats()` reports, without awaiting (a metrics scrape is synchronous).
+
 Codecs: aiortc knows Opus, G722, PCMU, PCMA, VP8 and H264 only. `register_codecs`, run
 when this module is imported, teaches every peer connection of the process VP9 and H265
 (`sfu.passthrough`): forwarded as they came, never encoded or decoded by the SFU.
@@ -50,6 +53,7 @@ log = structlog.get_logger("sluice.sfu")
 # Name-mangled attributes of RTCRtpReceiver this module reads or replaces.
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _CODECS_ATTR = "_RTCRtpReceiver__codecs"
+_STREAMS_ATTR = "_RTCRtpReceiver__remote_streams"  # SSRC → StreamStatistics
 DEFAULT_VIDEO_HOLD_FRAMES = 2  # ~66 ms at 30 fps for a NACK to fill a hole
 
 
@@ -224,6 +228,33 @@ def restrict_codecs(transceiver: RTCRtpTransceiver, codec_name: str) -> None:
     rtx = [c for c in negotiated if is_rtx(c) and c.parameters.get("apt") in payload_types]
     # The sender sends with the first codec; its RTX is found by `apt`.
     transceiver._codecs = base + rtx
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveCounts:
+    packets_received: int
+    packets_lost: int
+
+
+def receive_counts(receiver: RTCRtpReceiver) -> ReceiveCounts:
+    """RTP packets `receiver` has received and lost so far, summed over its SSRCs.
+
+    `getStats()`'s `packetsReceived` and `packetsLost` (retransmissions count on their
+    own SSRC): loss as an RTCP receiver report states it, sequence numbers expected minus
+    packets received, before NACK repairs anything. Duplicates can make a stream's loss
+    negative; it counts as 0 here.
+
+    Raises:
+        SeamBroken: the receiver keeps no statistics where this aiortc version kept them.
+    """
+    streams = getattr(receiver, _STREAMS_ATTR, None)
+    if not isinstance(streams, dict):
+        raise SeamBroken("RTCRtpReceiver has no private stream statistics")
+    received = lost = 0
+    for stream in streams.values():
+        received += stream.packets_received
+        lost += max(0, stream.packets_lost)
+    return ReceiveCounts(received, lost)
 
 
 class PacketTrack(MediaStreamTrack):

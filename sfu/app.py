@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
-from sfu import routes
+from sfu import metrics, routes
 from sfu.manager import SessionManager
 from sluice import __version__
 from sluice.body_limit import BodyLimitMiddleware
 from sluice.config import Settings, get_settings
 from sluice.http_errors import install_error_handlers
 from sluice.redisconn import async_client
+
+READY_TIMEOUT_S = 1.0  # a Redis slower than this to PING counts as down
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,7 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = async_client(settings)
         manager = SessionManager(settings, redis)
+        app.state.redis = redis
         app.state.sessions = manager
+        app.state.metrics = metrics.new_registry(manager)
         await manager.start()
         try:
             yield
@@ -41,10 +48,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(metrics.router)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Redis (the track registry) answers",
+        responses={503: {"description": "not ready: `checks` says why"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready when Redis answers PING within 1 s.
+
+        Without Redis media keeps flowing, but the track registry, which the API checks
+        egress requests against, cannot be written: no new egress can start from here.
+        """
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await request.app.state.redis.ping()
+        except TimeoutError:
+            return _unready(f"no answer within {READY_TIMEOUT_S:g} s")
+        except (RedisError, OSError) as exc:
+            return _unready(f"{type(exc).__name__}: {exc}")
+        return JSONResponse({"status": "ready", "checks": {"redis": "ok"}})
+
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app
+
+
+def _unready(redis_error: str) -> JSONResponse:
+    return JSONResponse({"status": "unready", "checks": {"redis": redis_error}}, 503)

@@ -53,7 +53,8 @@ class Fanout:
     ) -> None:
         self.kind = kind
         self.subscribers: set[Subscriber] = set()
-        self.frames = 0
+        self.frames = 0  # received from the publisher
+        self.forwarded = 0  # handed to a subscriber's sender (one per subscriber per frame)
         self.ended = False
         self._request_keyframe = request_keyframe
         self._clock = clock
@@ -106,6 +107,7 @@ class Fanout:
             if packet is None:
                 packet = make_packet(frame.data, pts, frame.codec.clock_rate)
             sub.track.push(packet)
+            self.forwarded += 1
         if starving:
             self.keyframe_needed()
 

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from sfu import registry
 from sfu.ice import rtc_configuration
+from sfu.metrics import Totals
 from sfu.models import Location, TrackStatus
 from sfu.session import Session
 from sfu.tracks import SessionTrack
@@ -37,6 +38,8 @@ class SessionManager:
         self._configuration = rtc_configuration(settings)
         self._idle_timeout_s = settings.sfu_session_idle_timeout_s
         self._sessions: dict[str, Session] = {}
+        self._closing: set[Session] = set()  # their counters are not in `totals` yet
+        self.totals = Totals()  # metrics of the closed sessions (`sfu.metrics`)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -85,13 +88,29 @@ class SessionManager:
         self._spawn(self.close(session, reason))
 
     async def close(self, session: Session, reason: str) -> None:
-        self._sessions.pop(session.id, None)
-        await session.close(reason)
+        # Only the first caller counts the close and keeps the session's final figures.
+        first = self._sessions.pop(session.id, None) is not None
+        if first:
+            self.totals.session_closed(reason)
+            self._closing.add(session)
+        try:
+            await session.close(reason)
+        finally:
+            if first:
+                self._closing.discard(session)
+                self.totals.retire(session)
         with contextlib.suppress(RedisError, OSError):
             await registry.delete_session(self._redis, session.id)
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def open_sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def closing_sessions(self) -> list[Session]:
+        """Sessions being closed: no longer open, their figures not yet in `totals`."""
+        return list(self._closing)
 
     # --- registry -------------------------------------------------------------------
 
