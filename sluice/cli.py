@@ -1,11 +1,20 @@
-"""`sluice`: one command for every process (`api`, `worker`, `sfu`) and for `dev`."""
+"""`sluice`: one command for every process (`api`, `worker`, `sfu`) and for `dev`.
+
+The operator's commands (`adapters`, `workers`, `sessions`) read the services' Redis.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from sluice.state import AdapterState, redact_endpoint  # stdlib only: cheap to import
+
+if TYPE_CHECKING:
+    from sluice.config import Settings
 
 
 def _serve(app_factory: str, process: str, host: str, port: int) -> int:
@@ -58,6 +67,129 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(procfile=args.procfile)
 
 
+def _run_admin(command: Callable[[Settings], int]) -> int:
+    """Runs an admin command; Redis errors become one line on stderr and exit code 2."""
+    from redis.exceptions import ConnectionError, RedisError, TimeoutError
+
+    from sluice.admin import admin_settings
+
+    settings = admin_settings()
+    where = redact_endpoint(settings.redis_url)  # a password in the URL stays unprinted
+    try:
+        return command(settings)
+    except (ConnectionError, TimeoutError) as exc:
+        print(f"sluice: cannot reach Redis at {where}: {exc}", file=sys.stderr)
+    except RedisError as exc:
+        print(f"sluice: Redis at {where} failed: {exc}", file=sys.stderr)
+    return 2
+
+
+def _adapters_ls(args: argparse.Namespace) -> int:
+    from sluice import admin, admin_render
+
+    state = AdapterState(args.state) if args.state else None
+
+    def command(settings: Settings) -> int:
+        adapters = admin.run_async(
+            settings,
+            lambda redis: admin.list_adapters(
+                redis, app_id=args.app, state=state, include_closed=args.all
+            ),
+        )
+        if args.json:
+            admin_render.print_json(adapters)
+        else:
+            admin_render.print_adapters(adapters, include_closed=args.all or state is not None)
+        return 0
+
+    return _run_admin(command)
+
+
+def _adapters_show(args: argparse.Namespace) -> int:
+    from sluice import admin, admin_render
+
+    def command(settings: Settings) -> int:
+        info = admin.run_async(settings, lambda redis: admin.show_adapter(redis, args.id))
+        if info is None:
+            print(f"sluice: no adapter {args.id}", file=sys.stderr)
+            return 1
+        if args.json:
+            admin_render.print_json(info)
+        else:
+            admin_render.print_adapter(info)
+        return 0
+
+    return _run_admin(command)
+
+
+def _adapters_close(args: argparse.Namespace) -> int:
+    import structlog
+
+    from sluice import admin, admin_render
+    from sluice.log import configure_logging
+    from sluice.redisconn import sync_client
+
+    def command(settings: Settings) -> int:
+        # The close path logs as the API does (a forced close warns): to stderr.
+        configure_logging(settings.log_format, settings.log_level, process="admin")
+        rq_redis = sync_client(settings)  # the service's queue; a close does not use it
+        try:
+            result = admin.run_async(
+                settings, lambda redis: admin.close_adapter(settings, redis, rq_redis, args.id)
+            )
+        finally:
+            rq_redis.close()
+        if result.outcome is admin.CloseOutcome.NOT_FOUND:
+            print(f"sluice: no adapter {args.id}", file=sys.stderr)
+            return 1
+        if result.outcome is admin.CloseOutcome.CLOSED:
+            structlog.get_logger("sluice.admin").info(
+                "adapter_closed_by_operator",
+                adapter_id=args.id,
+                reason=result.adapter.close_reason if result.adapter else None,
+                note=args.reason,
+            )
+        admin_render.print_close(result, args.id)
+        return 0
+
+    return _run_admin(command)
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from sluice import admin, admin_render
+    from sluice.redisconn import sync_client
+
+    def command(settings: Settings) -> int:
+        rq_redis = sync_client(settings)
+        try:
+            report = admin.list_workers(rq_redis, settings.queue_name)
+        finally:
+            rq_redis.close()
+        if args.json:
+            admin_render.print_json(admin_render.workers_json(report))
+        else:
+            admin_render.print_workers(report)
+        return 0
+
+    return _run_admin(command)
+
+
+def _sessions_ls(args: argparse.Namespace) -> int:
+    from sluice import admin, admin_render
+
+    def command(settings: Settings) -> int:
+        sessions = admin.run_async(
+            settings, lambda redis: admin.list_sessions(redis, app_id=args.app)
+        )
+        if args.json:
+            admin_render.print_json(sessions)
+        else:
+            admin_render.print_sessions(sessions)
+        return 0
+
+    return _run_admin(command)
+
+
 def _warn_if_dev(dev: bool) -> None:
     if dev:
         print(
@@ -88,6 +220,47 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="everything on this machine, in development mode")
     dev.add_argument("--procfile", default="Procfile")
     dev.set_defaults(func=_dev)
+
+    adapters = sub.add_parser("adapters", help="list, inspect and close adapters")
+    adapters_sub = adapters.add_subparsers(dest="adapters_command", required=True)
+
+    ls = adapters_sub.add_parser("ls", help="adapters, newest first (by default the live ones)")
+    ls.add_argument("--app", help="only this app's adapters")
+    ls.add_argument(
+        "--state",
+        choices=[state.value for state in AdapterState],
+        help="only adapters in this state",
+    )
+    ls.add_argument("--all", action="store_true", help="also closed adapters still retained")
+    ls.add_argument("--json", action="store_true", help="JSON instead of a table")
+    ls.set_defaults(func=_adapters_ls)
+
+    show = adapters_sub.add_parser("show", help="every field of one adapter")
+    show.add_argument("id", help="adapter id")
+    show.add_argument("--json", action="store_true", help="JSON instead of a list")
+    show.set_defaults(func=_adapters_show)
+
+    close = adapters_sub.add_parser(
+        "close", help="close one adapter as the API does (reason api_close)"
+    )
+    close.add_argument("id", help="adapter id")
+    close.add_argument(
+        "--reason",
+        metavar="NOTE",
+        help="a note for this command's log line (the record's close reason is api_close)",
+    )
+    close.set_defaults(func=_adapters_close)
+
+    workers = sub.add_parser("workers", help="the RQ worker processes of the adapters queue")
+    workers.add_argument("--json", action="store_true", help="JSON instead of a table")
+    workers.set_defaults(func=_workers)
+
+    sessions = sub.add_parser("sessions", help="SFU sessions, as the SFUs' registry holds them")
+    sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
+    sessions_ls = sessions_sub.add_parser("ls", help="sessions, newest first")
+    sessions_ls.add_argument("--app", help="only this app's sessions")
+    sessions_ls.add_argument("--json", action="store_true", help="JSON instead of a table")
+    sessions_ls.set_defaults(func=_sessions_ls)
     return parser
 
 

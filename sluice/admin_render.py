@@ -1,0 +1,287 @@
+"""Renders what `sluice.admin` gathered: rich tables for people, JSON for scripts.
+
+Tables fit an 80-column terminal by stacking related values in one cell rather than
+adding columns. Rich prints no colour codes when stdout is not a terminal (or under
+`NO_COLOR`). Every value from Redis goes into a `Text`, never into markup: a track
+named `[bold]` must print as itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sluice.admin import (
+    AdapterInfo,
+    CloseOutcome,
+    CloseResult,
+    SessionInfo,
+    WorkersReport,
+)
+from sluice.state import COUNTER_NAMES, AdapterState
+
+_STATE_STYLES = {
+    AdapterState.CONNECTING: "yellow",
+    AdapterState.ACTIVE: "green",
+    AdapterState.RECONNECTING: "yellow",
+    AdapterState.CLOSED: "dim",
+}
+
+
+def console() -> Console:
+    """Stdout, looked up when printing (so tests capturing it see the output)."""
+    return Console(highlight=False)
+
+
+def print_json(value: Any) -> None:
+    """Dataclasses (and lists of them) as indented JSON on stdout."""
+    print(json.dumps(_plain(value), indent=2))
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+# --- numbers ------------------------------------------------------------------------
+
+
+def human_bytes(count: int) -> str:
+    """`1.2 MB`: decimal units, as network traffic is counted."""
+    if count < 1000:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.95 or unit == "TB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float) -> str:
+    """`42s`, `4m12s`, `3h02m`, `2d04h`: two units at most."""
+    total = max(int(seconds), 0)
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60:02d}s"
+    if total < 86_400:
+        return f"{total // 3600}h{total % 3600 // 60:02d}m"
+    return f"{total // 86_400}d{total % 86_400 // 3600:02d}h"
+
+
+def human_deadline(remaining_s: float) -> str:
+    """`in 1.2 s` or `overdue by 3.4 s` (whole units past a minute)."""
+    span = abs(remaining_s)
+    text = f"{span:.1f} s" if span < 60 else human_duration(span)
+    return f"in {text}" if remaining_s >= 0 else f"overdue by {text}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _age(age_s: float | None) -> str:
+    return "?" if age_s is None else human_duration(age_s)
+
+
+# --- tables -------------------------------------------------------------------------
+
+
+def _table(*headers: str) -> Table:
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        show_lines=True,  # SIMPLE_HEAD's row separator is blank: it sets rows apart
+        collapse_padding=True,
+    )
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
+def _lines(*parts: tuple[str, str] | str) -> Text:
+    """One cell of stacked lines; each part is text or (text, style)."""
+    text = Text()
+    for i, part in enumerate(parts):
+        if i:
+            text.append("\n")
+        if isinstance(part, tuple):
+            text.append(part[0], style=part[1])
+        else:
+            text.append(part)
+    return text
+
+
+# --- adapters -----------------------------------------------------------------------
+
+
+def adapters_table(adapters: Iterable[AdapterInfo]) -> Table:
+    """One adapter per row, three lines each.
+
+    The adapter and session ids (32 characters each) share the first column, so the
+    rest of an 80-column terminal is left to the endpoint.
+    """
+    table = _table("ADAPTER / SESSION / APP", "TRACK / ENDPOINT / WORKER", "STATE / AGE", "DATA")
+    # Fixed and unwrapped columns keep their width; only the endpoint's column gives way.
+    table.columns[0].width = 32  # ids are copied from here: never fold one
+    table.columns[2].max_width = 15  # a long close reason folds rather than crowd DATA
+    table.columns[3].justify = "right"
+    table.columns[3].no_wrap = True
+    for info in adapters:
+        state: list[tuple[str, str] | str] = [
+            (info.state.value, _STATE_STYLES[info.state]),
+            _age(info.age_s),
+        ]
+        if info.close_reason:
+            state.append((info.close_reason, "dim"))
+        table.add_row(
+            _lines(
+                info.adapter_id,
+                (info.session_id or "(no session yet)", "dim"),
+                (f"{info.app_id} {info.direction.value}", "dim"),
+            ),
+            _lines(info.track_name, info.endpoint, (info.worker or "(unclaimed)", "dim")),
+            _lines(*state),
+            _lines(
+                human_bytes(info.counters["bytes"]),
+                (f"{info.counters['packets']} pkt", "dim"),
+            ),
+        )
+    return table
+
+
+def print_adapters(adapters: list[AdapterInfo], *, include_closed: bool) -> None:
+    out = console()
+    if not adapters:
+        out.print("no adapters" if include_closed else "no live adapters")
+        return
+    out.print(adapters_table(adapters))
+    live = sum(1 for info in adapters if info.state is not AdapterState.CLOSED)
+    out.print(f"{_count(len(adapters), 'adapter')}, {live} live")
+
+
+def adapter_details(info: AdapterInfo) -> Table:
+    """Every field of one adapter, one per line."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    rows: list[tuple[str, Text | str]] = [
+        ("adapter", info.adapter_id),
+        ("app", info.app_id),
+        ("direction", info.direction.value),
+        ("state", Text(info.state.value, style=_STATE_STYLES[info.state])),
+        ("session", info.session_id or "-"),
+        ("track", info.track_name),
+        ("codec", info.codec),
+        ("endpoint", info.endpoint),
+        ("worker", info.worker or "(unclaimed)"),
+        ("created", f"{info.created_at} ({_age(info.age_s)} ago)"),
+    ]
+    if info.closed_at or info.close_reason:
+        rows.append(("closed", f"{info.closed_at or '?'} ({info.close_reason or '?'})"))
+    if info.heartbeat_in_s is not None:
+        rows.append(("heartbeat", human_deadline(info.heartbeat_in_s)))
+    if info.claim_in_s is not None:
+        rows.append(("claim", f"withdrawn {human_deadline(info.claim_in_s)}"))
+    if info.close_requested:
+        rows.append(("close", "requested"))
+    for name in COUNTER_NAMES:
+        count = info.counters[name]
+        rows.append((name, f"{count} ({human_bytes(count)})" if name == "bytes" else str(count)))
+    rows += list(info.other_fields.items())
+    for name, value in rows:
+        grid.add_row(name, value if isinstance(value, Text) else Text(value))
+    return grid
+
+
+def print_adapter(info: AdapterInfo) -> None:
+    console().print(adapter_details(info))
+
+
+def print_close(result: CloseResult, adapter_id: str) -> None:
+    """What the close did; the caller prints an unknown id to stderr itself."""
+    info = result.adapter
+    if result.outcome is CloseOutcome.ALREADY_CLOSED and info is not None:
+        line = f"{adapter_id}: already closed ({info.close_reason or '?'})"
+    elif info is None:  # closed while we looked, then failed or was withdrawn
+        line = f"{adapter_id}: closed; its record is gone"
+    else:
+        line = (
+            f"{adapter_id}: closed ({info.close_reason or '?'}) in {result.waited_s:.1f} s, "
+            f"{human_bytes(info.counters['bytes'])} moved"
+        )
+    console().print(Text(line))
+
+
+# --- sessions and workers -----------------------------------------------------------
+
+
+def sessions_table(sessions: Iterable[SessionInfo]) -> Table:
+    table = _table("SESSION", "APP", "AGE", "TRACKS")
+    table.columns[0].no_wrap = True
+    for session in sessions:
+        tracks = [f"{t.track_name} {t.kind}/{t.codec or '?'} {t.status}" for t in session.tracks]
+        table.add_row(
+            Text(session.session_id),
+            Text(session.app_id),
+            human_duration(session.age_s),
+            Text("\n".join(tracks) or "-"),
+        )
+    return table
+
+
+def print_sessions(sessions: list[SessionInfo]) -> None:
+    out = console()
+    if not sessions:
+        out.print("no sessions")
+        return
+    out.print(sessions_table(sessions))
+    out.print(_count(len(sessions), "session"))
+
+
+def workers_table(report: WorkersReport) -> Table:
+    """One worker per row; names (RQ's pool makes them uuid4 hex) and adapter ids are
+    32 characters each, so each gets a column of its own and the rest is stacked."""
+    table = _table("WORKER / HOST:PID", "STATE / ADAPTER", "HEARTBEAT / JOBS")
+    table.columns[0].width = table.columns[1].width = 32
+    for worker in report.workers:
+        state: list[tuple[str, str] | str] = [
+            (worker.state, "green" if worker.state == "busy" else "")
+        ]
+        if running := worker.adapter_id or worker.job_id:
+            state.append(running)
+        table.add_row(
+            _lines(worker.name, (f"{worker.hostname or '?'}:{worker.pid or '?'}", "dim")),
+            _lines(*state),
+            _lines(
+                f"{_age(worker.heartbeat_age_s)} ago",
+                (f"{worker.successful_jobs} ok {worker.failed_jobs} err", "dim"),
+            ),
+        )
+    return table
+
+
+def print_workers(report: WorkersReport) -> None:
+    out = console()
+    if report.workers:
+        out.print(workers_table(report))
+    out.print(
+        f"{_count(len(report.workers), 'worker')}, {report.busy} busy, "
+        f"{report.queue_length} queued on {report.queue_name}"
+    )
+
+
+def workers_json(report: WorkersReport) -> dict[str, Any]:
+    return {**dataclasses.asdict(report), "busy": report.busy}

@@ -1,0 +1,379 @@
+"""The operator's commands against a real, flushed Redis: what they read, how they close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis as sync_redis
+import structlog
+from redis.asyncio import Redis
+from rq import Queue, Worker
+
+from api.service import JOB_FUNCTION
+from sfu.registry import SessionRecord, TrackInfo, write_session
+from sluice import admin, keys
+from sluice.admin_render import human_bytes, human_deadline, human_duration
+from sluice.cli import main
+from sluice.config import Settings, get_settings
+from sluice.redisconn import async_client, sync_client
+from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction
+from sluice.store import AdapterStore
+from tests.conftest import free_port
+
+SECRET = "token=s3cr3t"
+MS = 0.001  # every wait below is a multiple of this
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = async_client(settings)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def rq_redis(settings: Settings) -> Iterator[sync_redis.Redis]:
+    client = sync_client(settings)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store(redis: Redis, settings: Settings) -> AdapterStore:
+    return AdapterStore(redis, retention_s=settings.closed_retention_s)
+
+
+def record(adapter_id: str, app_id: str = "app1", minute: int = 0) -> AdapterRecord:
+    return AdapterRecord(
+        adapter_id=adapter_id,
+        app_id=app_id,
+        direction=Direction.EGRESS,
+        session_id=f"s-{adapter_id}",
+        track_name="mic",
+        endpoint=f"wss://user:pw@stt.example.com:8443/listen?{SECRET}",
+        codec="pcm",
+        created_at=f"2030-01-01T00:{minute:02d}:00.000Z",
+    )
+
+
+async def running(store: AdapterStore, adapter: AdapterRecord) -> None:
+    """Created, claimed by a worker and active, as a live pipeline leaves it."""
+    await store.create(adapter, pickup_timeout_s=5)
+    assert await store.claim(adapter.adapter_id, "host:1", heartbeat_ttl_s=3)
+    await store.set_live_state(adapter.adapter_id, AdapterState.ACTIVE)
+
+
+def ids(adapters: list[admin.AdapterInfo]) -> list[str]:
+    return [info.adapter_id for info in adapters]
+
+
+# --- adapters -----------------------------------------------------------------------
+
+
+async def test_ls_shows_live_adapters_newest_first(redis: Redis, store: AdapterStore) -> None:
+    await running(store, record("old", minute=1))
+    await store.create(record("new", app_id="app2", minute=3), pickup_timeout_s=5)
+    await running(store, record("gone", minute=2))
+    await store.close("gone", CloseReason.ENDPOINT_CLOSED)
+
+    assert ids(await admin.list_adapters(redis)) == ["new", "old"]
+    assert ids(await admin.list_adapters(redis, include_closed=True)) == ["new", "gone", "old"]
+    assert ids(await admin.list_adapters(redis, app_id="app1")) == ["old"]
+    active = await admin.list_adapters(redis, state=AdapterState.ACTIVE)
+    assert ids(active) == ["old"]
+    closed = await admin.list_adapters(redis, state=AdapterState.CLOSED)  # implies --all
+    assert ids(closed) == ["gone"] and closed[0].close_reason == "endpoint_closed"
+
+
+async def test_ls_skips_index_entries_whose_record_expired(
+    redis: Redis, store: AdapterStore
+) -> None:
+    await running(store, record("kept"))
+    await redis.zadd(keys.app_adapters("app1"), {"expired": 1})
+    assert ids(await admin.list_adapters(redis, include_closed=True)) == ["kept"]
+
+
+async def test_ls_finds_a_claimed_adapter_missing_from_its_index(
+    redis: Redis, store: AdapterStore
+) -> None:
+    await running(store, record("orphan"))
+    await redis.delete(keys.app_live("app1"))
+    assert ids(await admin.list_adapters(redis)) == ["orphan"]  # via the heartbeats zset
+
+
+async def test_show_has_every_field_and_no_secret(redis: Redis, store: AdapterStore) -> None:
+    await running(store, record("a1"))
+    await store.heartbeat("a1", ttl_s=3, counters={"packets": 7, "bytes": 1234})
+    await store.request_close("a1")
+    await redis.hset(keys.adapter("a1"), mapping={"h_10": "4", "x_url": f"ws://h/?{SECRET}"})
+
+    info = await admin.show_adapter(redis, "a1")
+    assert info is not None
+    assert info.endpoint == "wss://stt.example.com:8443/listen"
+    assert info.worker == "host:1" and info.state is AdapterState.ACTIVE
+    assert info.counters["packets"] == 7 and info.counters["bytes"] == 1234
+    assert info.heartbeat_in_s is not None and 0 < info.heartbeat_in_s <= 3
+    assert info.claim_in_s is None  # claimed
+    assert info.close_requested
+    assert info.other_fields == {"h_10": "4", "x_url": "ws://h/"}
+    assert SECRET not in json.dumps(info.other_fields)
+    assert await admin.show_adapter(redis, "nope") is None
+
+
+async def test_show_tells_when_an_unclaimed_create_is_withdrawn(
+    redis: Redis, store: AdapterStore
+) -> None:
+    await store.create(record("queued"), pickup_timeout_s=5)
+    info = await admin.show_adapter(redis, "queued")
+    assert info is not None and info.worker is None and info.heartbeat_in_s is None
+    assert info.claim_in_s is not None and 0 < info.claim_in_s <= 5
+
+
+async def test_close_without_a_pipeline_closes_the_record_after_the_timeout(
+    redis: Redis, rq_redis: sync_redis.Redis, store: AdapterStore, settings: Settings
+) -> None:
+    quick = settings.model_copy(update={"close_timeout_s": 200 * MS})
+    await running(store, record("a1"))
+
+    result = await admin.close_adapter(quick, redis, rq_redis, "a1")
+    assert result.outcome is admin.CloseOutcome.CLOSED
+    assert result.waited_s >= 200 * MS
+    assert result.adapter is not None and result.adapter.state is AdapterState.CLOSED
+    assert result.adapter.close_reason == CloseReason.API_CLOSE
+    assert await redis.zscore(keys.HEARTBEATS, "a1") is None
+
+    again = await admin.close_adapter(quick, redis, rq_redis, "a1")
+    assert again.outcome is admin.CloseOutcome.ALREADY_CLOSED
+    missing = await admin.close_adapter(quick, redis, rq_redis, "nope")
+    assert missing.outcome is admin.CloseOutcome.NOT_FOUND and missing.adapter is None
+
+
+async def test_close_reaches_the_running_pipeline(
+    redis: Redis, rq_redis: sync_redis.Redis, store: AdapterStore, settings: Settings
+) -> None:
+    """A pipeline stand-in listens on the control channel and closes with its counters."""
+    patient = settings.model_copy(update={"close_timeout_s": 5000 * MS})
+    await running(store, record("a1"))
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.adapter_control("a1"))
+
+    async def pipeline() -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                await store.close("a1", CloseReason.API_CLOSE, {"bytes": 4321})
+                return
+
+    task = asyncio.create_task(pipeline())
+    result = await admin.close_adapter(patient, redis, rq_redis, "a1")
+    await task
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    assert result.outcome is admin.CloseOutcome.CLOSED
+    assert result.waited_s < 5000 * MS  # the pipeline answered; nothing was forced
+    assert result.adapter is not None and result.adapter.counters["bytes"] == 4321
+
+
+# --- sessions and workers -----------------------------------------------------------
+
+
+def session(session_id: str, app_id: str, created_ms: int, *tracks: str) -> SessionRecord:
+    return SessionRecord(
+        app_id=app_id,
+        session_id=session_id,
+        created_at_ms=created_ms,
+        tracks=tuple(
+            TrackInfo(app_id, session_id, name, "audio", "opus", "active", str(mid))
+            for mid, name in enumerate(tracks)
+        ),
+    )
+
+
+async def test_sessions_come_from_the_sfu_registry(redis: Redis) -> None:
+    seconds, _ = await redis.time()
+    now_ms = int(seconds) * 1000
+    await write_session(redis, session("s1", "app1", now_ms - 60_000, "mic", "cam"))
+    await write_session(redis, session("s2", "app2", now_ms - 1_000))
+
+    sessions = await admin.list_sessions(redis)
+    assert [s.session_id for s in sessions] == ["s2", "s1"]
+    assert [t.track_name for t in sessions[1].tracks] == ["cam", "mic"]
+    assert sessions[1].tracks[0].kind == "audio" and sessions[1].tracks[0].codec == "opus"
+    assert 59 < sessions[1].age_s < 62
+    assert [s.session_id for s in await admin.list_sessions(redis, app_id="app1")] == ["s1"]
+
+
+def test_workers_come_from_rq(rq_redis: sync_redis.Redis, settings: Settings) -> None:
+    queue = Queue(settings.queue_name, connection=rq_redis)
+    busy = Worker([queue], name="w-busy", connection=rq_redis)
+    busy.register_birth()  # type: ignore[no-untyped-call]
+    # Enqueued as `AdapterService` does it: the adapter id is the job's one argument.
+    job = queue.enqueue(JOB_FUNCTION, "a1", job_id="job-of-a1", job_timeout=-1, result_ttl=0)
+    queue.remove(job)  # dequeued by the worker
+    busy.prepare_execution(job)
+    idle = Worker([queue], name="w-idle", connection=rq_redis)
+    idle.register_birth()  # type: ignore[no-untyped-call]
+    idle.set_state("idle")
+    queue.enqueue(JOB_FUNCTION, "a2", job_id="a2", job_timeout=-1, result_ttl=0)
+
+    report = admin.list_workers(rq_redis, settings.queue_name)
+    assert [w.name for w in report.workers] == ["w-busy", "w-idle"]
+    assert report.busy == 1 and report.queue_length == 1
+    first = report.workers[0]
+    assert first.state == "busy" and first.job_id == "job-of-a1" and first.adapter_id == "a1"
+    assert first.pid is not None and first.heartbeat_age_s is not None
+    assert report.workers[1].adapter_id is None
+
+
+# --- rendering ----------------------------------------------------------------------
+
+
+def test_numbers_read_like_a_person_would_write_them() -> None:
+    assert [human_bytes(n) for n in (999, 1234, 1_234_567, 5 * 10**12)] == [
+        "999 B",
+        "1.2 kB",
+        "1.2 MB",
+        "5.0 TB",
+    ]
+    assert [human_duration(s) for s in (42.9, 252, 3 * 3600 + 120, 2 * 86_400 + 4 * 3600)] == [
+        "42s",
+        "4m12s",
+        "3h02m",
+        "2d04h",
+    ]
+    assert human_deadline(1.24) == "in 1.2 s"
+    assert human_deadline(-75) == "overdue by 1m15s"
+
+
+# --- the command line ---------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The commands' environment: Redis only, no SLUICE_APPS (they need no secrets)."""
+    monkeypatch.setenv("SLUICE_REDIS_URL", settings.redis_url)
+    monkeypatch.delenv("SLUICE_APPS", raising=False)
+    monkeypatch.delenv("SLUICE_DEV", raising=False)
+    monkeypatch.setenv("COLUMNS", "80")  # rich's width when stdout is not a terminal
+    for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(forcing, raising=False)
+    get_settings.cache_clear()
+    # `adapters close` configures logging for its process; put the test run's back.
+    saved, root = structlog.get_config(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**saved)
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:], root.level = handlers, level
+    get_settings.cache_clear()
+
+
+def test_admin_settings_need_no_apps_and_stay_out_of_dev_mode(cli_env: None) -> None:
+    with pytest.raises(ValueError, match="SLUICE_APPS"):
+        Settings()
+    settings = admin.admin_settings()
+    assert not settings.dev and not settings.endpoint_policy.allow_private
+
+
+async def test_cli_lists_and_shows_without_secrets(
+    cli_env: None, store: AdapterStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    adapter = record("a1")
+    adapter.track_name = "[bold]mic[/bold]"  # printed as itself, never as markup
+    await running(store, adapter)
+    await store.heartbeat("a1", ttl_s=3, counters={"bytes": 1_234_567})
+
+    assert await asyncio.to_thread(main, ["adapters", "ls"]) == 0
+    table = capsys.readouterr().out
+    assert "a1" in table and "wss://stt.example.com" in table and "1.2 MB" in table
+    assert "[bold]mic[/bold]" in table
+    assert "\x1b[" not in table  # no colour codes when stdout is not a terminal
+    assert max(len(line) for line in table.splitlines()) <= 80
+
+    assert await asyncio.to_thread(main, ["adapters", "ls", "--json", "--app", "app1"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [item["adapter_id"] for item in listed] == ["a1"]
+
+    assert await asyncio.to_thread(main, ["adapters", "show", "a1"]) == 0
+    shown = capsys.readouterr().out
+    assert "in " in shown and "1234567 (1.2 MB)" in shown and "max_loop_lag_ms" in shown
+
+    assert await asyncio.to_thread(main, ["adapters", "show", "a1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["heartbeat_in_s"] > 0
+
+    for output in (table, json.dumps(listed), shown):
+        assert "s3cr3t" not in output and "user:pw" not in output
+
+    assert await asyncio.to_thread(main, ["adapters", "show", "nope"]) == 1
+    assert capsys.readouterr().err.strip() == "sluice: no adapter nope"
+
+
+async def test_cli_closes_once_then_reports_it_closed(
+    cli_env: None, store: AdapterStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Queued, unclaimed: the service closes the record at once, no pipeline to wait for.
+    await store.create(record("a1"), pickup_timeout_s=5)
+    argv = ["adapters", "close", "a1", "--reason", "stuck"]
+    assert await asyncio.to_thread(main, argv) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("a1: closed (api_close) in ")
+    assert "adapter_closed_by_operator" in err and "stuck" in err  # the log, not stdout
+    loaded = await store.load("a1")
+    assert loaded is not None and loaded.state is AdapterState.CLOSED
+
+    assert await asyncio.to_thread(main, ["adapters", "close", "a1"]) == 0
+    assert capsys.readouterr().out == "a1: already closed (api_close)\n"
+    assert await asyncio.to_thread(main, ["adapters", "close", "nope"]) == 1
+    assert "sluice: no adapter nope" in capsys.readouterr().err
+
+
+async def test_cli_lists_sessions_and_workers(
+    cli_env: None,
+    redis: Redis,
+    rq_redis: sync_redis.Redis,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seconds, _ = await redis.time()
+    await write_session(redis, session("s1", "app1", int(seconds) * 1000, "mic"))
+    worker = Worker([settings.queue_name], name="w1", connection=rq_redis)
+    worker.register_birth()  # type: ignore[no-untyped-call]
+
+    assert await asyncio.to_thread(main, ["sessions", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert "s1" in out and "mic audio/opus active" in out and "1 session\n" in out
+    assert await asyncio.to_thread(main, ["sessions", "ls", "--app", "app2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+    assert await asyncio.to_thread(main, ["workers"]) == 0
+    out = capsys.readouterr().out
+    assert "w1" in out and "1 worker, 0 busy, 0 queued on sluice-adapters" in out
+    assert await asyncio.to_thread(main, ["workers", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["workers"][0]["name"] == "w1"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["adapters", "ls"],
+        ["adapters", "show", "a1"],
+        ["adapters", "close", "a1"],
+        ["workers"],
+        ["sessions", "ls"],
+    ],
+)
+def test_cli_without_redis_says_so_in_one_line(
+    cli_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("SLUICE_REDIS_URL", f"redis://:pw@127.0.0.1:{port}/0")
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"sluice: cannot reach Redis at redis://127.0.0.1:{port}/0: ")
+    assert len(err.strip().splitlines()) == 1 and "pw" not in err
