@@ -244,8 +244,9 @@ class AdapterService:
         )
 
     async def _close_live(self, adapter_id: str, record: AdapterRecord, events: Any) -> None:
-        if record.state == AdapterState.CONNECTING and record.worker is None:
-            # Still queued: closing the record makes the worker's claim fail.
+        if record.worker is None:
+            # Queued (new, or resuming after its process was lost): closing the record
+            # makes the worker's claim fail.
             await self.store.close(adapter_id, CloseReason.API_CLOSE)
             return
         await self.store.request_close(adapter_id)

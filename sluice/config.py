@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     reconnect_window_s: float = Field(
         5.0, gt=0, description="Egress re-dials a lost endpoint for this long."
     )
+    egress_resumes: int = Field(
+        2,
+        ge=0,
+        description="Times an egress adapter whose process died is resumed by another worker.",
+    )
     egress_backlog_s: float = Field(
         5.0, gt=0, description="Egress audio kept while the endpoint is away or slow."
     )

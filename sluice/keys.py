@@ -7,6 +7,7 @@ change here must be mirrored there (a unit test checks both agree).
 PREFIX = "sluice"
 HEARTBEATS = f"{PREFIX}:heartbeats"  # zset: adapter id → heartbeat deadline (ms, Redis clock)
 PENDING = f"{PREFIX}:pending"  # zset: adapter id → claim deadline (ms) while unclaimed
+RESUMING = f"{PREFIX}:resuming"  # zset: lost egress adapter id → claim deadline (ms)
 REAPER = f"{PREFIX}:reaper"  # hash: last pass and quiet period of the reapers (ms)
 
 

@@ -74,6 +74,10 @@ class AdapterRecord:
     close_reason: str | None = None
     worker: str | None = None
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
+    resumes: int = 0  # times another worker took over after this one's process was lost
+    # What a pipeline saves besides counters: loop-lag histogram buckets (`h_*`) and an
+    # egress stream's position (`p_*`), so a resumed pipeline carries both on.
+    extra: dict[str, int] = field(default_factory=dict)
 
     def to_hash(self) -> dict[str, str]:
         mapping = {
@@ -96,6 +100,9 @@ class AdapterRecord:
                 mapping[name] = value
         for name, count in self.counters.items():
             mapping[f"c_{name}"] = str(count)
+        if self.resumes:
+            mapping["resumes"] = str(self.resumes)
+        mapping.update({name: str(value) for name, value in self.extra.items()})
         return mapping
 
     @classmethod
@@ -114,4 +121,6 @@ class AdapterRecord:
             close_reason=raw.get("close_reason"),
             worker=raw.get("worker"),
             counters={name: int(raw.get(f"c_{name}", 0)) for name in COUNTER_NAMES},
+            resumes=int(raw.get("resumes", 0)),
+            extra={k: int(v) for k, v in raw.items() if k[:2] in ("h_", "p_")},
         )

@@ -50,6 +50,8 @@ local function save_counters(key, argv, from, usage_ttl_s)
       end
     end
     redis.call('HSET', key, name, value)
+    -- When the position was saved, by the clock every host agrees on (for resuming).
+    if string.sub(name, 1, 2) == 'p_' then redis.call('HSET', key, 'p_saved_ms', now_ms()) end
   end
 end
 local function count_close(key, reason)
@@ -78,15 +80,23 @@ set_pairs(KEYS[1], ARGV, 4)
 redis.call('HSET', KEYS[1], 'claim_deadline_ms', now + tonumber(ARGV[2]))
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
+-- Closed records expire on their own; their ids leave the app's index here, a few per
+-- create, picked at random so that long-lived adapters cannot shield expired ones.
+for _, old in ipairs(redis.call('ZRANDMEMBER', KEYS[2], 8)) do
+  if redis.call('EXISTS', 'sluice:adapter:' .. old) == 0 then redis.call('ZREM', KEYS[2], old) end
+end
 return 1
 """
 )
 
-# KEYS: record, heartbeats, pending, events. ARGV: id, worker name, heartbeat ttl ms.
+# A new adapter (`connecting`) or one being resumed (`reconnecting`, its process lost) is
+# taken by one worker before its deadline. KEYS: record, heartbeats, pending, events,
+# resuming. ARGV: id, worker name, heartbeat ttl ms.
 CLAIM_LUA = (
     _NOW
     + """
-if redis.call('HGET', KEYS[1], 'state') ~= 'connecting' then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'connecting' and state ~= 'reconnecting' then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'worker') == 1 then return 0 end
 local now = now_ms()
 local deadline = tonumber(redis.call('HGET', KEYS[1], 'claim_deadline_ms') or '0')
@@ -94,6 +104,7 @@ if now > deadline then return 0 end
 redis.call('HSET', KEYS[1], 'worker', ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('PUBLISH', KEYS[4], cjson.encode({event = 'claimed', worker = ARGV[2]}))
 return 1
 """
@@ -187,24 +198,37 @@ return {state, redis.call('HGET', KEYS[1], 'close_requested') or '0'}
 
 # Marks adapters whose heartbeat deadline passed as lost, and withdraws creates that no
 # worker claimed before their deadline (their API replica died while waiting).
+# A lost egress adapter is handed to another worker instead (up to a number of times):
+# it goes `reconnecting` with no worker and a claim deadline, and the caller enqueues it;
+# one that nobody claims by then is closed `worker_lost`.
 # After a gap between passes longer than two intervals (Redis was frozen, restarted or
 # unreachable, so every deadline ran out meanwhile), nothing is reaped for one heartbeat
 # TTL: pipelines get the chance to beat again. The clock is Redis's, so the gap is seen
 # even when the pass itself was queued behind the outage.
-# KEYS: heartbeats, pending, reaper state. ARGV: closed_at, retention s, max per call,
-# grace ms, reap interval ms, heartbeat ttl ms.
+# KEYS: heartbeats, pending, reaper state, resuming. ARGV: closed_at, retention s, max per
+# call, grace ms, reap interval ms, heartbeat ttl ms, max resumes, resume claim window ms.
+# Returns {lost, withdrawn, resumed}.
 REAP_LUA = (
     _NOW
     + """
 local now = now_ms()
-local lost, withdrawn = {}, {}
+local lost, withdrawn, resumed = {}, {}, {}
+local function close_lost(key, id)
+  not_live(key, id)
+  count_close(key, 'worker_lost')
+  redis.call('HSET', key, 'state', 'closed', 'close_reason', 'worker_lost',
+    'closed_at', ARGV[1])
+  redis.call('EXPIRE', key, tonumber(ARGV[2]))
+  redis.call('PUBLISH', key .. ':events', cjson.encode({event = 'closed', reason = 'worker_lost'}))
+  table.insert(lost, id)
+end
 local last = tonumber(redis.call('HGET', KEYS[3], 'last_pass_ms') or '0')
 redis.call('HSET', KEYS[3], 'last_pass_ms', now)
 if now - last > 2 * tonumber(ARGV[5]) then
   redis.call('HSET', KEYS[3], 'quiet_until_ms', now + tonumber(ARGV[6]))
 end
 if now < tonumber(redis.call('HGET', KEYS[3], 'quiet_until_ms') or '0') then
-  return {lost, withdrawn}
+  return {lost, withdrawn, resumed}
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[3])) do
   redis.call('ZREM', KEYS[1], id)
@@ -219,13 +243,26 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
       errorDescription = 'the worker process running this adapter was lost while connecting'}))
     table.insert(lost, id)
   elseif state and state ~= 'closed' then
-    not_live(key, id)
-    count_close(key, 'worker_lost')
-    redis.call('HSET', key, 'state', 'closed', 'close_reason', 'worker_lost',
-      'closed_at', ARGV[1])
-    redis.call('EXPIRE', key, tonumber(ARGV[2]))
-    redis.call('PUBLISH', events, cjson.encode({event = 'closed', reason = 'worker_lost'}))
-    table.insert(lost, id)
+    local resumes = tonumber(redis.call('HGET', key, 'resumes') or '0')
+    if redis.call('HGET', key, 'direction') == 'egress' and resumes < tonumber(ARGV[7]) then
+      redis.call('HDEL', key, 'worker')
+      redis.call('HSET', key, 'state', 'reconnecting', 'resumes', resumes + 1,
+        'claim_deadline_ms', now + tonumber(ARGV[8]))
+      redis.call('ZADD', KEYS[4], now + tonumber(ARGV[8]), id)
+      redis.call('HINCRBY', 'sluice:metrics', 'resumes|egress', 1)
+      redis.call('PUBLISH', events, cjson.encode({event = 'state', state = 'reconnecting'}))
+      table.insert(resumed, id)
+    else
+      close_lost(key, id)
+    end
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, ARGV[3])) do
+  redis.call('ZREM', KEYS[4], id)
+  local key = 'sluice:adapter:' .. id
+  if redis.call('HGET', key, 'state') == 'reconnecting'
+      and redis.call('HEXISTS', key, 'worker') == 0 then
+    close_lost(key, id)
   end
 end
 local stale = now - tonumber(ARGV[4])
@@ -240,20 +277,20 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', stale, 'LIMIT',
     table.insert(withdrawn, id)
   end
 end
-return {lost, withdrawn}
+return {lost, withdrawn, resumed}
 """
 )
 
 
 def _counter_args(
-    counters: dict[str, int] | None, histogram: dict[str, int] | None = None
+    counters: dict[str, int] | None, extra: dict[str, int] | None = None
 ) -> list[str]:
     args: list[str] = []
     for name, value in (counters or {}).items():
         if name in COUNTER_NAMES:
             args += [f"c_{name}", str(value)]
-    for name, value in (histogram or {}).items():
-        if name.startswith("h_"):
+    for name, value in (extra or {}).items():
+        if name[:2] in ("h_", "p_"):
             args += [name, str(value)]
     return args
 
@@ -332,6 +369,7 @@ class AdapterStore:
                 keys.HEARTBEATS,
                 keys.PENDING,
                 keys.adapter_events(adapter_id),
+                keys.RESUMING,
             ],
             args=[adapter_id, worker, int(heartbeat_ttl_s * 1000)],
         )
@@ -368,12 +406,13 @@ class AdapterStore:
         adapter_id: str,
         reason: CloseReason,
         counters: dict[str, int] | None = None,
-        histogram: dict[str, int] | None = None,
+        extra: dict[str, int] | None = None,
     ) -> int:
         """Closes the record: 1 closed now, 0 was closed already, -1 unknown id.
 
-        A pipeline's final `counters` (and `h_*` histogram buckets) are saved even when the
-        record was closed already, so the last second of traffic is never left uncounted.
+        A pipeline's final `counters` (and `extra`: `h_*` histogram buckets, `p_*` stream
+        position) are saved even when the record was closed already, so the last second
+        of traffic is never left uncounted.
         """
         result = await self._close(
             keys=[keys.adapter(adapter_id), keys.HEARTBEATS, keys.adapter_events(adapter_id)],
@@ -383,7 +422,7 @@ class AdapterStore:
                 utc_now_iso(),
                 self.retention_s,
                 self.usage_retention_s,
-                *_counter_args(counters, histogram),
+                *_counter_args(counters, extra),
             ],
         )
         return int(result)
@@ -419,7 +458,7 @@ class AdapterStore:
         *,
         ttl_s: float,
         counters: dict[str, int] | None = None,
-        histogram: dict[str, int] | None = None,
+        extra: dict[str, int] | None = None,
     ) -> HeartbeatReply:
         state, requested = await self._heartbeat(
             keys=[keys.adapter(adapter_id), keys.HEARTBEATS],
@@ -427,7 +466,7 @@ class AdapterStore:
                 adapter_id,
                 int(ttl_s * 1000),
                 self.usage_retention_s,
-                *_counter_args(counters, histogram),
+                *_counter_args(counters, extra),
             ],
         )
         return HeartbeatReply(state=_text(state), close_requested=_text(requested) == "1")

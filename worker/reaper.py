@@ -1,12 +1,18 @@
 """Finds adapters whose pipeline died and withdraws creates nobody claimed.
 
 Any number of reapers may run (one per worker host): each pass is one atomic script.
+A lost egress adapter is resumed rather than closed: the script hands it back, and the
+reaper enqueues it for the next free worker process.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import redis
 import structlog
+from redis.exceptions import RedisError
+from rq import Queue
 
 from sluice import keys
 from sluice.config import Settings
@@ -17,13 +23,20 @@ log = structlog.get_logger("sluice.reaper")
 BATCH = 500
 
 
+class ReapOutcome(NamedTuple):
+    lost: list[str]  # closed `worker_lost`
+    withdrawn: list[str]  # creates nobody claimed, removed
+    resumed: list[str]  # egress adapters handed to another worker
+
+
 class Reaper:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._script = client.register_script(REAP_LUA)
         self._settings = settings
+        self._queue = Queue(settings.queue_name, connection=client)
 
-    def reap_once(self) -> tuple[list[str], list[str]]:
-        """One pass: (adapters marked lost, unclaimed creates withdrawn).
+    def reap_once(self) -> ReapOutcome:
+        """One pass.
 
         Raises:
             RedisError: Redis is unreachable (the caller tries again next interval).
@@ -32,8 +45,8 @@ class Reaper:
         # A create whose API replica died is withdrawn once its claim deadline is well past;
         # the slack keeps us from racing the replica's own withdrawal.
         grace_ms = int((settings.pickup_timeout_s + 5) * 1000)
-        lost, withdrawn = self._script(
-            keys=[keys.HEARTBEATS, keys.PENDING, keys.REAPER],
+        lost, withdrawn, resumed = self._script(
+            keys=[keys.HEARTBEATS, keys.PENDING, keys.REAPER, keys.RESUMING],
             args=[
                 utc_now_iso(),
                 settings.closed_retention_s,
@@ -41,15 +54,40 @@ class Reaper:
                 grace_ms,
                 int(settings.reap_interval_s * 1000),
                 int(settings.heartbeat_ttl_s * 1000),
+                settings.egress_resumes,
+                # An endpoint waits this long for an egress adapter to come back anyway.
+                int(settings.reconnect_window_s * 1000),
             ],
         )
-        lost = [_text(x) for x in lost]
-        withdrawn = [_text(x) for x in withdrawn]
-        for adapter_id in lost:
+        outcome = ReapOutcome([_text(x) for x in lost], [_text(x) for x in withdrawn], [])
+        for adapter_id in outcome.lost:
             log.warning("adapter_worker_lost", adapter_id=adapter_id)
-        for adapter_id in withdrawn:
+        for adapter_id in outcome.withdrawn:
             log.warning("adapter_create_withdrawn", adapter_id=adapter_id)
-        return lost, withdrawn
+        for adapter_id in (_text(x) for x in resumed):
+            try:
+                self._enqueue_resume(adapter_id)
+            except RedisError as exc:
+                # Unclaimed by its deadline, it is closed `worker_lost` by a later pass.
+                log.warning("adapter_resume_enqueue_failed", adapter_id=adapter_id, error=str(exc))
+                continue
+            log.warning("adapter_worker_lost_resuming", adapter_id=adapter_id)
+            outcome.resumed.append(adapter_id)
+        return outcome
+
+    def _enqueue_resume(self, adapter_id: str) -> None:
+        from worker.jobs import run_adapter
+
+        # Queued ahead of new creates: an endpoint is waiting for this stream to return.
+        self._queue.enqueue(
+            run_adapter,
+            adapter_id,
+            job_timeout=-1,
+            result_ttl=0,
+            failure_ttl=3600,
+            description=f"adapter {adapter_id} (resumed)",
+            at_front=True,
+        )
 
 
 def _text(value: bytes | str) -> str:

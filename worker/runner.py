@@ -23,12 +23,15 @@ from redis.exceptions import RedisError
 
 from sluice import keys
 from sluice.config import Settings
+from sluice.errors import ErrorCode
 from sluice.lag_histogram import LagHistogram
 from sluice.state import AdapterRecord, AdapterState, CloseReason, redact_endpoint
 from sluice.store import AdapterStore
 from worker.dial import DialError, dial, tls_context
-from worker.pipelines import make_pipeline
+from worker.pipelines import make_pipeline, pipeline_class
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
+from worker.pipelines.egress import EgressPipeline
+from worker.protocol.resume import ResumePoint, resume_point
 
 log = structlog.get_logger("sluice.worker")
 REDIS_RETRY_S = 0.5
@@ -36,6 +39,13 @@ CLEANUP_TIMEOUT_S = 1.0
 
 
 LOOP_LAG_PROBE_S = 0.1
+# Why a resumed adapter ends when it cannot pick up its stream again.
+_RESUME_FAILURES = {
+    ErrorCode.NOT_FOUND_SESSION: CloseReason.TRACK_ENDED,
+    ErrorCode.NOT_FOUND_TRACK: CloseReason.TRACK_ENDED,
+    ErrorCode.WEBSOCKET_HANDSHAKE_FAILED: CloseReason.ENDPOINT_UNAVAILABLE,
+    ErrorCode.WEBSOCKET_CONNECTION_TIMEOUT: CloseReason.ENDPOINT_UNAVAILABLE,
+}
 
 
 async def _watch_loop_lag(counters: dict[str, int], histogram: LagHistogram) -> None:
@@ -100,6 +110,7 @@ class AdapterRunner:
         # written back (before, it was withdrawn or failed on purpose).
         self._live = False
         self._tls: ssl.SSLContext | None = None  # built on the first wss:// dial
+        self._pipeline: Pipeline | None = None
 
     async def run(self) -> CloseReason | None:
         """Runs the adapter to its end; None if there was nothing to run."""
@@ -120,14 +131,22 @@ class AdapterRunner:
             app=record.app_id,
             direction=record.direction.value,
         )
+        # A resumed adapter carries on counting where the lost process last saved.
+        resuming = record.state == AdapterState.RECONNECTING
+        self.lag.fields.update({k: v for k, v in record.extra.items() if k in self.lag.fields})
         ctx = PipelineContext(
             record=record,
             settings=settings,
             log=self.log,
             redial=lambda: self._dial(record, pipeline),
             set_state=self._set_state,
+            counters=dict(record.counters),
+            resume=await self._resume_point(record) if resuming else None,
         )
         pipeline = make_pipeline(ctx)
+        self._pipeline = pipeline
+        if resuming:
+            self.log.info("adapter_resuming", resumes=record.resumes, resume=str(ctx.resume))
         background = [
             asyncio.create_task(self._heartbeat(ctx.counters), name="heartbeat"),
             asyncio.create_task(self._listen_for_close(), name="control"),
@@ -137,7 +156,7 @@ class AdapterRunner:
         loop.add_signal_handler(signal.SIGTERM, self.stop.set, CloseReason.SHUTDOWN)
         reason: CloseReason | None = None
         try:
-            ws = await self._start(record, pipeline)
+            ws = await self._start(record, pipeline, resuming=resuming)
             if ws is not None:
                 reason = await self._first(pipeline.run(ws), self.stop.wait())
         except Exception:
@@ -162,7 +181,25 @@ class AdapterRunner:
                 self.log.warning("background_tasks_stuck", tasks=[t.get_name() for t in stuck])
         return reason
 
-    async def _start(self, record: AdapterRecord, pipeline: Pipeline) -> Any:
+    async def _resume_point(self, record: AdapterRecord) -> ResumePoint | None:
+        """Where the lost pipeline's stream would be now (None: it saved no position)."""
+        extra = record.extra
+        if "p_seq" not in extra or "p_saved_ms" not in extra:
+            return None
+        seconds, micros = await self.store.redis.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        egress = pipeline_class(record)
+        if not issubclass(egress, EgressPipeline):
+            return None
+        return resume_point(
+            saved_next_sequence=extra["p_seq"],
+            saved_timestamp=extra.get("p_ts", 0),
+            elapsed_ms=now_ms - extra["p_saved_ms"],
+            clock_rate=egress.clock_rate,
+            packet_interval_ms=egress.packet_interval_ms,
+        )
+
+    async def _start(self, record: AdapterRecord, pipeline: Pipeline, *, resuming: bool) -> Any:
         """Prepares media and dials, at once; reports `active` or the failure.
 
         The two are independent (an SFU negotiation, a WebSocket handshake that may cross
@@ -184,6 +221,11 @@ class AdapterRunner:
                 await close_ws(dialled.result())
             if not isinstance(exc, SetupError | DialError):
                 raise
+            if resuming:  # no create waits on this: the adapter ends with the reason
+                reason = _RESUME_FAILURES.get(exc.code, CloseReason.INTERNAL_ERROR)
+                self.log.info("adapter_resume_failed", error_code=str(exc.code))
+                await self._close_record(reason, pipeline.ctx.counters)
+                return None
             await self.store.fail(record.adapter_id, record.app_id, exc.code, exc.description)
             self.log.info("adapter_create_failed", error_code=str(exc.code), error=exc.description)
             return None
@@ -194,7 +236,8 @@ class AdapterRunner:
             pipeline.ctx.log = self.log
         self._live = True
         await self._set_state(AdapterState.ACTIVE)
-        self.log.info("adapter_active", endpoint=redact_endpoint(record.endpoint))
+        event = "adapter_resumed" if resuming else "adapter_active"
+        self.log.info(event, endpoint=redact_endpoint(record.endpoint))
         return dialled.result()
 
     async def _dial(self, record: AdapterRecord, pipeline: Pipeline) -> Any:
@@ -236,7 +279,7 @@ class AdapterRunner:
         for _ in range(10):
             try:
                 closed = await self.store.close(
-                    self.adapter_id, reason, counters, histogram=self.lag.fields
+                    self.adapter_id, reason, counters, extra=self._extra()
                 )
                 break
             except RedisError as exc:
@@ -251,6 +294,10 @@ class AdapterRunner:
             **{f"counter_{k}": v for k, v in counters.items()},
         )
 
+    def _extra(self) -> dict[str, int]:
+        position = self._pipeline.position() if self._pipeline is not None else {}
+        return {**self.lag.fields, **position}
+
     async def _heartbeat(self, counters: dict[str, int]) -> None:
         every = self.settings.heartbeat_interval_s
         while True:
@@ -259,7 +306,7 @@ class AdapterRunner:
                     self.adapter_id,
                     ttl_s=self.settings.heartbeat_ttl_s,
                     counters=counters,
-                    histogram=self.lag.fields,
+                    extra=self._extra(),
                 )
                 if reply.should_stop:
                     self.stop.set(CloseReason.API_CLOSE)

@@ -114,3 +114,48 @@ async def test_sfu_killed_closes_pipelines_promptly(stack: Stack) -> None:
     print(f"both adapters closed {closed_after:.1f} s after the SFU died")
     assert [(v["state"], v["closeReason"]) for v in views] == [("closed", "track_ended")] * 2
     assert closed_after < 12
+
+
+@pytest.mark.workers(2)
+async def test_egress_resumes_on_another_process_after_sigkill(stack: Stack) -> None:
+    """The pipeline process dies mid-stream: another takes over within seconds, the
+    endpoint sees one reconnect, sequence numbers go on without repeating, and the
+    outage shows as a jump in `timestamp`."""
+    sessions = stack.sessions()
+    session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
+    async with endpoint() as ep, stack.client() as client:
+        resp = await client.post(
+            "/adapters/websocket/new", json={"tracks": [egress_item(ep.url, session_id)]}
+        )
+        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        (first,) = await ep.wait_connections(1)
+        await asyncio.sleep(2.5)
+        conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+        pid = int(conn.hget(f"sluice:adapter:{adapter_id}", "worker").rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, second = await ep.wait_connections(2, timeout_s=10)
+        resumed_after = time.monotonic() - killed_at
+        await asyncio.sleep(2.0)
+        view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+        await sessions.close()
+    before = [Packet.FromString(m) for m in first.messages if isinstance(m, bytes)]
+    after = [Packet.FromString(m) for m in second.messages if isinstance(m, bytes)]
+    print(
+        f"resumed {resumed_after:.2f} s after SIGKILL; {len(before)} + {len(after)} packets; "
+        f"sequence {before[-1].sequenceNumber} → {after[0].sequenceNumber}, timestamp "
+        f"{before[-1].timestamp} → {after[0].timestamp}"
+    )
+    assert resumed_after < 6  # heartbeat TTL 3 s + a reap pass + pull and dial
+    assert len(ep.connections) == 2  # one reconnect
+    assert view["state"] == "active", view
+    numbers = [p.sequenceNumber for p in before + after]
+    assert numbers == sorted(set(numbers))  # strictly increasing: none repeats
+    assert [p.sequenceNumber for p in after] == list(
+        range(after[0].sequenceNumber, after[0].sequenceNumber + len(after))
+    )
+    gap_s = (after[0].timestamp - before[-1].timestamp) / 48_000
+    assert gap_s >= 0.8 * (resumed_after - 1.0), gap_s  # the outage, in real time
+    skipped = after[0].sequenceNumber - before[-1].sequenceNumber - 1
+    assert skipped <= gap_s * 50 + 60  # no more numbers skipped than the outage can explain
+    assert view["counters"]["packets"] >= len(before) + len(after) - 60

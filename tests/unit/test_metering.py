@@ -98,7 +98,10 @@ async def test_closes_by_reason_include_reaped_adapters(
     await store.close("e1", CloseReason.ENDPOINT_UNAVAILABLE)
     await store.redis.zadd(keys.HEARTBEATS, {"e2": 0})  # its heartbeat ran out long ago
     await reapers_were_running(store)
-    reaper = Reaper(sync_redis.Redis.from_url(settings.redis_url), settings)
+    reaper = Reaper(
+        sync_redis.Redis.from_url(settings.redis_url),
+        settings.model_copy(update={"egress_resumes": 0}),
+    )
     reaper.reap_once()
     got = await totals(store)
     assert got["closes|egress|endpoint_unavailable"] == 1
@@ -110,9 +113,9 @@ async def test_loop_lag_histogram_reaches_the_metrics(store: AdapterStore) -> No
     lag = LagHistogram()
     for seconds in (0.0005, 0.0005, 0.003, 0.2):
         lag.observe(seconds)
-    await store.heartbeat("e1", ttl_s=3, counters={}, histogram=lag.fields)
+    await store.heartbeat("e1", ttl_s=3, counters={}, extra=lag.fields)
     lag.observe(2.0)
-    await store.close("e1", CloseReason.API_CLOSE, {}, histogram=lag.fields)
+    await store.close("e1", CloseReason.API_CLOSE, {}, extra=lag.fields)
     snapshot = ClusterSnapshot(totals=await totals(store))
     (family,) = [
         f for f in cluster_families(snapshot) if f.name == "sluice_adapter_loop_lag_seconds"

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
+from rq import Queue
 
 from sluice import keys
 from sluice.config import Settings
@@ -111,15 +112,15 @@ async def test_reaper_marks_silent_pipelines_lost(store: AdapterStore, clean_red
         await store.set_live_state(adapter_id, AdapterState.ACTIVE)
     await store.heartbeat("live", ttl_s=30)
     await asyncio.sleep(0.1)
-    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), Settings(apps="a:b"))
+    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), Settings(apps="a:b", egress_resumes=0))
     await reapers_were_running(store)
-    lost, withdrawn = reaper.reap_once()
+    lost, withdrawn, _ = reaper.reap_once()
     assert (lost, withdrawn) == (["dead"], [])
     dead = await store.load("dead")
     assert dead is not None and dead.close_reason == "worker_lost"
     live = await store.load("live")
     assert live is not None and live.state == AdapterState.ACTIVE
-    assert reaper.reap_once() == ([], [])
+    assert reaper.reap_once() == ([], [], [])
 
 
 async def test_reaper_withdraws_creates_nobody_claimed(
@@ -130,9 +131,9 @@ async def test_reaper_withdraws_creates_nobody_claimed(
     settings = Settings(apps="a:b", pickup_timeout_s=0.01)
     reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
     await reapers_were_running(store)
-    assert reaper.reap_once() == ([], [])  # still inside the grace period
+    assert reaper.reap_once() == ([], [], [])  # still inside the grace period
     await store.redis.zadd(keys.PENDING, {"a1": 0})  # as if the deadline was long ago
-    assert reaper.reap_once() == ([], ["a1"])
+    assert reaper.reap_once() == ([], ["a1"], [])
     assert await store.load("a1") is None
 
 
@@ -170,7 +171,11 @@ async def test_reaper_stays_quiet_after_a_gap_between_passes(
     store: AdapterStore, clean_redis: str
 ) -> None:
     settings = Settings(
-        apps="a:b", heartbeat_interval_s=0.1, heartbeat_ttl_s=0.5, reap_interval_s=0.1
+        apps="a:b",
+        heartbeat_interval_s=0.1,
+        heartbeat_ttl_s=0.5,
+        reap_interval_s=0.1,
+        egress_resumes=0,
     )
     reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
     await store.create(record("dead"), pickup_timeout_s=5)
@@ -178,11 +183,64 @@ async def test_reaper_stays_quiet_after_a_gap_between_passes(
     await store.set_live_state("dead", AdapterState.ACTIVE)
     reaper.reap_once()  # the first pass ever: a gap by definition, so it starts quiet
     await asyncio.sleep(0.6)
-    assert reaper.reap_once() == ([], [])  # 0.6 s since the last pass: quiet again
+    assert reaper.reap_once() == ([], [], [])  # 0.6 s since the last pass: quiet again
     await asyncio.sleep(0.55)  # passes every 0.1 s from here: the quiet period ends
     for _ in range(6):
         await asyncio.sleep(0.1)
-        lost, _ = reaper.reap_once()
+        lost, _, _ = reaper.reap_once()
         if lost:
             break
     assert lost == ["dead"]
+
+
+async def test_a_lost_egress_adapter_is_resumed_then_closed_if_nobody_claims_it(
+    store: AdapterStore, clean_redis: str
+) -> None:
+    settings = Settings(apps="a:b", egress_resumes=1, reconnect_window_s=5)
+    conn = sync_redis.Redis.from_url(clean_redis)
+    reaper = Reaper(conn, settings)
+    await store.create(record("e"), pickup_timeout_s=5)
+    await store.claim("e", "w1", heartbeat_ttl_s=0.05)
+    await store.set_live_state("e", AdapterState.ACTIVE)
+    await store.heartbeat("e", ttl_s=0.05, counters={"packets": 7}, extra={"p_seq": 9})
+    await asyncio.sleep(0.1)
+    await reapers_were_running(store)
+    assert reaper.reap_once() == ([], [], ["e"])
+    resuming = await store.load("e")
+    assert resuming is not None
+    assert (resuming.state, resuming.worker, resuming.resumes) == ("reconnecting", None, 1)
+    assert resuming.counters["packets"] == 7 and resuming.extra["p_seq"] == 9
+    (job,) = Queue(settings.queue_name, connection=conn).jobs
+    assert job.args == ("e",)
+    assert await store.claim("e", "w2", heartbeat_ttl_s=0.05)  # another worker takes it
+    assert not await store.claim("e", "w3", heartbeat_ttl_s=0.05)  # and only one
+
+    await store.set_live_state("e", AdapterState.ACTIVE)
+    await asyncio.sleep(0.1)  # w2 dies too: no resume left, so it is lost for good
+    assert reaper.reap_once() == (["e"], [], [])
+    closed = await store.load("e")
+    assert closed is not None and closed.close_reason == "worker_lost"
+
+
+async def test_a_resume_nobody_claims_in_the_window_is_lost(
+    store: AdapterStore, clean_redis: str
+) -> None:
+    settings = Settings(apps="a:b", egress_resumes=3, reconnect_window_s=0.2)
+    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
+    await store.create(record("e"), pickup_timeout_s=5)
+    await store.claim("e", "w1", heartbeat_ttl_s=0.05)
+    await store.set_live_state("e", AdapterState.ACTIVE)
+    await asyncio.sleep(0.1)
+    await reapers_were_running(store)
+    assert reaper.reap_once().resumed == ["e"]
+    await asyncio.sleep(0.3)  # every worker busy: the window passes unclaimed
+    assert reaper.reap_once() == (["e"], [], [])
+    assert not await store.claim("e", "w2", heartbeat_ttl_s=1)
+    totals = await store.redis.hgetall(keys.METRICS)
+    assert totals == {"resumes|egress": "1", "closes|egress|worker_lost": "1"}
+
+
+async def test_expired_adapters_leave_the_app_index(store: AdapterStore) -> None:
+    await store.redis.zadd(keys.app_adapters("app1"), {f"gone{i}": i for i in range(5)})
+    await store.create(record("new"), pickup_timeout_s=5)
+    assert await store.redis.zrange(keys.app_adapters("app1"), 0, -1) == ["new"]

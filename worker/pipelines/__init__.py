@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from sluice.state import Direction
+from sluice.state import AdapterRecord, Direction
 from worker.pipelines.base import Pipeline, PipelineContext
 
 
-def make_pipeline(ctx: PipelineContext) -> Pipeline:
-    """The pipeline for the adapter's direction."""
-    if ctx.record.direction is Direction.INGEST:
+def pipeline_class(record: AdapterRecord) -> type[Pipeline]:
+    """The pipeline for the adapter's direction and codec (imported on first use)."""
+    if record.direction is Direction.INGEST:
         from worker.pipelines.ingest import IngestPipeline
 
-        return IngestPipeline(ctx)
-    if ctx.record.codec == "jpeg":
+        return IngestPipeline
+    if record.codec == "jpeg":
         from worker.pipelines.egress_jpeg import JpegEgressPipeline
 
-        return JpegEgressPipeline(ctx)
+        return JpegEgressPipeline
     from worker.pipelines.egress_audio import AudioEgressPipeline
 
-    return AudioEgressPipeline(ctx)
+    return AudioEgressPipeline
+
+
+def make_pipeline(ctx: PipelineContext) -> Pipeline:
+    return pipeline_class(ctx.record)(ctx)

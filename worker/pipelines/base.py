@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection
 from sluice.config import Settings
 from sluice.errors import ErrorCode
 from sluice.state import COUNTER_NAMES, AdapterRecord, AdapterState, CloseReason
+from worker.protocol.resume import ResumePoint
 
 
 class SetupError(Exception):
@@ -39,6 +40,8 @@ class PipelineContext:
     # Announces `active` / `reconnecting`; never blocks media on Redis for long.
     set_state: Callable[[AdapterState], Awaitable[None]]
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
+    # Set when this pipeline takes over an egress adapter whose process was lost.
+    resume: ResumePoint | None = None
 
 
 class Pipeline(ABC):
@@ -66,6 +69,10 @@ class Pipeline(ABC):
         """Moves media until it ends, returning why. The pipeline owns `ws` from here
         on (and any connection it re-dials) and leaves it closed when it returns or is
         cancelled."""
+
+    def position(self) -> dict[str, int]:
+        """What to save with each heartbeat for another worker to resume from (`p_*`)."""
+        return {}
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Releases media resources; called once, after `run` ended or was cancelled."""

@@ -32,6 +32,7 @@ from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.sfu_link import session_lost, sessions_client
 from worker.protocol.reconnect import Backlog, CloseAction, ReconnectWindow, on_close
+from worker.protocol.stamping import Stamper
 
 _SETUP_ERRORS = {
     "not_found_session_error": ErrorCode.NOT_FOUND_SESSION,
@@ -43,6 +44,8 @@ class EgressPipeline(Pipeline):
     """Pull, reconnect and send; subclasses produce the Packets."""
 
     kind: str  # of the pulled track: "audio" | "video"
+    clock_rate: int  # of the wire `timestamp`
+    packet_interval_ms: float  # the shortest time between two Packets
 
     def __init__(self, ctx: PipelineContext, backlog: Backlog) -> None:
         super().__init__(ctx)
@@ -51,6 +54,15 @@ class EgressPipeline(Pipeline):
         self._in_flight: bytes | None = None  # taken from the backlog, not yet sent
         self._client: SessionsClient | None = None
         self._remote: MediaStreamTrack | None = None
+        resume = ctx.resume
+        self.stamper = (
+            Stamper(self.clock_rate, resume.first_sequence, resume.first_timestamp)
+            if resume is not None
+            else Stamper(self.clock_rate)
+        )
+
+    def position(self) -> dict[str, int]:
+        return {"p_seq": self.stamper.next_sequence_number, "p_ts": self.stamper.last_timestamp}
 
     async def prepare(self) -> None:
         """Pulls the track from the SFU, tapped before any media can flow."""

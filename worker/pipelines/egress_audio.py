@@ -12,16 +12,17 @@ from worker.pipelines.egress import EgressPipeline
 from worker.pipelines.opus_pcm import OpusPcmDecoder
 from worker.protocol.packet import encode
 from worker.protocol.reconnect import Backlog
-from worker.protocol.stamping import Stamper
+from worker.protocol.stamping import AUDIO_CLOCK_RATE
 
 
 class AudioEgressPipeline(EgressPipeline):
     kind = "audio"
+    clock_rate = AUDIO_CLOCK_RATE
+    packet_interval_ms = 20.0
 
     def __init__(self, ctx: PipelineContext) -> None:
         # As long as the reconnect window by default, so a reconnect inside it loses nothing.
         super().__init__(ctx, Backlog.for_audio(ctx.settings.egress_backlog_s))
-        self.stamper = Stamper()
         self.decoder = OpusPcmDecoder()
 
     def _on_frame(self, frame: EncodedFrame) -> None:

@@ -19,7 +19,7 @@ from worker.pipelines.snapshots import Picture, SnapshotDecoder
 from worker.protocol.pacing import Pacer
 from worker.protocol.packet import encode
 from worker.protocol.reconnect import LatestOnly
-from worker.protocol.stamping import VIDEO_CLOCK_RATE, Stamper
+from worker.protocol.stamping import VIDEO_CLOCK_RATE
 
 SNAPSHOT_INTERVAL_S = 1.0
 # Frames waiting for the decoder thread; past this it is over a second behind, and
@@ -29,11 +29,12 @@ MAX_PENDING_FRAMES = 45
 
 class JpegEgressPipeline(EgressPipeline):
     kind = "video"
+    clock_rate = VIDEO_CLOCK_RATE
+    packet_interval_ms = SNAPSHOT_INTERVAL_S * 1000 / 2  # a late tick is caught up
 
     def __init__(self, ctx: PipelineContext) -> None:
         super().__init__(ctx, LatestOnly())
         self.decoder = SnapshotDecoder(ctx.settings.jpeg_quality)
-        self.stamper = Stamper(VIDEO_CLOCK_RATE)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._pending = 0
         self._skipping = False  # dropping frames until a keyframe after falling behind

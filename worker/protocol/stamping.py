@@ -30,19 +30,27 @@ class Stamper:
         clock_rate: RTP clock of the source in Hz, kept for conversions.
         first_sequence: `sequenceNumber` of the first Packet; 0 for a new adapter, the
             count so far when another worker resumes one.
+        first_timestamp: `timestamp` of the first Packet; 0 for a new adapter, where the
+            lost pipeline's stream would be by now when another worker resumes one.
 
     Raises:
         ValueError: `clock_rate` is not positive, or `first_sequence` is not a uint32.
     """
 
-    def __init__(self, clock_rate: int = AUDIO_CLOCK_RATE, first_sequence: int = 0) -> None:
+    def __init__(
+        self, clock_rate: int = AUDIO_CLOCK_RATE, first_sequence: int = 0, first_timestamp: int = 0
+    ) -> None:
         if clock_rate <= 0:
             raise ValueError(f"clock_rate must be positive, got {clock_rate}")
         if not 0 <= first_sequence < UINT32_MOD:
             raise ValueError(f"first_sequence must be a uint32, got {first_sequence}")
+        if not 0 <= first_timestamp < UINT32_MOD:
+            raise ValueError(f"first_timestamp must be a uint32, got {first_timestamp}")
         self.clock_rate = clock_rate
         self._first_rtp: int | None = None
         self._next_sequence = first_sequence
+        self._origin = first_timestamp
+        self.last_timestamp = first_timestamp  # of the newest Packet stamped
 
     @property
     def started(self) -> bool:
@@ -66,7 +74,8 @@ class Stamper:
             self._first_rtp = rtp
         sequence = self._next_sequence
         self._next_sequence = (sequence + 1) % UINT32_MOD
-        return sequence, (rtp - self._first_rtp) % UINT32_MOD
+        self.last_timestamp = (self._origin + rtp - self._first_rtp) % UINT32_MOD
+        return sequence, self.last_timestamp
 
     def seconds(self, timestamp: int) -> float:
         """A wire `timestamp` in seconds since the first Packet (for logs).
