@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.metrics import ApiMetrics
-from api.routes import adapters, health, operations, sessions, usage
+from api.routes import adapters, demo_viewer, health, operations, sessions, usage
 from api.service import AdapterService
 from sluice import __version__
 from sluice.body_limit import BodyLimitMiddleware
@@ -59,5 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(usage.router)
     app.include_router(operations.router)
+    if settings.dev:  # the demo page's own endpoints; absent (404) in production
+        app.include_router(demo_viewer.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app
