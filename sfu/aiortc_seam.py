@@ -124,6 +124,8 @@ class _Tap:
         return pli, None
 
     def _deliver(self, codec: Codec, data: bytes, ts: int, keyframe: bool, now: float) -> None:
+        if not data:
+            return  # padding or a payload descriptor alone: no media, and decoders choke
         try:
             self._sink(EncodedFrame(data, ts, codec, keyframe, now))
         except Exception:

@@ -21,6 +21,7 @@ H264_NAL_IDR = 5
 H264_NAL_SPS = 7
 H264_NAL_AUD = 9
 H264_STAP_A = 24
+MAX_MISORDER = 1000  # packets: further behind than this, a stream has restarted
 KEYFRAME_RETRY_S = 0.5  # a lost PLI (or a keyframe lost too) is asked for again this often
 
 
@@ -93,8 +94,17 @@ class FrameAssembler:
                 return []
         if self._next is None:
             self._next = seq
-        elif seq_distance(seq, self._next) < 0:
-            return []  # late: its frame was released or given up already
+        elif (behind := seq_distance(seq, self._next)) < 0:
+            if behind >= -MAX_MISORDER:
+                return []  # late: its frame was released or given up already
+            # Far behind: the sender restarted its numbering. Start over rather than drop
+            # everything until the numbers catch up (tens of thousands of packets).
+            # A restarted sender most likely starts on a frame; if not, the decoder's
+            # error and the keyframe asked for (`lost`) repair it.
+            self._pending.clear()
+            self._next = None
+            self.lost = True
+            return self.add(seq, timestamp, marker, data, starts_frame)
         self._pending[seq] = _Pkt(timestamp, marker, data)
         frames = self._drain()
         if self._pending and self._gap_is_hopeless():

@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # a 4K keyframe is ~1 MiB; more is an attack or a bug
 MAX_PENDING_PACKETS = 8192  # two MAX_FRAME_BYTES frames in 1 200-byte packets, with room
 SEQ_MOD = 1 << 16
+MAX_MISORDER = 1000  # packets: further behind than this, a stream has restarted
 
 P = TypeVar("P")  # one parsed payload
 F = TypeVar("F")  # one assembled frame
@@ -133,6 +134,9 @@ class FrameAssemblerCore(ABC, Generic[P, F]):
             frame will be dropped as incomplete.
         """
         seq = self._unwrap(sequence_number)
+        if self._highest is not None and seq < self._highest - MAX_MISORDER:
+            self._restart()  # the sender restarted its numbering: start over
+            seq = self._unwrap(sequence_number)
         if not payload:
             if self._last_end is not None and seq == self._last_end + 1:
                 self._last_end = seq
@@ -161,6 +165,13 @@ class FrameAssemblerCore(ABC, Generic[P, F]):
         if timestamp in self._pending and pending.gapless() and self._starts(pending):
             return self._complete(timestamp, pending)
         return None
+
+    def _restart(self) -> None:
+        self.frames_dropped += len(self._pending)
+        self._pending.clear()
+        self._count = self._bytes = 0
+        self._highest = self._last_end = self._discarding = None
+        self._need_keyframe = True
 
     def _unwrap(self, sequence_number: int) -> int:
         if self._highest is None:

@@ -142,3 +142,33 @@ def test_payload_assembler_asks_for_a_keyframe_after_a_loss_and_again_until_one(
     assert a.add(seq, 15000, True, b"\xff") == [] and a.malformed == 1  # skipped
     seq += 1
     assert send(True, 18000) == [True] and not a.keyframe_due(2.0)
+
+
+def test_a_sender_that_restarts_its_numbering_is_followed_at_once() -> None:
+    a = FrameAssembler(single_packet_frames=False)
+    a.add(29_999, 0, True, b"tail")  # syncs
+    assert [f.data for f in a.add(30_000, 3000, True, b"x")] == [b"x"]
+    assert a.add(29_990, 6000, True, b"late") == []  # merely late: dropped
+    # Far behind: a restarted sender. Its next frame comes through, not 29 000 packets on.
+    assert a.add(1000, 90, False, b"head") == []
+    assert [f.data for f in a.add(1001, 90, True, b"tail")] == [b"headtail"]
+    assert a.lost  # the caller asks for a keyframe
+
+
+def test_vp9_assembler_follows_a_restarted_sender() -> None:
+    assembler = vp9.Vp9FrameAssembler()
+
+    def picture(first_seq: int, ts: int) -> list[vp9.Vp9Frame]:
+        payloads = vp9_payloads(keyframe=True)
+        frames = []
+        for i, payload in enumerate(payloads):
+            last = i == len(payloads) - 1
+            frame = assembler.feed(
+                payload, sequence_number=first_seq + i, timestamp=ts, marker=last
+            )
+            if frame is not None:
+                frames.append(frame)
+        return frames
+
+    assert len(picture(30_000, 3000)) == 1
+    assert len(picture(1000, 6000)) == 1  # not dropped as "too late"

@@ -91,9 +91,23 @@ class EgressPipeline(Pipeline):
         """Extra work that lives as long as the stream (e.g. a snapshot timer)."""
         return []
 
+    async def _run_media(self) -> None:
+        """Runs the media tasks; returns (or raises) only when one of them stops."""
+        tasks = [asyncio.create_task(c) for c in self._media_tasks()]
+        try:
+            if tasks:
+                await next(asyncio.as_completed(tasks))
+            else:
+                await asyncio.Event().wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def run(self, ws: ClientConnection) -> CloseReason:
         track_ended = asyncio.create_task(self._track_ended(), name="track-ended")
-        media = [asyncio.create_task(c) for c in self._media_tasks()]
+        media = [asyncio.create_task(self._run_media(), name="media")]
+        self._media_task = media[0]
         self._current: ClientConnection | None = ws
         try:
             while self._current is not None:
@@ -119,11 +133,19 @@ class EgressPipeline(Pipeline):
         sender = asyncio.create_task(self._send(ws), name="sender")
         reader = asyncio.create_task(self._drain(ws), name="reader")
         try:
-            await asyncio.wait([sender, reader, track_ended], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [sender, reader, track_ended, self._media_task],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             for task in (sender, reader):
                 task.cancel()
             await asyncio.gather(sender, reader, return_exceptions=True)
+        if self._media_task.done():
+            # A pipeline ends when any of its tasks ends: never stream on half-dead.
+            error = None if self._media_task.cancelled() else self._media_task.exception()
+            self.ctx.log.error("media_task_failed", error=repr(error))
+            return CloseReason.INTERNAL_ERROR
         if track_ended.done():
             await close_ws(ws, 1000, "track ended")
             return CloseReason.TRACK_ENDED

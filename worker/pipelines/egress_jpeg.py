@@ -12,6 +12,8 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import av
+
 from sfu.aiortc_seam import EncodedFrame
 from worker.pipelines.base import PipelineContext
 from worker.pipelines.egress import EgressPipeline
@@ -71,9 +73,18 @@ class JpegEgressPipeline(EgressPipeline):
             picture = self.decoder.latest
             if picture is not None and picture is not last:
                 last = picture
-                jpeg = await loop.run_in_executor(self._thread, self.decoder.encode_jpeg, picture)
-                sequence, timestamp = self.stamper.stamp(picture.rtp_timestamp)
-                self._emit(encode(sequence, timestamp, jpeg))
+                try:
+                    jpeg = await loop.run_in_executor(
+                        self._thread, self.decoder.encode_jpeg, picture
+                    )
+                except av.error.FFmpegError as exc:
+                    # A picture MJPEG cannot take (from a hostile stream): skip it, the
+                    # next one may do.
+                    self.ctx.counters["skipped"] += 1
+                    self.ctx.log.warning("jpeg_encode_failed", error=str(exc))
+                else:
+                    sequence, timestamp = self.stamper.stamp(picture.rtp_timestamp)
+                    self._emit(encode(sequence, timestamp, jpeg))
             await asyncio.sleep(pacer.next_delay(loop.time()))
             pacer.advance(loop.time())
 

@@ -19,6 +19,10 @@ from av.video.codeccontext import VideoCodecContext
 # SDP codec names → FFmpeg decoders.
 DECODERS = {"VP8": "vp8", "H264": "h264", "VP9": "vp9", "H265": "hevc"}
 JPEG_TIME_BASE = Fraction(1, 90_000)
+# A hostile keyframe can claim any size; FFmpeg allocates what it claims before it finds
+# the data missing (~0.5 GiB for 16000x16000). 4K UHD is the most a snapshot needs.
+MAX_PIXELS = 4096 * 2304
+MAX_SIDE = 8192  # MJPEG cannot encode a side over 65500; a 65520x16 claim passes MAX_PIXELS
 
 
 def jpeg_qscale(quality: int) -> int:
@@ -61,17 +65,25 @@ class SnapshotDecoder:
             name = DECODERS.get(codec_name)
             if name is None:
                 raise ValueError(f"no decoder for {codec_name}")
-            decoder = av.CodecContext.create(name, "r")
-            assert isinstance(decoder, VideoCodecContext)
-            self._decoder = decoder
+            self._decoder = _new_decoder(name)
             self._codec_name = codec_name
         assert self._decoder is not None
+        if not data:
+            return False  # an empty packet would tell FFmpeg the stream ended
         try:
             frames = self._decoder.decode(av.Packet(data))
+        except av.error.EOFError:
+            # Ended anyway (e.g. a decoder flushed): a fresh one takes the next keyframe.
+            self._decoder = _new_decoder(DECODERS[codec_name])
+            self.decode_errors += 1
+            return False
         except av.error.FFmpegError:
             self.decode_errors += 1  # a damaged frame: the next keyframe repairs it
             return False
         if not frames:
+            return False
+        if frames[-1].width > MAX_SIDE or frames[-1].height > MAX_SIDE:
+            self.decode_errors += 1  # concealed from a hostile header: no real picture
             return False
         picture = Picture(frames[-1], rtp_timestamp)
         with self._lock:
@@ -94,4 +106,15 @@ class SnapshotDecoder:
         image = frame.reformat(format="yuvj420p")
         image.pts = self._encoded
         self._encoded += 1
-        return b"".join(bytes(packet) for packet in encoder.encode(image))
+        try:
+            return b"".join(bytes(packet) for packet in encoder.encode(image))
+        except av.error.FFmpegError:
+            self._encoder = None  # the next picture gets a fresh one
+            raise
+
+
+def _new_decoder(name: str) -> VideoCodecContext:
+    decoder = av.CodecContext.create(name, "r")
+    assert isinstance(decoder, VideoCodecContext)
+    decoder.options = {"max_pixels": str(MAX_PIXELS)}
+    return decoder
