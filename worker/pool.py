@@ -1,14 +1,16 @@
 """A worker host: a pool of RQ worker processes, each forking one pipeline per adapter.
 
-RQ's `WorkerPool` supervises the processes (respawning dead ones); we add three things:
+RQ's `WorkerPool` supervises the processes (respawning dead ones); we add four things:
 heavy imports and `gc.freeze()` before forking so every pipeline shares those pages,
-SIGTERM forwarded to running pipelines so a drain closes adapters cleanly, and the reaper,
-run from the supervisor's loop.
+SIGTERM forwarded to running pipelines so a drain closes adapters cleanly, the reaper,
+run from the supervisor's loop, and a health server child (worker.health) that the
+supervisor feeds through shared memory.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import signal
 import time
@@ -22,6 +24,8 @@ from rq.worker_pool import WorkerPool
 from sluice.config import Settings, get_settings
 from sluice.log import configure_logging
 from sluice.redisconn import sync_client
+from worker.dial import tls_context
+from worker.health import HealthChild, HostFacts
 from worker.lineage import die_with_parent
 from worker.reaper import Reaper
 
@@ -39,6 +43,38 @@ def preload_media_stack() -> None:
     import worker.pipelines.egress_audio
     import worker.pipelines.egress_jpeg
     import worker.pipelines.ingest  # noqa: F401
+
+    _warm_up_lazy_imports()
+
+
+# Found with py-spy in pipelines' creates: imported on first use, not by `import httpx`.
+_LAZY_MODULES = (
+    "anyio._backends._asyncio",
+    "anyio.streams.memory",
+    "anyio.streams.tls",
+    "h11",
+    "httpcore",
+    "cryptography.hazmat.primitives.serialization",
+    "OpenSSL.crypto",
+)
+
+
+def _warm_up_lazy_imports() -> None:
+    """Runs, once, what would otherwise import modules inside every pipeline's create.
+
+    httpx imports its transport (httpcore, h11, anyio's backend) on the first client or
+    request, and aiortc its crypto backends on the first certificate: measured at ~40 %
+    of a pipeline's CPU time before `active`. Done here, forked pipelines share it.
+    """
+    import httpx
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    from worker.pipelines.sfu_link import sfu_tls
+
+    for name in _LAZY_MODULES:
+        importlib.import_module(name)
+    RTCCertificate.generateCertificate()
+    httpx.AsyncClient(verify=sfu_tls())  # builds the transport; never used, nothing open
 
 
 class AdapterWorker(Worker):
@@ -81,6 +117,34 @@ class AdapterWorkerPool(WorkerPool):
         )
         self._reaper = Reaper(connection, settings)
         self._next_reap = 0.0
+        self.facts = HostFacts(settings.worker_processes)
+        self._health = HealthChild(settings, self.facts)
+
+    def start(self, burst: bool = False, logging_level: str = "INFO") -> None:
+        # Forked before RQ forks the workers, while this process still runs no thread.
+        self._health.start()
+        try:
+            super().start(burst=burst, logging_level=logging_level)
+        finally:
+            self._health.stop()
+
+    def request_stop(self, signum: Any = None, frame: Any = None) -> None:
+        self.facts.set_draining()
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def start_worker(
+        self,
+        count: int | None = None,
+        burst: bool = True,
+        _sleep: float = 0,
+        logging_level: str = "INFO",
+    ) -> None:
+        super().start_worker(count, burst=burst, _sleep=_sleep, logging_level=logging_level)
+        self.facts.set_workers(self.worker_dict)
+
+    def reap_workers(self) -> None:
+        super().reap_workers()  # type: ignore[no-untyped-call]
+        self.facts.set_workers(self.worker_dict)
 
     def get_worker_process(
         self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
@@ -92,7 +156,14 @@ class AdapterWorkerPool(WorkerPool):
         )
 
     def check_workers(self, respawn: bool = True) -> None:
+        before = set(self.worker_dict)
         super().check_workers(respawn=respawn)
+        # Names are unique: any new one was spawned to replace a process that died.
+        respawned = len(self.worker_dict.keys() - before)
+        if respawned:
+            self.facts.count_respawns(respawned)
+            log.warning("worker_processes_respawned", count=respawned)
+        self._health.check()
         self._reap()
 
     def _reap(self) -> None:
@@ -101,9 +172,11 @@ class AdapterWorkerPool(WorkerPool):
             return
         self._next_reap = now + self.settings.reap_interval_s
         try:
-            self._reaper.reap_once()
+            outcome = self._reaper.reap_once()
         except RedisError as exc:
             log.warning("reap_failed", error=str(exc))
+            return
+        self.facts.count_reaped(len(outcome.lost), len(outcome.withdrawn), len(outcome.resumed))
 
 
 def run_pool(settings: Settings | None = None) -> None:
@@ -111,6 +184,10 @@ def run_pool(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level, process="worker")
     preload_media_stack()
+    try:
+        tls_context(settings.endpoint_ca_bundle)  # wss:// endpoints' trust, shared
+    except OSError as exc:
+        log.error("endpoint_ca_bundle_unreadable", error=str(exc))  # each wss:// dial says so
     gc.freeze()  # forked children then never copy the parent's objects by touching them
     log.info(
         "worker_pool_starting",

@@ -38,6 +38,7 @@ class Stack:
     sfu: subprocess.Popen[bytes]
     redis_url: str
     sfu_url: str
+    worker_health_url: str = ""
 
     def client(self, secret: str = SECRET, app: str = APP) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -97,6 +98,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
 
 def start_stack(redis_url: str, processes: int, log_dir: Path, **overrides: Any) -> Stack:
     port, sfu_port = free_port(), free_port()
+    overrides.setdefault("worker_health_port", free_port())
     sfu_url = f"http://127.0.0.1:{sfu_port}"
     env = stack_env(redis_url, sfu_url=sfu_url, **overrides)
     sfu = subprocess.Popen(
@@ -117,7 +119,8 @@ def start_stack(redis_url: str, processes: int, log_dir: Path, **overrides: Any)
         stdout=subprocess.DEVNULL,
         stderr=open(log_dir / "worker.log", "ab"),  # noqa: SIM115
     )
-    stack = Stack(f"http://127.0.0.1:{port}", env, api, worker, sfu, redis_url, sfu_url)
+    health_url = f"http://127.0.0.1:{overrides['worker_health_port']}"
+    stack = Stack(f"http://127.0.0.1:{port}", env, api, worker, sfu, redis_url, sfu_url, health_url)
 
     def up(url: str) -> Callable[[], bool]:
         def check() -> bool:
