@@ -160,7 +160,14 @@ def cluster_families(snapshot: ClusterSnapshot) -> list[Metric]:
             closes.add_metric(
                 [direction, reason.value], totals.get(f"closes|{direction}|{reason.value}", 0)
             )
-    families: list[Metric] = [adapters, closes]
+    resumes = CounterMetricFamily(
+        "sluice_adapter_resumes",
+        "Adapters handed to another worker process after theirs was lost.",
+        labels=["direction"],
+    )
+    for direction in directions:
+        resumes.add_metric([direction], totals.get(f"resumes|{direction}", 0))
+    families: list[Metric] = [adapters, closes, resumes]
     for name, (metric, doc) in ADAPTER_COUNTERS.items():
         family = CounterMetricFamily(metric, doc, labels=["direction"])
         for direction in directions:

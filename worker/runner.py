@@ -14,7 +14,7 @@ import contextlib
 import signal
 import socket
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -109,7 +109,6 @@ class AdapterRunner:
         # Between `active` and the final record: only then may a vanished record be
         # written back (before, it was withdrawn or failed on purpose).
         self._live = False
-        self._tls: ssl.SSLContext | None = None  # built on the first wss:// dial
         self._pipeline: Pipeline | None = None
 
     async def run(self) -> CloseReason | None:
@@ -206,8 +205,17 @@ class AdapterRunner:
         the internet), so a create waits for the slower, not for both in turn. Whichever
         fails first cancels the other. Returns the connection, or None if the create failed.
         """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        took: dict[str, float] = {}
+
+        def timed(name: str) -> Callable[[asyncio.Task[Any]], None]:
+            return lambda _: took.__setitem__(f"{name}_ms", round((loop.time() - started) * 1000))
+
         prepared = asyncio.create_task(pipeline.prepare(), name="prepare")
         dialled = asyncio.create_task(self._dial(record, pipeline), name="dial")
+        prepared.add_done_callback(timed("prepare"))
+        dialled.add_done_callback(timed("dial"))
         dialled.add_done_callback(
             lambda task: pipeline.on_connected() if _succeeded(task) else None
         )
@@ -237,7 +245,8 @@ class AdapterRunner:
         self._live = True
         await self._set_state(AdapterState.ACTIVE)
         event = "adapter_resumed" if resuming else "adapter_active"
-        self.log.info(event, endpoint=redact_endpoint(record.endpoint))
+        # Where a slow create spent its time: the SFU negotiation or the endpoint's handshake.
+        self.log.info(event, endpoint=redact_endpoint(record.endpoint), **took)
         return dialled.result()
 
     async def _dial(self, record: AdapterRecord, pipeline: Pipeline) -> Any:
@@ -251,10 +260,10 @@ class AdapterRunner:
         )
 
     def _tls_for(self, endpoint: str) -> ssl.SSLContext | None:
-        # Loading a trust store costs tens of ms: only wss:// endpoints pay it, once.
-        if self._tls is None and endpoint[:4].lower() == "wss:":
-            self._tls = tls_context(self.settings.endpoint_ca_bundle)
-        return self._tls
+        # Only wss:// endpoints need a trust store (loaded once per worker host).
+        if endpoint[:4].lower() == "wss:":
+            return tls_context(self.settings.endpoint_ca_bundle)
+        return None
 
     async def _first(self, *aws: Awaitable[CloseReason]) -> CloseReason:
         """The result of whichever finishes first; the others are cancelled and awaited."""

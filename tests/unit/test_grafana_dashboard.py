@@ -27,6 +27,7 @@ KNOWN_METRICS = (
     "sluice_adapter_backlog_dropped_total",
     "sluice_adapter_skipped_total",
     "sluice_adapter_reconnects_total",
+    "sluice_adapter_resumes_total",
     "sluice_adapter_playout_underruns_total",
     "sluice_adapter_loop_lag_seconds",
     "sluice_workers",
@@ -41,6 +42,7 @@ KNOWN_METRICS = (
     "sluice_worker_respawns_total",
     "sluice_reaper_lost_total",
     "sluice_reaper_withdrawn_total",
+    "sluice_reaper_resumed_total",
     # SFU
     "sluice_sfu_sessions",
     "sluice_sfu_tracks",
@@ -66,6 +68,7 @@ CLUSTER_WIDE = (
     "sluice_adapter_backlog_dropped_total",
     "sluice_adapter_skipped_total",
     "sluice_adapter_reconnects_total",
+    "sluice_adapter_resumes_total",
     "sluice_adapter_playout_underruns_total",
     "sluice_adapter_loop_lag_seconds",
     "sluice_workers",
