@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue, Worker, worker_registration
 from rq.worker_pool import WorkerPool
 
 from sluice.config import Settings, get_settings
@@ -85,6 +85,24 @@ class AdapterWorker(Worker):
         # pipeline to close with reason `shutdown`, then RQ's wait is short.
         if self.horse_pid:
             self.kill_horse(sig=signal.SIGTERM)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is None and self.birth_date is not None:
+            try:
+                registered = self.connection.hexists(self.key, "birth")
+            except RedisError:
+                registered = True  # unreachable: RQ's own call below raises and retries
+            if not registered:
+                # Redis restarted empty and forgot this worker: without registering again
+                # it would be invisible to `rq info`, /readyz and `sluice workers` until
+                # it restarted, although it takes jobs.
+                with self.connection.pipeline() as pipe:
+                    pipe.hset(self.key, mapping=self.serialize())
+                    worker_registration.register(self, pipe)
+                    pipe.expire(self.key, self.worker_ttl + 60)
+                    pipe.execute()
+                log.warning("worker_registered_again", worker=self.name)
+        super().heartbeat(timeout, pipeline)
 
     def setup_work_horse_signals(self) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is for the supervisor

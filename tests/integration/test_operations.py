@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,19 +102,37 @@ async def test_metrics_and_usage_agree_with_the_endpoints(stack: Stack) -> None:
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[str, int]]:
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     binary = redis_server_binary()
     if binary is None:
         pytest.skip("no redis-server")
     port = free_port()
-    server = spawn_redis(binary, port, tmp_path / "redis")
-    yield f"redis://127.0.0.1:{port}/0", server.pid
-    server.kill()
-    server.wait()
+    servers = [spawn_redis(binary, port, tmp_path / "redis")]
+
+    def restart_empty() -> None:
+        servers[0].kill()
+        servers[0].wait()
+        servers[0] = spawn_redis(binary, port, tmp_path / "redis-again")
+
+    yield f"redis://127.0.0.1:{port}/0", servers[0], restart_empty  # type: ignore[misc]
+    servers[0].kill()
+    servers[0].wait()
 
 
-async def test_readyz_follows_redis(own_redis: tuple[str, int], tmp_path: Path) -> None:
-    url, redis_pid = own_redis
+async def wait_ready(client: httpx.AsyncClient, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if (await client.get("/readyz")).status_code == 200:
+            return time.monotonic() - started
+        await asyncio.sleep(0.1)
+    raise AssertionError(
+        f"/readyz not ready after {timeout_s} s: {(await client.get('/readyz')).text}"
+    )
+
+
+async def test_readyz_follows_redis(own_redis: Any, tmp_path: Path) -> None:
+    url, server, restart_empty = own_redis
+    redis_pid = server.pid
     stack = start_stack(url, 1, tmp_path)
     try:
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
@@ -127,11 +147,16 @@ async def test_readyz_follows_redis(own_redis: tuple[str, int], tmp_path: Path) 
             assert down.status_code == 503
             assert down.json()["checks"]["redis"] != "ok"
             assert (await client.get("/healthz")).status_code == 200  # alive all along
-            for _ in range(50):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("/readyz did not recover after Redis came back")
+            await wait_ready(client, 5)
+
+            # Restarted without persistence: the worker registers itself with RQ again.
+            restart_empty()
+            took = await wait_ready(client, 15)
+            print(f"ready again {took:.1f} s after Redis restarted empty")
+            async with endpoint() as ep, stack.client() as app:
+                resp = await app.post(
+                    "/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]}
+                )
+                assert resp.status_code == 200, resp.text
     finally:
         stack.stop()
