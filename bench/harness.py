@@ -28,6 +28,8 @@ import redis
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from sluice.devserver import answers_healthz
+
 APP, SECRET = "bench", "bench-secret"
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -140,13 +142,7 @@ def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 def _healthy(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    return check
+    return lambda: answers_healthz(url)
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ from examples.audio import (
 from examples.endpoint import open_server
 from examples.record import Recorder
 from examples.speak import Speaker, SpeakError, espeak
-from sluice.devserver import redis_server_binary, spawn_redis
+from sluice.devserver import answers_healthz, redis_server_binary, spawn_redis
 from sluice.wire.packet_pb2 import Packet
 
 APP = SECRET = "demo"  # development mode's app
@@ -126,13 +126,7 @@ def wait_for(what: str, ready: Callable[[], bool], stack: Stack, timeout_s: floa
 
 
 def healthy(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    return check
+    return lambda: answers_healthz(url)
 
 
 @contextmanager

@@ -148,3 +148,13 @@ def run_dev(procfile: str = "Procfile") -> int:
             redis_server.terminate()
             redis_server.wait(timeout=10)
     return int(manager.returncode or 0)
+
+
+def answers_healthz(base_url: str) -> bool:
+    """Whether a Sluice process at `base_url` is up (its /healthz says 200 within 1 s)."""
+    import httpx
+
+    try:
+        return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

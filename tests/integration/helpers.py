@@ -21,6 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from sluice.devserver import answers_healthz
 from tests.conftest import free_port
 
 APP, SECRET = "app1", "secret1"
@@ -123,13 +124,7 @@ def start_stack(redis_url: str, processes: int, log_dir: Path, **overrides: Any)
     stack = Stack(f"http://127.0.0.1:{port}", env, api, worker, sfu, redis_url, sfu_url, health_url)
 
     def up(url: str) -> Callable[[], bool]:
-        def check() -> bool:
-            try:
-                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        return check
+        return lambda: answers_healthz(url)
 
     conn = redis.Redis.from_url(redis_url)
     queue = Queue(env.get("SLUICE_QUEUE_NAME", "sluice-adapters"), connection=conn)

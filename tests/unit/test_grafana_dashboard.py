@@ -17,9 +17,9 @@ import pytest
 DASHBOARD = Path("deploy/grafana/sluice-dashboard.json")
 PROMETHEUS_CONFIG = Path("deploy/prometheus.yml")
 
-# Every metric name the dashboard may use (histograms by their base name).
-KNOWN_METRICS = (
-    # API process, cluster-wide figures read from Redis (same value on every replica)
+# Identical on every API replica (read from Redis): summing them over instances
+# multiplies them.
+CLUSTER_WIDE = (
     "sluice_adapters",
     "sluice_adapter_closes_total",
     "sluice_adapter_packets_total",
@@ -32,6 +32,11 @@ KNOWN_METRICS = (
     "sluice_adapter_loop_lag_seconds",
     "sluice_workers",
     "sluice_queue_jobs",
+)
+
+# Every metric name the dashboard may use (histograms by their base name).
+KNOWN_METRICS = (
+    *CLUSTER_WIDE,
     # API process, per replica
     "sluice_api_creates_total",
     "sluice_api_closes_total",
@@ -58,22 +63,6 @@ KNOWN_METRICS = (
 
 HISTOGRAMS = ("sluice_adapter_loop_lag_seconds", "sluice_adapter_create_seconds")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-
-# Identical on every API replica: summing them over instances multiplies them.
-CLUSTER_WIDE = (
-    "sluice_adapters",
-    "sluice_adapter_closes_total",
-    "sluice_adapter_packets_total",
-    "sluice_adapter_bytes_total",
-    "sluice_adapter_backlog_dropped_total",
-    "sluice_adapter_skipped_total",
-    "sluice_adapter_reconnects_total",
-    "sluice_adapter_resumes_total",
-    "sluice_adapter_playout_underruns_total",
-    "sluice_adapter_loop_lag_seconds",
-    "sluice_workers",
-    "sluice_queue_jobs",
-)
 
 METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:])(?:sluice|process)_[a-z_]+")
 
