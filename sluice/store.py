@@ -170,6 +170,9 @@ count_close(KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'closed', 'close_reason', ARGV[2], 'closed_at', ARGV[3])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 redis.call('ZREM', KEYS[2], ARGV[1])
+-- Closed while still waiting for a worker (new or resuming): nothing is pending any more.
+redis.call('ZREM', 'sluice:pending', ARGV[1])
+redis.call('ZREM', 'sluice:resuming', ARGV[1])
 redis.call('PUBLISH', KEYS[3], cjson.encode({event = 'closed', reason = ARGV[2]}))
 return 1
 """

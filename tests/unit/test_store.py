@@ -244,3 +244,10 @@ async def test_expired_adapters_leave_the_app_index(store: AdapterStore) -> None
     await store.redis.zadd(keys.app_adapters("app1"), {f"gone{i}": i for i in range(5)})
     await store.create(record("new"), pickup_timeout_s=5)
     assert await store.redis.zrange(keys.app_adapters("app1"), 0, -1) == ["new"]
+
+
+async def test_closing_a_queued_create_leaves_nothing_pending(store: AdapterStore) -> None:
+    await store.create(record("q"), pickup_timeout_s=5)
+    assert await store.close("q", CloseReason.API_CLOSE) == 1
+    assert await store.redis.zscore(keys.PENDING, "q") is None
+    assert not await store.claim("q", "w", heartbeat_ttl_s=3)
