@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo bench test lint typecheck unit proto clean
+.PHONY: run demo bench soak test lint typecheck unit proto clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: $(VENV)/.installed
 ## bench: latency, cost per adapter and pacing drift against the bare stack (~15 min)
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
+
+## soak: 30 minutes of 6 egress + 4 ingest adapters under endpoint chaos, checked for leaks
+soak: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.soak.soak --minutes 30 --egress 6 --ingest 4
 
 ## test: lint, type-check and the whole suite (starts its own throwaway Redis)
 test: $(VENV)/.installed-dev lint typecheck
