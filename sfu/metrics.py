@@ -35,7 +35,14 @@ if TYPE_CHECKING:
 
 KINDS = ("audio", "video")
 # Every reason `SessionManager.close` is called with; anything else is "other".
-CLOSE_REASONS = ("idle", "connection_failed", "bad_first_offer", "shutdown", "other")
+CLOSE_REASONS = (
+    "idle",
+    "peer_closed",
+    "connection_failed",
+    "bad_first_offer",
+    "shutdown",
+    "other",
+)
 
 
 @dataclass

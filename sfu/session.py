@@ -191,9 +191,13 @@ class Session:
         old, self._state = self._state, self.pc.connectionState
         self.log.info("connection_state", old=old, new=self._state)
         # aiortc has no transient "disconnected": "failed" is final (ICE consent lost or
-        # negotiation failed), so the session cannot carry media again.
+        # negotiation failed), so the session cannot carry media again. "closed" before we
+        # closed it: the peer shut DTLS down (it closed its RTCPeerConnection), so its
+        # tracks end now rather than when the idle timeout notices.
         if self._state == "failed":
             self._hub.request_close(self, "connection_failed")
+        elif self._state == "closed" and not self.closed:
+            self._hub.request_close(self, "peer_closed")
 
     # --- push / pull ----------------------------------------------------------------
 

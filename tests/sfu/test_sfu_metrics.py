@@ -144,7 +144,7 @@ async def test_metrics_follow_sessions_tracks_and_media(metered_sfu: Server) -> 
             inbound = [s for s in report.values() if s.type == "inbound-rtp"]
             assert counts.packets_received >= inbound[0].packetsReceived > 0
 
-        await publisher.close()  # RTCP BYE: its tracks end now, its session once idle
+        await publisher.close()  # RTCP BYE and a DTLS close: its tracks and session end now
         ended = await scrape_until(
             http,
             lambda s: all(
@@ -153,15 +153,15 @@ async def test_metrics_follow_sessions_tracks_and_media(metered_sfu: Server) -> 
             ),
             within=5,
         )
-        assert ended("sluice_sfu_sessions") >= 1
-        # Then both sessions go: the publisher's silent, the subscriber's with nothing left.
+        # The publisher closed its peer connection: its session goes at once.
+        # Then the subscriber's, with nothing left to receive, once idle.
         final = await scrape_until(http, lambda s: s("sluice_sfu_sessions") == 0, IDLE_S * 4)
         for kind in KINDS:
             for counter in (RECEIVED, LOST, FORWARDED):
                 assert final(counter, kind=kind) >= ended(counter, kind=kind)
                 assert ended(counter, kind=kind) >= second(counter, kind=kind)
         closes = {r: final("sluice_sfu_session_closes_total", reason=r) for r in CLOSE_REASONS}
-        assert closes["idle"] == 2, closes
+        assert (closes["peer_closed"], closes["idle"]) == (1, 1), closes
         assert sum(closes.values()) == 2, closes
     finally:
         await client.close()
