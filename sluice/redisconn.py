@@ -22,10 +22,17 @@ def async_client(settings: Settings) -> aioredis.Redis:
     )
 
 
-def sync_client(settings: Settings) -> redis.Redis:
-    """A blocking client for RQ (which needs bytes responses) and the reaper."""
+def sync_client(settings: Settings, *, bounded_reads: bool = False) -> redis.Redis:
+    """A blocking client for RQ (which needs bytes responses) and the reaper.
+
+    Args:
+        bounded_reads: every reply within `redis_timeout_s` (the reaper: a frozen Redis
+            must not stall the supervisor's loop). RQ's workers wait on BLPOP for minutes,
+            so their client must not time out reads.
+    """
     return redis.Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s if bounded_reads else None,
         retry=Retry(NoBackoff(), 1),
     )

@@ -133,7 +133,7 @@ class AdapterWorkerPool(WorkerPool):
             num_workers=settings.worker_processes,
             worker_class=AdapterWorker,
         )
-        self._reaper = Reaper(connection, settings)
+        self._reaper = Reaper(sync_client(settings, bounded_reads=True), settings)
         self._next_reap = 0.0
         self.facts = HostFacts(settings.worker_processes)
         self._health = HealthChild(settings, self.facts)
