@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -44,6 +45,14 @@ def frozen_stack(own_redis: tuple[str, int], tmp_path: Path) -> Iterator[Stack]:
             print(f"--- {name}\n{(tmp_path / name).read_text()[-6000:]}")
 
 
+async def create_egress(client: Any, url: str, session_id: str) -> str:
+    resp = await client.post(
+        "/adapters/websocket/new", json={"tracks": [egress_item(url, session_id)]}
+    )
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["tracks"][0]["adapterId"])
+
+
 async def test_redis_outage_and_empty_restart_do_not_stop_media(
     frozen_stack: Stack, own_redis: tuple[str, int]
 ) -> None:
@@ -51,10 +60,7 @@ async def test_redis_outage_and_empty_restart_do_not_stop_media(
     sessions = stack.sessions()
     session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
     async with endpoint() as ep, stack.client() as client:
-        resp = await client.post(
-            "/adapters/websocket/new", json={"tracks": [egress_item(ep.url, session_id)]}
-        )
-        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        adapter_id = await create_egress(client, ep.url, session_id)
         (conn,) = await ep.wait_connections(1)
         await asyncio.sleep(1.0)
 
@@ -124,10 +130,7 @@ async def test_egress_resumes_on_another_process_after_sigkill(stack: Stack) -> 
     sessions = stack.sessions()
     session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
     async with endpoint() as ep, stack.client() as client:
-        resp = await client.post(
-            "/adapters/websocket/new", json={"tracks": [egress_item(ep.url, session_id)]}
-        )
-        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        adapter_id = await create_egress(client, ep.url, session_id)
         (first,) = await ep.wait_connections(1)
         await asyncio.sleep(2.5)
         conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
