@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 
 from sfu import metrics, routes
 from sfu.manager import SessionManager
@@ -16,9 +14,8 @@ from sluice import __version__
 from sluice.body_limit import BodyLimitMiddleware
 from sluice.config import Settings, get_settings
 from sluice.http_errors import install_error_handlers
+from sluice.probes import run_check
 from sluice.redisconn import async_client
-
-READY_TIMEOUT_S = 1.0  # a Redis slower than this to PING counts as down
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,13 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Without Redis media keeps flowing, but the track registry, which the API checks
         egress requests against, cannot be written: no new egress can start from here.
         """
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                await request.app.state.redis.ping()
-        except TimeoutError:
-            return _unready(f"no answer within {READY_TIMEOUT_S:g} s")
-        except (RedisError, OSError) as exc:
-            return _unready(f"{type(exc).__name__}: {exc}")
+        redis_ok = await run_check(request.app.state.redis.ping())
+        if redis_ok is not True:
+            return _unready(redis_ok)
         return JSONResponse({"status": "ready", "checks": {"redis": "ok"}})
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

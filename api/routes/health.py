@@ -11,10 +11,9 @@ from fastapi.responses import JSONResponse
 from rq import Queue, Worker
 
 from sluice.auth import SettingsDep
+from sluice.probes import CHECK_TIMEOUT_S, run_check
 
 router = APIRouter(tags=["health"])
-
-CHECK_TIMEOUT_S = 1.0
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -31,9 +30,11 @@ async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
     """Ready when creates can succeed: Redis answers, at least one worker process is
     registered for the queue, and the SFU answers. Each check takes at most 1 s."""
     redis_ok, workers, sfu_ok = await asyncio.gather(
-        _check(request.app.state.redis.ping()),
-        _check(asyncio.to_thread(_count_workers, request.app.state.rq_redis, settings.queue_name)),
-        _check(_sfu_alive(settings.sfu_url)),
+        run_check(request.app.state.redis.ping()),
+        run_check(
+            asyncio.to_thread(_count_workers, request.app.state.rq_redis, settings.queue_name)
+        ),
+        run_check(_sfu_alive(settings.sfu_url)),
     )
     checks: dict[str, Any] = {
         "redis": "ok" if redis_ok is True else redis_ok,
@@ -45,16 +46,6 @@ async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
         checks["workers"] = "no worker process is registered for the queue"
     body = {"status": "ready" if ready else "unready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
-
-
-async def _check(work: Any) -> Any:
-    """The check's result, or a one-line reason it failed."""
-    try:
-        return await asyncio.wait_for(work, CHECK_TIMEOUT_S)
-    except TimeoutError:
-        return f"no answer within {CHECK_TIMEOUT_S:g} s"
-    except Exception as exc:  # any failure is "not ready", with its reason
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _count_workers(rq_redis: Any, queue_name: str) -> int:
