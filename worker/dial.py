@@ -36,17 +36,23 @@ class DialError(Exception):
         self.description = description
 
 
-@functools.cache
-def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Verifies certificates and host names, against `ca_bundle` if given (a PEM file).
+def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """Verifies certificates and host names, against `ca_bundle` if given (a PEM file),
+    else against the system trust store.
 
-    Loaded once per process (the worker host loads it before forking pipelines): a
-    trust store costs ~20 ms to load. A changed bundle takes effect on restart.
+    Loaded once per process and bundle (the worker host loads them before forking
+    pipelines): a trust store costs ~20 ms to load. A changed bundle takes effect on
+    restart.
 
     Raises:
         OSError: the bundle cannot be read.
     """
-    return ssl.create_default_context(cafile=ca_bundle or None)
+    return _load_trust(ca_bundle or None)  # "" (the setting's default) is the system store
+
+
+@functools.cache
+def _load_trust(ca_bundle: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_bundle)
 
 
 async def _checked_address(host: str, port: int, policy: EndpointPolicy) -> str:
@@ -103,7 +109,7 @@ async def dial(
             # TLS still verifies the certificate against the URL's host name.
             host=address,
             # Never None for wss://: that would make the connection plain TCP.
-            ssl=(tls or tls_context(None)) if uri.secure else None,
+            ssl=(tls or tls_context()) if uri.secure else None,
             open_timeout=timeout_s,
             close_timeout=close_timeout_s,
             max_size=max_message_bytes,

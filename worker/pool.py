@@ -69,12 +69,10 @@ def _warm_up_lazy_imports() -> None:
     import httpx
     from aiortc.rtcdtlstransport import RTCCertificate
 
-    from worker.pipelines.sfu_link import sfu_tls
-
     for name in _LAZY_MODULES:
         importlib.import_module(name)
     RTCCertificate.generateCertificate()
-    httpx.AsyncClient(verify=sfu_tls())  # builds the transport; never used, nothing open
+    httpx.AsyncClient(verify=tls_context())  # builds the transport; never used, nothing open
 
 
 class AdapterWorker(Worker):

@@ -9,27 +9,16 @@ into a prompt, clean close.
 from __future__ import annotations
 
 import asyncio
-import functools
-import ssl
 
 import httpx
 
 from sfu.client import Peer, SessionsApiError, SessionsClient
 from sfu.ice import rtc_configuration
+from worker.dial import tls_context
 from worker.pipelines.base import PipelineContext
 
 CHECK_EVERY_S = 3.0
 UNREACHABLE_FOR_S = 6.0  # this long without an answer: the SFU is gone
-
-
-@functools.cache
-def sfu_tls() -> ssl.SSLContext:
-    """The trust store for an https:// SFU, loaded once per worker host.
-
-    The pool calls this before forking, so pipelines share it instead of each spending
-    ~20 ms of a create loading it.
-    """
-    return ssl.create_default_context()
 
 
 def sessions_client(ctx: PipelineContext) -> SessionsClient:
@@ -39,7 +28,7 @@ def sessions_client(ctx: PipelineContext) -> SessionsClient:
         f"{settings.sfu_url.rstrip('/')}/v1/apps/{record.app_id}",
         settings.app_secrets.get(record.app_id, ""),
         configuration=rtc_configuration(settings),
-        tls=sfu_tls(),
+        tls=tls_context(),  # an https:// SFU: the system store, loaded once per host
     )
 
 
