@@ -25,6 +25,7 @@ from api.models import (
 )
 from sfu.registry import lookup_track
 from sluice import keys
+from sluice.adapter_jobs import enqueue_adapter
 from sluice.config import Settings
 from sluice.errors import (
     AdapterNotFound,
@@ -40,7 +41,6 @@ from sluice.store import AdapterStore
 
 log = structlog.get_logger("sluice.api")
 
-JOB_FUNCTION = "worker.jobs.run_adapter"
 # The connect timeout is the worker's; this slack covers its hand-off back to us.
 OUTCOME_SLACK_S = 1.0
 
@@ -120,7 +120,7 @@ class AdapterService:
             except QuotaExceeded as exc:
                 bound.info("adapter_create_over_quota")
                 return _failed(item.trackName, exc.error_code, exc.description)
-            await asyncio.to_thread(self._enqueue, adapter_id)
+            await asyncio.to_thread(enqueue_adapter, self.queue, adapter_id)
             bound.info(
                 "adapter_create_requested",
                 direction=direction.value,
@@ -181,17 +181,6 @@ class AdapterService:
                 f"{item.trackName!r} is {info.kind}",
             )
         return None
-
-    def _enqueue(self, adapter_id: str) -> None:
-        self.queue.enqueue(
-            JOB_FUNCTION,
-            adapter_id,
-            job_id=adapter_id,
-            job_timeout=-1,  # an adapter runs as long as its stream does
-            result_ttl=0,
-            failure_ttl=3600,
-            description=f"adapter {adapter_id}",
-        )
 
     def _drop_job(self, adapter_id: str) -> None:
         with contextlib.suppress(NoSuchJobError):

@@ -23,9 +23,10 @@ from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from api.service import JOB_FUNCTION, AdapterService
+from api.service import AdapterService
 from sfu.registry import TrackInfo, session_key, tracks_key
 from sluice import keys
+from sluice.adapter_jobs import JOB_FUNCTION
 from sluice.config import Settings
 from sluice.redisconn import async_client
 from sluice.state import (

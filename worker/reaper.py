@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from sluice import keys
+from sluice.adapter_jobs import enqueue_adapter
 from sluice.config import Settings
 from sluice.state import utc_now_iso
 from sluice.store import REAP_LUA
@@ -66,7 +67,7 @@ class Reaper:
             log.warning("adapter_create_withdrawn", adapter_id=adapter_id)
         for adapter_id in (_text(x) for x in resumed):
             try:
-                self._enqueue_resume(adapter_id)
+                enqueue_adapter(self._queue, adapter_id, resumed=True)
             except RedisError as exc:
                 # Unclaimed by its deadline, it is closed `worker_lost` by a later pass.
                 log.warning("adapter_resume_enqueue_failed", adapter_id=adapter_id, error=str(exc))
@@ -74,20 +75,6 @@ class Reaper:
             log.warning("adapter_worker_lost_resuming", adapter_id=adapter_id)
             outcome.resumed.append(adapter_id)
         return outcome
-
-    def _enqueue_resume(self, adapter_id: str) -> None:
-        from worker.jobs import run_adapter
-
-        # Queued ahead of new creates: an endpoint is waiting for this stream to return.
-        self._queue.enqueue(
-            run_adapter,
-            adapter_id,
-            job_timeout=-1,
-            result_ttl=0,
-            failure_ttl=3600,
-            description=f"adapter {adapter_id} (resumed)",
-            at_front=True,
-        )
 
 
 def _text(value: bytes | str) -> str:

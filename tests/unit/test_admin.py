@@ -13,9 +13,9 @@ import structlog
 from redis.asyncio import Redis
 from rq import Queue, Worker
 
-from api.service import JOB_FUNCTION
 from sfu.registry import SessionRecord, TrackInfo, write_session
 from sluice import admin, keys
+from sluice.adapter_jobs import JOB_FUNCTION
 from sluice.admin_render import human_bytes, human_deadline, human_duration
 from sluice.cli import main
 from sluice.config import Settings, get_settings
