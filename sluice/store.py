@@ -36,6 +36,7 @@ local FOLDED = {c_packets = true, c_bytes = true, c_dropped = true, c_reconnects
 local function save_counters(key, argv, from, usage_ttl_s)
   local meta = redis.call('HMGET', key, 'direction', 'app_id')
   local dir, app = meta[1], meta[2]
+  local position = false
   for i = from, #argv, 2 do
     local name, value = argv[i], argv[i + 1]
     if dir and (FOLDED[name] or string.sub(name, 1, 2) == 'h_') then
@@ -50,9 +51,10 @@ local function save_counters(key, argv, from, usage_ttl_s)
       end
     end
     redis.call('HSET', key, name, value)
-    -- When the position was saved, by the clock every host agrees on (for resuming).
-    if string.sub(name, 1, 2) == 'p_' then redis.call('HSET', key, 'p_saved_ms', now_ms()) end
+    position = position or string.sub(name, 1, 2) == 'p_'
   end
+  -- When the position was saved, by the clock every host agrees on (for resuming).
+  if position then redis.call('HSET', key, 'p_saved_ms', now_ms()) end
 end
 local function count_close(key, reason)
   local dir = redis.call('HGET', key, 'direction')

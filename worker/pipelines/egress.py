@@ -106,12 +106,11 @@ class EgressPipeline(Pipeline):
 
     async def run(self, ws: ClientConnection) -> CloseReason:
         track_ended = asyncio.create_task(self._track_ended(), name="track-ended")
-        media = [asyncio.create_task(self._run_media(), name="media")]
-        self._media_task = media[0]
+        media = asyncio.create_task(self._run_media(), name="media")
         self._current: ClientConnection | None = ws
         try:
             while self._current is not None:
-                outcome = await self._serve(self._current, track_ended)
+                outcome = await self._serve(self._current, track_ended, media)
                 if outcome is not None:
                     return outcome
                 self._current = await self._reconnect(track_ended)
@@ -122,28 +121,28 @@ class EgressPipeline(Pipeline):
             if self._current is not None:
                 # Closed via the API or shut down: the endpoint hears 1000.
                 await close_ws(self._current)
-            for task in (track_ended, *media):
+            for task in (track_ended, media):
                 task.cancel()
-            await asyncio.gather(track_ended, *media, return_exceptions=True)
+            await asyncio.gather(track_ended, media, return_exceptions=True)
 
     async def _serve(
-        self, ws: ClientConnection, track_ended: asyncio.Task[None]
+        self, ws: ClientConnection, track_ended: asyncio.Task[None], media: asyncio.Task[None]
     ) -> CloseReason | None:
         """Streams over one connection; None when it was lost and should be re-dialled."""
         sender = asyncio.create_task(self._send(ws), name="sender")
         reader = asyncio.create_task(self._drain(ws), name="reader")
         try:
             await asyncio.wait(
-                [sender, reader, track_ended, self._media_task],
+                [sender, reader, track_ended, media],
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             for task in (sender, reader):
                 task.cancel()
             await asyncio.gather(sender, reader, return_exceptions=True)
-        if self._media_task.done():
+        if media.done():
             # A pipeline ends when any of its tasks ends: never stream on half-dead.
-            error = None if self._media_task.cancelled() else self._media_task.exception()
+            error = None if media.cancelled() else media.exception()
             self.ctx.log.error("media_task_failed", error=repr(error))
             return CloseReason.INTERNAL_ERROR
         if track_ended.done():
