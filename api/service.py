@@ -70,7 +70,7 @@ class AdapterService:
         """Creates one adapter and waits until its pipeline is connected or has failed."""
         started = time.perf_counter()
         result = await self._create(app_id, item)
-        direction = "ingest" if isinstance(item, IngestTrack) else "egress"
+        direction = _direction(item)
         self.metrics.creates.labels(direction, result.errorCode or "active").inc()
         if result.errorCode is None:
             self.metrics.create_seconds.labels(direction).observe(time.perf_counter() - started)
@@ -79,8 +79,7 @@ class AdapterService:
     def count_refused(self, items: list[IngestTrack | EgressTrack], error_code: str) -> None:
         """Counts create items refused as a whole request (e.g. over the rate limit)."""
         for item in items:
-            direction = "ingest" if isinstance(item, IngestTrack) else "egress"
-            self.metrics.creates.labels(direction, error_code).inc()
+            self.metrics.creates.labels(_direction(item), error_code).inc()
 
     async def _create(self, app_id: str, item: IngestTrack | EgressTrack) -> CreateTrackResult:
         if isinstance(item, EgressTrack) and (refusal := await self._check_source(app_id, item)):
@@ -278,6 +277,10 @@ class AdapterService:
                 maxLoopLagMs=record.counters["max_loop_lag_ms"],
             ),
         )
+
+
+def _direction(item: IngestTrack | EgressTrack) -> str:
+    return Direction.INGEST.value if isinstance(item, IngestTrack) else Direction.EGRESS.value
 
 
 def _failed(track_name: str, code: str, description: str) -> CreateTrackResult:
