@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.service import AdapterService
-from sluice.auth import AppDep, SettingsDep
+from sluice.http.auth import AppDep, SettingsDep
 
 __all__ = ["AppDep", "ServiceDep", "SettingsDep"]
 

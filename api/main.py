@@ -8,14 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.metrics import ApiMetrics
-from api.routes import adapters, demo_viewer, health, operations, sessions, usage
+from api.routes import adapters, health, operations, sessions, usage
 from api.service import AdapterService
 from sluice import __version__
-from sluice.body_limit import BodyLimitMiddleware
 from sluice.config import Settings, get_settings
-from sluice.http_errors import install_error_handlers
-from sluice.redisconn import async_client, sync_client
-from sluice.store import AdapterStore
+from sluice.http.body_limit import BodyLimitMiddleware
+from sluice.http.errors import install_error_handlers
+from sluice.state.connection import async_client, sync_client
+from sluice.state.store import AdapterStore
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,7 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(usage.router)
     app.include_router(operations.router)
-    if settings.dev:  # the demo page's own endpoints; absent (404) in production
-        app.include_router(demo_viewer.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -38,9 +38,9 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from rq import Queue, Worker
 
-from sluice import keys
-from sluice.lag_histogram import BUCKET_FIELDS, SUM_FIELD, cumulative_buckets
-from sluice.state import AdapterState, CloseReason, Direction
+from sluice.state import keys
+from sluice.state.lag_histogram import BUCKET_FIELDS, SUM_FIELD, cumulative_buckets
+from sluice.state.records import AdapterState, CloseReason, Direction
 
 LIVE_STATES = (AdapterState.CONNECTING, AdapterState.ACTIVE, AdapterState.RECONNECTING)
 # Record counter field → metric name (without `_total`) and what it counts.

@@ -23,9 +23,6 @@ from api.models import (
     EgressTrack,
     IngestTrack,
 )
-from sfu.registry import lookup_track
-from sluice import keys
-from sluice.adapter_jobs import enqueue_adapter
 from sluice.config import Settings
 from sluice.errors import (
     AdapterNotFound,
@@ -35,9 +32,18 @@ from sluice.errors import (
     SessionNotFound,
     TrackNotFound,
 )
-from sluice.events import subscribe
-from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction, redact_endpoint
-from sluice.store import AdapterStore
+from sluice.state import keys
+from sluice.state.events import subscribe
+from sluice.state.jobs import enqueue_adapter
+from sluice.state.records import (
+    AdapterRecord,
+    AdapterState,
+    CloseReason,
+    Direction,
+    redact_endpoint,
+)
+from sluice.state.store import AdapterStore
+from sluice.state.track_registry import lookup_track
 
 log = structlog.get_logger("sluice.api")
 

@@ -44,7 +44,8 @@ from bench.harness import (
 )
 from bench.media import FRAME_S, RATE, OpusReplayTrack, PatternVideoTrack
 from bench.report import print_table, write_result
-from sfu.ice import set_loopback
+from sluice.media.aiortc_internals import register_codecs
+from sluice.media.ice import set_loopback
 from sluice.wire.packet_pb2 import Packet
 
 LATE_S = 0.1
@@ -311,6 +312,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
     """Runs on its own stack: its worker pool must hold `--max` adapters at once."""
+    register_codecs()  # this process makes peer connections of its own
     args = parse(argv)
     if args.quick:
         limits, warmup, window, settle = {"audio": (1, 2), "jpeg": (1, 1)}, 1.0, 2.0, 0.5

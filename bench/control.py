@@ -39,7 +39,8 @@ import httpx
 from bench.harness import Stack, egress_item, endpoint, free_port, progress, running_stack
 from bench.media import OpusReplayTrack
 from bench.report import distribution, print_table, write_result
-from sfu.ice import set_loopback
+from sluice.media.aiortc_internals import register_codecs
+from sluice.media.ice import set_loopback
 
 STACK_ENV = {"SLUICE_APP_CREATES_PER_S": "0"}
 WHERE = {
@@ -259,6 +260,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
+    register_codecs()  # this process makes peer connections of its own
     args = parse(argv)
     if args.quick:
         samples, pool, requests, concurrency, settle = 3, 2, 6, 3, 0.1

@@ -45,9 +45,10 @@ from bench.harness import (
 )
 from bench.media import FRAME, FRAME_S, RATE, PatternVideoTrack
 from bench.report import distribution, print_table, write_result
-from sfu.ice import set_loopback
+from sluice.media.aiortc_internals import register_codecs
+from sluice.media.ice import set_loopback
+from sluice.wire.packet import encode
 from sluice.wire.packet_pb2 import Packet
-from worker.protocol.packet import encode
 
 TYPES = ("egress_pcm", "ingest", "jpeg_640x480", "jpeg_1280x720")
 WHERE = {
@@ -251,6 +252,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
+    register_codecs()  # this process makes peer connections of its own
     args = parse(argv)
     quick = (2, 0.5, 1.5, 0.5)
     n, warmup, window, settle = (

@@ -42,9 +42,10 @@ from bench.media import (
 )
 from bench.media import quiet_frame as quiet
 from bench.report import distribution, print_table, write_result
-from sfu.aiortc_seam import EncodedFrame
-from sfu.ice import set_loopback
-from worker.protocol.packet import encode
+from sluice.media.aiortc_internals import register_codecs
+from sluice.media.ice import set_loopback
+from sluice.media.types import EncodedFrame
+from sluice.wire.packet import encode
 
 EDGE_S = 5.0  # the first and last seconds the drift is anchored to
 WHERE = {
@@ -212,6 +213,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
+    register_codecs()  # this process makes peer connections of its own
     args = parse(argv)
     seconds, every = (5.0, 1.0) if args.quick else (args.seconds, args.click_every)
     with contextlib.ExitStack() as exit_stack:

@@ -28,7 +28,7 @@ import redis
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from sluice.devserver import answers_healthz
+from sluice.cli.devserver import answers_healthz
 
 APP, SECRET = "bench", "bench-secret"
 BIN = Path(sys.executable).parent
@@ -77,9 +77,9 @@ class Stack:
 
     def sessions(self) -> Any:
         """A sessions API client straight at the SFU, with loopback-only ICE."""
-        from sfu.client import SessionsClient
-        from sfu.ice import rtc_configuration
         from sluice.config import Settings
+        from sluice.media.calls_client import SessionsClient
+        from sluice.media.ice import rtc_configuration
 
         settings = Settings(apps=f"{APP}:{SECRET}", ice_loopback=True)
         return SessionsClient(
@@ -158,7 +158,7 @@ def running_stack(
     """
     from rq import Queue, Worker
 
-    from sluice.devserver import redis_server_binary, spawn_redis
+    from sluice.cli.devserver import redis_server_binary, spawn_redis
 
     binary = redis_server_binary()
     if binary is None:

@@ -57,10 +57,11 @@ from bench.media import (
     quiet_frame,
 )
 from bench.report import distribution, print_table, ratio, write_result
-from sfu.aiortc_seam import EncodedFrame, FrameDecoder, tap_receiver
-from sfu.ice import set_loopback
+from sluice.media.aiortc_internals import FrameDecoder, register_codecs, tap_receiver
+from sluice.media.ice import set_loopback
+from sluice.media.types import EncodedFrame
+from sluice.wire.packet import encode
 from sluice.wire.packet_pb2 import Packet
-from worker.protocol.packet import encode
 
 EGRESS_PATHS = ("sluice", "sfu_tap", "bare_default", "bare_tap")
 INGEST_PATHS = ("sluice_tap", "sluice_default")
@@ -338,6 +339,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
+    register_codecs()  # this process makes peer connections of its own
     args = parse(argv)
     clicks = 4 if args.quick else args.clicks
     with contextlib.ExitStack() as exit_stack:

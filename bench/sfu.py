@@ -44,8 +44,9 @@ from aiortc import (
 from bench.harness import CpuWindow, Stack, progress, running_stack
 from bench.media import OpusReplayTrack, PatternVideoTrack
 from bench.report import distribution, print_table, ratio, write_result
-from sfu.aiortc_seam import EncodedFrame, tap_receiver
-from sfu.ice import set_loopback
+from sluice.media.aiortc_internals import register_codecs, tap_receiver
+from sluice.media.ice import set_loopback
+from sluice.media.types import EncodedFrame
 
 KINDS = ("audio", "video")
 FORWARDERS = ("sluice", "media_relay")
@@ -294,6 +295,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
+    register_codecs()  # this process makes peer connections of its own
     args = parse(argv)
     if args.quick:
         sizes, warmup, window = {"audio": 2, "video": 1}, 0.5, 1.0

@@ -52,7 +52,7 @@ from examples.audio import (
 from examples.endpoint import open_server
 from examples.record import Recorder
 from examples.speak import Speaker, SpeakError, espeak
-from sluice.devserver import answers_healthz, redis_server_binary, spawn_redis
+from sluice.cli.devserver import answers_healthz, redis_server_binary, spawn_redis
 from sluice.wire.packet_pb2 import Packet
 
 APP = SECRET = "demo"  # development mode's app

@@ -11,16 +11,18 @@ from fastapi.responses import JSONResponse
 from sfu import metrics, routes
 from sfu.manager import SessionManager
 from sluice import __version__
-from sluice.body_limit import BodyLimitMiddleware
 from sluice.config import Settings, get_settings
-from sluice.http_errors import install_error_handlers
-from sluice.probes import run_check
-from sluice.redisconn import async_client
+from sluice.http.body_limit import BodyLimitMiddleware
+from sluice.http.errors import install_error_handlers
+from sluice.http.probes import run_check
+from sluice.media.aiortc_internals import register_codecs
+from sluice.state.connection import async_client
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Builds the SFU app; `settings` overrides the environment (tests)."""
     settings = settings or get_settings()
+    register_codecs()  # every peer connection of this process must agree on the codecs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

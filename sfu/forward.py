@@ -11,8 +11,9 @@ import math
 import time
 from collections.abc import Callable
 
-from sfu.aiortc_seam import EncodedFrame, PacketTrack, make_packet
-from sfu.frames import TimestampUnwrapper
+from sluice.media.frames import TimestampUnwrapper
+from sluice.media.packet_track import PacketTrack, make_packet
+from sluice.media.types import EncodedFrame
 
 KEYFRAME_REQUEST_INTERVAL_S = 0.5  # one PLI serves every subscriber waiting meanwhile
 AUDIO_QUEUE_FRAMES = 10  # 200 ms: a late-starting sender must not begin with stale audio

@@ -1,4 +1,4 @@
-"""Holds every session of the SFU process: lookup, idle collection, the Redis registry."""
+"""Holds every session of the SFU process: lookup, idle collection, the Redis track registry."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from sfu import registry
-from sfu.ice import rtc_configuration
 from sfu.metrics import Totals
 from sfu.models import Location, TrackStatus
 from sfu.session import Session
 from sfu.tracks import SessionTrack
 from sluice.config import Settings
 from sluice.errors import SessionNotFound, TrackNotFound
+from sluice.media.ice import rtc_configuration
+from sluice.state import track_registry
 
 log = structlog.get_logger("sluice.sfu")
 
@@ -100,7 +100,7 @@ class SessionManager:
                 self._closing.discard(session)
                 self.totals.retire(session)
         with contextlib.suppress(RedisError, OSError):
-            await registry.delete_session(self._redis, session.id)
+            await track_registry.delete_session(self._redis, session.id)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -119,14 +119,14 @@ class SessionManager:
         if session.closed:
             return
         try:
-            await registry.write_session(self._redis, _record(session))
+            await track_registry.write_session(self._redis, _record(session))
         except (RedisError, OSError) as exc:
             # Media must not depend on Redis; the periodic refresh rewrites the record.
             session.log.warning("registry_write_failed", error=str(exc))
 
     async def _refresh_registry(self) -> None:
         while True:
-            await asyncio.sleep(registry.REFRESH_INTERVAL_S)
+            await asyncio.sleep(track_registry.REFRESH_INTERVAL_S)
             for session in list(self._sessions.values()):
                 await self.tracks_changed(session)
 
@@ -148,13 +148,13 @@ class SessionManager:
         task.add_done_callback(self._tasks.discard)
 
 
-def _record(session: Session) -> registry.SessionRecord:
-    return registry.SessionRecord(
+def _record(session: Session) -> track_registry.SessionRecord:
+    return track_registry.SessionRecord(
         app_id=session.app_id,
         session_id=session.id,
         created_at_ms=session.created_at_ms,
         tracks=tuple(
-            registry.TrackInfo(
+            track_registry.TrackInfo(
                 app_id=session.app_id,
                 session_id=session.id,
                 track_name=t.name,

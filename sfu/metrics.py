@@ -1,10 +1,11 @@
 """Prometheus metrics of the SFU process, read from the sessions when scraped.
 
 Nothing here runs per packet or per frame: gauges are counted over the open sessions,
-RTP figures are aiortc's own receiver statistics (`sfu.aiortc_seam.receive_counts`), and
-forwarded frames are each `Fanout`'s counter. A session's figures go when it does, so the
-manager adds them to its `Totals` as it closes it; a counter is those totals plus the
-figures of the sessions still open (or closing).
+RTP figures are aiortc's own receiver statistics
+(`sluice.media.aiortc_internals.receive_counts`), and forwarded frames are each
+`Fanout`'s counter. A session's figures go when it does, so the manager adds them to its
+`Totals` as it closes it; a counter is those totals plus the figures of the sessions
+still open (or closing).
 
 Labels come from fixed sets (`KINDS`, `CLOSE_REASONS`): never ids or track names.
 """
@@ -26,8 +27,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from sfu.aiortc_seam import receive_counts
 from sfu.models import Location, TrackStatus
+from sluice.media.aiortc_internals import receive_counts
 
 if TYPE_CHECKING:
     from sfu.manager import SessionManager

@@ -8,9 +8,10 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from sfu import sdp
-from sfu.aiortc_seam import EncodedFrame, ReceiverTap, tap_receiver
 from sfu.models import SessionDescription
 from sluice.errors import InvalidParams
+from sluice.media.aiortc_internals import ReceiverTap, tap_receiver
+from sluice.media.types import EncodedFrame
 
 FrameHandler = Callable[[str, EncodedFrame], None]  # (mid, frame)
 
@@ -19,7 +20,7 @@ class Negotiator:
     """Applies descriptions to one `RTCPeerConnection` and taps every receiver it gets.
 
     Args:
-        configuration: ICE setup (`sfu.ice.rtc_configuration`).
+        configuration: ICE setup (`sluice.media.ice.rtc_configuration`).
         on_frame: gets each encoded frame received, with the mid it arrived on.
     """
 

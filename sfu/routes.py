@@ -17,7 +17,7 @@ from sfu.models import (
     TracksResponse,
 )
 from sfu.session import Session
-from sluice.auth import AppDep
+from sluice.http.auth import AppDep
 
 
 def get_manager(request: Request) -> SessionManager:

@@ -12,7 +12,7 @@ from sluice.errors import InvalidParams
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 MEDIA_KINDS = ("audio", "video")
-# What the SFU carries: aiortc's own codecs, and those `sfu.aiortc_seam` registers.
+# What the SFU carries: aiortc's own codecs, and those `sluice.media.aiortc_internals` registers.
 SUPPORTED_CODECS = {"opus", "pcmu", "pcma", "g722", "vp8", "h264", "vp9", "h265"}
 
 

@@ -17,11 +17,6 @@ from aiortc import RTCConfiguration
 from aiortc.mediastreams import MediaStreamError
 
 from sfu import sdp
-from sfu.aiortc_seam import (
-    EncodedFrame,
-    on_keyframe_request,
-    restrict_codecs,
-)
 from sfu.forward import Fanout, Subscriber
 from sfu.models import (
     CloseTracksRequest,
@@ -39,6 +34,8 @@ from sfu.negotiation import Negotiator
 from sfu.plan import OfferPlan
 from sfu.tracks import Hub, SessionTrack
 from sluice.errors import InvalidParams, SessionNotFound, SluiceError
+from sluice.media.aiortc_internals import on_keyframe_request, restrict_codecs
+from sluice.media.types import EncodedFrame
 
 
 def new_session_id() -> str:

@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 import redis
 
+from sluice.cli.devserver import redis_server_binary, spawn_redis
 from sluice.config import Settings, get_settings
-from sluice.devserver import redis_server_binary, spawn_redis
+from sluice.media.aiortc_internals import register_codecs
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite's process makes peer connections of every codec the SFU carries, as the
+    # SFU and worker processes do after their own entry points register them.
+    register_codecs()
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.devserver import redis_server_binary
+from sluice.cli.devserver import redis_server_binary
 
 pytestmark = [
     pytest.mark.integration,

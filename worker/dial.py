@@ -13,7 +13,7 @@ from websockets.uri import parse_uri
 
 from sluice.endpoint_policy import EndpointNotAllowed, EndpointPolicy
 from sluice.errors import ErrorCode
-from sluice.state import redact_endpoint
+from sluice.state.records import redact_endpoint
 
 
 class _connect_without_redirects(connect):

@@ -8,7 +8,7 @@ import signal
 
 from sluice.config import get_settings
 from sluice.log import configure_logging
-from sluice.redisconn import async_client
+from sluice.state.connection import async_client
 from worker.lineage import die_with_parent
 from worker.runner import AdapterRunner
 

@@ -23,7 +23,8 @@ from rq.worker_pool import WorkerPool
 
 from sluice.config import Settings, get_settings
 from sluice.log import configure_logging
-from sluice.redisconn import sync_client
+from sluice.media.aiortc_internals import register_codecs
+from sluice.state.connection import sync_client
 from worker.dial import tls_context
 from worker.health import HealthChild, HostFacts
 from worker.lineage import die_with_parent
@@ -200,6 +201,7 @@ def run_pool(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level, process="worker")
     preload_media_stack()
+    register_codecs()  # before forking: every pipeline's peer connections then agree
     try:
         tls_context(settings.endpoint_ca_bundle)  # wss:// endpoints' trust, shared
     except OSError as exc:

@@ -14,11 +14,11 @@ import structlog
 from redis.exceptions import RedisError
 from rq import Queue
 
-from sluice import keys
-from sluice.adapter_jobs import enqueue_adapter
 from sluice.config import Settings
-from sluice.state import utc_now_iso
-from sluice.store import REAP_LUA
+from sluice.state import keys
+from sluice.state.jobs import enqueue_adapter
+from sluice.state.records import utc_now_iso
+from sluice.state.scripts import lua
 
 log = structlog.get_logger("sluice.reaper")
 BATCH = 500
@@ -32,7 +32,7 @@ class ReapOutcome(NamedTuple):
 
 class Reaper:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
-        self._script = client.register_script(REAP_LUA)
+        self._script = client.register_script(lua("reap"))
         self._settings = settings
         self._queue = Queue(settings.queue_name, connection=client)
 

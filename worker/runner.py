@@ -21,12 +21,12 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from sluice import keys
 from sluice.config import Settings
 from sluice.errors import ErrorCode
-from sluice.lag_histogram import LagHistogram
-from sluice.state import AdapterRecord, AdapterState, CloseReason, redact_endpoint
-from sluice.store import AdapterStore
+from sluice.state import keys
+from sluice.state.lag_histogram import LagHistogram
+from sluice.state.records import AdapterRecord, AdapterState, CloseReason, redact_endpoint
+from sluice.state.store import AdapterStore
 from worker.dial import DialError, dial, tls_context
 from worker.pipelines import make_pipeline, pipeline_class
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws

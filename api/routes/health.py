@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from rq import Queue, Worker
 
-from sluice.auth import SettingsDep
-from sluice.probes import CHECK_TIMEOUT_S, run_check
+from sluice.http.auth import SettingsDep
+from sluice.http.probes import CHECK_TIMEOUT_S, run_check
 
 router = APIRouter(tags=["health"])
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.metrics import read_cluster, render
-from sluice.auth import SettingsDep
+from sluice.http.auth import SettingsDep
 
 router = APIRouter(tags=["operations"])
 

@@ -1,4 +1,4 @@
-"""The sessions API under the API's base URL (forwarded to the SFU), and the demo page.
+"""The sessions API under the API's base URL, forwarded to the SFU.
 
 One base URL configures a client: `/v1/apps/{appId}/sessions/...` arrives here and goes
 to `settings.sfu_url` unchanged — method, body, Authorization, status, JSON. The SFU
@@ -7,18 +7,15 @@ judges auth and bodies itself. Bodies are small SDP documents, so no streaming.
 
 from __future__ import annotations
 
-import html
-from importlib import resources
 from urllib.parse import quote
 
 import httpx
 import structlog
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
-from sluice.auth import SettingsDep
-from sluice.config import DEV_APP_ID, DEV_APP_SECRET
 from sluice.errors import ErrorCode
+from sluice.http.auth import SettingsDep
 
 log = structlog.get_logger("sluice.api")
 
@@ -68,17 +65,6 @@ for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
         summary=f"Sessions API, {_method} (served by the SFU)",
         responses={503: {"description": "the SFU is unreachable (`service_unavailable`)"}},
     )
-
-
-@router.get("/", include_in_schema=False)
-async def demo_page(settings: SettingsDep) -> HTMLResponse:
-    """Publish mic and camera, pull any track: a plain page, no build step."""
-    page = resources.files("sfu").joinpath("static/demo.html").read_text(encoding="utf-8")
-    app_id, secret = (DEV_APP_ID, DEV_APP_SECRET) if settings.dev else ("", "")
-    page = page.replace("{{APP_ID}}", html.escape(app_id)).replace(
-        "{{APP_SECRET}}", html.escape(secret)
-    )
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
 def _error(status: int, code: str, description: str) -> JSONResponse:

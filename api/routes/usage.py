@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api.models import ErrorBody, UsageHour, UsageResponse
-from sluice.auth import AppDep
 from sluice.errors import InvalidParams
-from sluice.usage import MAX_RANGE_HOURS, hour_start, hours_covering, read_usage
+from sluice.http.auth import AppDep
+from sluice.state.usage import MAX_RANGE_HOURS, hour_start, hours_covering, read_usage
 
 router = APIRouter(prefix="/v1/apps/{appId}", tags=["usage"])
 

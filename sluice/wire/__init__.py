@@ -1,0 +1,1 @@
+"""The wire `Packet` (`proto/packet.proto`): the generated module and the codec every side uses."""

@@ -14,7 +14,7 @@ import pytest
 
 from examples.audio import RATE, float_to_pcm, tone, write_wav
 from examples.demo import Outcome, report
-from sluice.devserver import redis_server_binary
+from sluice.cli.devserver import redis_server_binary
 
 
 def processes_with(marker: str) -> list[int]:

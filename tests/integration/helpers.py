@@ -21,7 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from sluice.devserver import answers_healthz
+from sluice.cli.devserver import answers_healthz
 from tests.conftest import free_port
 
 APP, SECRET = "app1", "secret1"
@@ -50,9 +50,9 @@ class Stack:
 
     def sessions(self, secret: str = SECRET) -> Any:
         """A sessions API client straight at the SFU, for test publishers/subscribers."""
-        from sfu.client import SessionsClient
-        from sfu.ice import rtc_configuration
         from sluice.config import Settings
+        from sluice.media.calls_client import SessionsClient
+        from sluice.media.ice import rtc_configuration
 
         settings = Settings(apps=f"{APP}:{SECRET}", ice_loopback=True)
         return SessionsClient(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from sluice.devserver import redis_server_binary, spawn_redis
+from sluice.cli.devserver import redis_server_binary, spawn_redis
 from sluice.wire.packet_pb2 import Packet
 from tests.conftest import free_port
 from tests.integration.audio import StereoToneTrack

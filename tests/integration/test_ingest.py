@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import redis.asyncio
 
+from sluice.wire.packet import encode
 from tests.integration.audio import FRAME, RATE, Recording, dominant_frequency, tone_pcm
 from tests.integration.helpers import Stack, endpoint, ingest_item
-from worker.protocol.packet import encode
 
 pytestmark = pytest.mark.integration
 CHUNK = 16_384  # what endpoints written for Cloudflare's service send, unpaced

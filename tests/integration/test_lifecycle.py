@@ -14,6 +14,7 @@ import pytest
 import redis
 from rq import Queue
 
+from sluice.wire.packet import encode
 from tests.conftest import free_port
 from tests.integration.helpers import (
     BIN,
@@ -23,7 +24,6 @@ from tests.integration.helpers import (
     silent_tcp_server,
     wait_until,
 )
-from worker.protocol.packet import encode
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sluice.devserver import redis_server_binary, spawn_redis
+from sluice.cli.devserver import redis_server_binary, spawn_redis
+from sluice.wire.packet import encode
 from tests.conftest import free_port
 from tests.integration.audio import StereoToneTrack, tone_pcm
 from tests.integration.helpers import Stack, egress_item, endpoint, ingest_item, start_stack
-from worker.protocol.packet import encode
 
 pytestmark = pytest.mark.integration
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sfu.client import SessionsClient
-from sfu.ice import rtc_configuration
 from sluice.config import Settings
+from sluice.media.calls_client import SessionsClient
+from sluice.media.ice import rtc_configuration
 from tests.conftest import free_port
 
 APPS = "app1:secret1,app2:secret2"

@@ -11,7 +11,7 @@ import numpy as np
 from aiortc import RTCRtpSender, RTCRtpTransceiver
 from av.video.frame import PictureType
 
-from sluice.rtp import h265
+from sluice.media.rtp import h265
 from tests.sfu.media import FPS, VIDEO_CLOCK, PacedTrack
 
 SIZE = (320, 240)
@@ -74,7 +74,7 @@ def encode_colour(codec: str, rgb: tuple[int, int, int], frames: int, gop: int) 
 class EncoderTrack(PacedTrack):
     """Encodes a colour live at 30 fps and yields `av.Packet`s; keyframes only on request.
 
-    Wire `request_keyframe` to the sender with `sfu.aiortc_seam.on_keyframe_request`:
+    Wire `request_keyframe` to the sender with `sluice.media.aiortc_internals.on_keyframe_request`:
     a sender that packs pre-encoded frames has no encoder of its own to force.
     """
 

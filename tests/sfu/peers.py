@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from aiortc import RTCPeerConnection
 
-from sfu.ice import rtc_configuration
 from sluice.config import Settings
+from sluice.media.ice import rtc_configuration
 
 LOOPBACK = Settings(dev=True, ice_loopback=True)
 

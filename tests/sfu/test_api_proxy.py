@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from api.main import create_app
-from sfu.client import SessionsClient
-from sfu.ice import rtc_configuration
+from sluice.cli.apps import create_api_app
 from sluice.config import Settings
+from sluice.media.calls_client import SessionsClient
+from sluice.media.ice import rtc_configuration
 from tests.conftest import free_port
 from tests.sfu.conftest import APPS, LOOPBACK, Server
 from tests.sfu.media import ToneTrack
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def api_client(settings: Settings) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(settings))
+    transport = httpx.ASGITransport(app=create_api_app(settings))
     return httpx.AsyncClient(transport=transport, base_url="http://api.test")
 
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from aiortc import RTCSessionDescription
 
-from sfu.aiortc_seam import EncodedFrame, on_keyframe_request
-from sfu.client import SessionsClient
-from sfu.ice import rtc_configuration
+from sluice.media.aiortc_internals import on_keyframe_request
+from sluice.media.calls_client import SessionsClient
+from sluice.media.ice import rtc_configuration
+from sluice.media.types import EncodedFrame
 from tests.sfu import browser
 from tests.sfu.conftest import LOOPBACK, Server
 from tests.sfu.encoded_video import EncoderTrack, decode_all, prefer

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sfu.aiortc_seam import Codec, EncodedFrame
 from sfu.forward import KEYFRAME_REQUEST_INTERVAL_S, Fanout
+from sluice.media.types import Codec, EncodedFrame
 
 VP8 = Codec("VP8", "video/VP8", 90_000, 96)
 

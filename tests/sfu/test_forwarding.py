@@ -11,8 +11,8 @@ import pytest
 from aiortc import MediaStreamTrack, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from sfu.aiortc_seam import EncodedFrame
-from sfu.client import SessionsClient
+from sluice.media.calls_client import SessionsClient
+from sluice.media.types import EncodedFrame
 from tests.sfu.media import (
     SAMPLES,
     VIDEO_CLOCK,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sfu.frames import (
+from sluice.media.frames import (
     FrameAssembler,
     PayloadFrameAssembler,
     TimestampUnwrapper,
@@ -11,7 +11,7 @@ from sfu.frames import (
     seq_distance,
     starts_frame,
 )
-from sluice.rtp import vp9
+from sluice.media.rtp import vp9
 
 
 def video(hold: int = 0) -> FrameAssembler:

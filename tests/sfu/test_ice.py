@@ -5,8 +5,8 @@ from __future__ import annotations
 import aioice.ice
 from aiortc import RTCPeerConnection
 
-from sfu.ice import _aioice_default, rtc_configuration, set_loopback
 from sluice.config import Settings
+from sluice.media.ice import _aioice_default, rtc_configuration, set_loopback
 
 
 async def test_loopback_candidates_only() -> None:

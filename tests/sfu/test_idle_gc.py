@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from sfu import registry
-from sfu.client import SessionsApiError, SessionsClient
-from sfu.ice import rtc_configuration
 from sluice.errors import SessionNotFound
+from sluice.media.calls_client import SessionsApiError, SessionsClient
+from sluice.media.ice import rtc_configuration
+from sluice.state import track_registry
 from tests.sfu.conftest import LOOPBACK, Server, start_server, stop_server
 from tests.sfu.media import ToneTrack
 
@@ -69,6 +69,6 @@ async def test_idle_sessions_go_and_live_ones_stay(
     r = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
         with pytest.raises(SessionNotFound):
-            await registry.lookup_track(r, "app1", publisher.session_id, "mic")
+            await track_registry.lookup_track(r, "app1", publisher.session_id, "mic")
     finally:
         await r.aclose()

@@ -9,10 +9,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from sfu import registry
-from sfu.client import SessionsApiError, SessionsClient
-from sfu.ice import rtc_configuration
 from sluice.errors import SessionNotFound, TrackNotFound
+from sluice.media.calls_client import SessionsApiError, SessionsClient
+from sluice.media.ice import rtc_configuration
+from sluice.state import track_registry
 from tests.sfu.conftest import LOOPBACK, Server
 from tests.sfu.media import ColourTrack, ToneTrack
 
@@ -178,14 +178,16 @@ async def test_autodiscover_offer_without_candidates(
         # Published at answer time: the registry knows it before any media flowed.
         r = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
-            info = await registry.lookup_track(r, "app1", session_id, tracks[1]["trackName"])
+            info = await track_registry.lookup_track(r, "app1", session_id, tracks[1]["trackName"])
             assert (info.kind, info.codec, info.status) == ("video", "VP8", "active")
-            audio_info = await registry.lookup_track(r, "app1", session_id, tracks[0]["trackName"])
+            audio_info = await track_registry.lookup_track(
+                r, "app1", session_id, tracks[0]["trackName"]
+            )
             assert audio_info.codec == "opus"
             with pytest.raises(TrackNotFound):
-                await registry.lookup_track(r, "app1", session_id, "nope")
+                await track_registry.lookup_track(r, "app1", session_id, "nope")
             with pytest.raises(SessionNotFound):
-                await registry.lookup_track(r, "app2", session_id, tracks[0]["trackName"])
+                await track_registry.lookup_track(r, "app2", session_id, tracks[0]["trackName"])
         finally:
             await r.aclose()
 

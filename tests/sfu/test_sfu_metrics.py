@@ -12,12 +12,13 @@ from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from sfu.aiortc_seam import EncodedFrame, receive_counts
 from sfu.app import create_app
-from sfu.client import SessionsClient
-from sfu.ice import rtc_configuration
 from sfu.metrics import CLOSE_REASONS, KINDS
 from sluice.config import Settings
+from sluice.media.aiortc_internals import receive_counts
+from sluice.media.calls_client import SessionsClient
+from sluice.media.ice import rtc_configuration
+from sluice.media.types import EncodedFrame
 from tests.conftest import free_port
 from tests.sfu.conftest import APPS, LOOPBACK, Server, start_server, stop_server
 from tests.sfu.media import (

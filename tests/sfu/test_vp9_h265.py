@@ -1,8 +1,8 @@
 """VP9 and H.265 through the SFU process: pre-encoded frames in, the same frames out.
 
 An aiortc publisher sends frames PyAV encoded (its sender only packs them, with the
-codecs `sfu.aiortc_seam.register_codecs` adds); subscribers on both pull flows get them
-byte for byte, decodable by FFmpeg; a late subscriber gets a keyframe through PLI.
+codecs `sluice.media.aiortc_internals.register_codecs` adds); subscribers on both pull
+flows get them byte for byte, decodable by FFmpeg; a late subscriber gets a keyframe through PLI.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import itertools
 import pytest
 from aiortc import MediaStreamTrack, RTCRtpTransceiver, RTCSessionDescription
 
-from sfu.aiortc_seam import EncodedFrame, on_keyframe_request
-from sfu.client import Peer, SessionsClient
+from sluice.media.aiortc_internals import on_keyframe_request
+from sluice.media.calls_client import Peer, SessionsClient
+from sluice.media.types import EncodedFrame
 from tests.sfu.encoded_video import EncoderTrack, decode_all, encode_colour, prefer
 from tests.sfu.media import VIDEO_CLOCK, PacketLoopTrack, close_to, mean_rgb
 from tests.sfu.peers import wait_for

@@ -45,10 +45,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from sluice.wire.packet import encode
 from sluice.wire.packet_pb2 import Packet
 from tests.integration.audio import StereoToneTrack, tone_pcm
 from tests.integration.helpers import Stack, egress_item, ingest_item
-from worker.protocol.packet import encode
 
 # --- bounds (docs/reliability.md, "Soak", gives the measured figures) -----------------
 # Growth of a long-lived process's RSS from the end of the warm-up (the first 20 % of
@@ -954,7 +954,7 @@ async def soak(stack: Stack, plan: Plan) -> tuple[dict[str, Any], list[Check]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sluice.devserver import redis_server_binary, spawn_redis
+    from sluice.cli.devserver import redis_server_binary, spawn_redis
     from tests.conftest import free_port
     from tests.integration.helpers import start_stack
 

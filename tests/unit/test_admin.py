@@ -13,15 +13,16 @@ import structlog
 from redis.asyncio import Redis
 from rq import Queue, Worker
 
-from sfu.registry import SessionRecord, TrackInfo, write_session
-from sluice import admin, keys
-from sluice.adapter_jobs import JOB_FUNCTION
-from sluice.admin_render import human_bytes, human_deadline, human_duration
-from sluice.cli import main
+from sluice.cli import admin
+from sluice.cli.admin_render import human_bytes, human_deadline, human_duration
+from sluice.cli.main import main
 from sluice.config import Settings, get_settings
-from sluice.redisconn import async_client, sync_client
-from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction
-from sluice.store import AdapterStore
+from sluice.state import keys
+from sluice.state.connection import async_client, sync_client
+from sluice.state.jobs import JOB_FUNCTION
+from sluice.state.records import AdapterRecord, AdapterState, CloseReason, Direction
+from sluice.state.store import AdapterStore
+from sluice.state.track_registry import SessionRecord, TrackInfo, write_session
 from tests.conftest import free_port
 
 SECRET = "token=s3cr3t"

@@ -10,9 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from api.main import create_app
-from api.routes import demo_viewer
-from api.routes.demo_viewer import (
+from sluice.cli.apps import create_api_app
+from sluice.config import Settings
+from sluice.demo import viewer as demo_viewer
+from sluice.demo.speech import CHUNK_BYTES, RATE, chunk_packets, melody, read_wav_mono, to_pcm
+from sluice.demo.viewer import (
     SILENCE_DBFS,
     FanOut,
     LevelMeter,
@@ -21,8 +23,6 @@ from api.routes.demo_viewer import (
     ViewerHub,
     level_dbfs,
 )
-from sluice.config import Settings
-from sluice.demo_speech import CHUNK_BYTES, RATE, chunk_packets, melody, read_wav_mono, to_pcm
 from sluice.wire.packet_pb2 import Packet
 
 CLOSED_REDIS = "redis://127.0.0.1:9/0"  # nothing here touches Redis
@@ -114,7 +114,7 @@ def test_espeak_style_wav_is_resampled_to_48k_stereo() -> None:
 @pytest.fixture
 def dev_client() -> Iterator[TestClient]:
     settings = Settings(dev=True, redis_url=CLOSED_REDIS, redis_timeout_s=0.5)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_api_app(settings)) as client:
         yield client
 
 
@@ -168,7 +168,7 @@ def test_speak_sends_a_clip_then_an_empty_packet(
 
 def test_demo_routes_do_not_exist_outside_development_mode() -> None:
     settings = Settings(apps="app1:secret1", redis_url=CLOSED_REDIS, redis_timeout_s=0.5)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_api_app(settings)) as client:
         answer = client.get("/demo/endpoints", params={"viewer": "v1"})
         assert answer.status_code == 404
         assert answer.json()["errorCode"] == "not_found"

@@ -3,7 +3,7 @@
 `SnapshotDecoder.decode` has one documented failure: a frame FFmpeg rejects returns False
 and counts in `decode_errors`. The properties: nothing else escapes, for arbitrary,
 mutated, resized and mixed frames of every codec and for arbitrary RTP payloads fed
-through depayloading and the SFU's frame assembly (`sfu.aiortc_seam.tap_receiver`); no
+through depayloading and the SFU's frame assembly (`sluice.media.aiortc_internals.tap_receiver`); no
 call takes long; every picture becomes a JPEG of its own size; the next clean keyframe
 still makes a picture.
 Pictures are 64x48: hundreds of examples run in seconds.
@@ -31,7 +31,9 @@ from aiortc.rtp import RtpPacket
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sfu.aiortc_seam import EncodedFrame, make_packet, tap_receiver
+from sluice.media.aiortc_internals import tap_receiver
+from sluice.media.packet_track import make_packet
+from sluice.media.types import EncodedFrame
 from worker.pipelines.snapshots import Picture, SnapshotDecoder
 
 # A hang fails here rather than at the suite's two minutes.
@@ -164,7 +166,7 @@ class Receiver:
         packet = RtpPacket(PAYLOAD_TYPE, marker, seq % (1 << 16), timestamp % (1 << 32))
         packet.payload = payload
         try:
-            # aiortc.codecs.depayload as sfu.aiortc_seam extends it for VP9 and H265.
+            # aiortc.codecs.depayload as sluice.media.aiortc_internals extends it for VP9 and H265.
             data = aiortc.codecs.depayload(self.params, payload) if payload else b""
         except ValueError:
             return

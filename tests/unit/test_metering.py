@@ -10,12 +10,12 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 
 from api.metrics import ClusterSnapshot, cluster_families
-from sluice import keys
 from sluice.config import Settings
-from sluice.lag_histogram import LagHistogram
-from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction
-from sluice.store import AdapterStore
-from sluice.usage import hour_of, hours_covering, read_usage
+from sluice.state import keys
+from sluice.state.lag_histogram import LagHistogram
+from sluice.state.records import AdapterRecord, AdapterState, CloseReason, Direction
+from sluice.state.store import AdapterStore
+from sluice.state.usage import hour_of, hours_covering, read_usage
 from tests.unit.test_store import reapers_were_running
 from worker.reaper import Reaper
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from sluice.config import Settings, parse_apps
-from sluice.state import AdapterRecord, Direction, redact_endpoint
+from sluice.state.records import AdapterRecord, Direction, redact_endpoint
 
 
 @pytest.mark.parametrize(
@@ -47,14 +47,29 @@ def test_production_requires_apps_and_dev_adds_demo() -> None:
 
 
 def test_lua_scripts_build_keys_the_way_keys_py_names_them() -> None:
-    from sluice import keys, store
+    import re
 
-    # Scripts that act on adapters found by scanning build their keys from ids.
-    assert keys.adapter("X") == "sluice:adapter:X"
-    assert keys.adapter_events("X") == "sluice:adapter:X:events"
-    assert keys.app_adapters("A") == "sluice:app:A:adapters"
-    assert keys.app_live("A") == "sluice:app:A:live"
-    assert "'sluice:adapter:' .. id" in store.REAP_LUA
-    assert "key .. ':events'" in store.REAP_LUA
-    assert "'sluice:app:' .. app .. ':adapters'" in store.REAP_LUA
-    assert "'sluice:app:' .. app .. ':live'" in store.REAP_LUA
+    from sluice.state import keys
+    from sluice.state.scripts import NAMES, lua
+
+    def lua_key(expression: str, **values: str) -> str:
+        """Evaluates a Lua concatenation of PREFIX, string literals and variables."""
+        parts = [p.strip() for p in expression.split("..")]
+        env = {"PREFIX": keys.PREFIX, **values}
+        return "".join(p[1:-1] if p.startswith("'") else env[p] for p in parts)
+
+    prelude = lua("create")
+    builders = dict(re.findall(r"local function (\w+)\([^)]*\) return ([^\n]+) end", prelude))
+    assert lua_key(builders["adapter_key"], id="X") == keys.adapter("X")
+    assert lua_key(builders["app_key"], app="A", what="adapters") == keys.app_adapters("A")
+    assert lua_key(builders["app_key"], app="A", what="live") == keys.app_live("A")
+    assert keys.adapter_events("X") == keys.adapter("X") + ":events"  # `key .. ':events'`
+    fixed = {keys.METRICS, keys.PENDING, keys.RESUMING}
+    for name in NAMES:
+        source = lua(name)
+        assert "@PREFIX@" not in source and "'sluice:" not in source  # all through PREFIX
+        for suffix in re.findall(r"PREFIX \.\. '(:\w+)'(?! \.\.)", source):
+            assert keys.PREFIX + suffix in fixed, (name, suffix)
+    usage = lua_key("PREFIX .. ':usage:' .. app .. ':' .. hour", app="A", hour="7")
+    assert usage == keys.usage("A", 7)
+    assert "PREFIX .. ':usage:' .. app .. ':' .." in lua("close")

@@ -10,11 +10,11 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 from rq import Queue
 
-from sluice import keys
 from sluice.config import Settings
 from sluice.errors import QuotaExceeded
-from sluice.state import AdapterRecord, AdapterState, CloseReason, Direction
-from sluice.store import AdapterStore
+from sluice.state import keys
+from sluice.state.records import AdapterRecord, AdapterState, CloseReason, Direction
+from sluice.state.store import AdapterStore
 from worker.reaper import Reaper
 
 

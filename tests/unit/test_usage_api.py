@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.main import create_app
-from sluice import keys
 from sluice.config import Settings
-from sluice.usage import hour_of
+from sluice.state import keys
+from sluice.state.usage import hour_of
 
 AUTH = {"Authorization": "Bearer secret1"}
 HOUR = hour_of(datetime(2026, 11, 25, 10, tzinfo=UTC))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sluice.state import AdapterRecord, Direction
+from sluice.state.records import AdapterRecord, Direction
 from worker.pipelines.base import Pipeline, PipelineContext
 
 

@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection
 
 from sluice.config import Settings
 from sluice.errors import ErrorCode
-from sluice.state import COUNTER_NAMES, AdapterRecord, AdapterState, CloseReason
+from sluice.state.records import COUNTER_NAMES, AdapterRecord, AdapterState, CloseReason
 from worker.protocol.resume import ResumePoint
 
 

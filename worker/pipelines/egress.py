@@ -24,10 +24,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from sfu.aiortc_seam import EncodedFrame
-from sfu.client import SessionsApiError, SessionsClient
 from sluice.errors import ErrorCode
-from sluice.state import AdapterState, CloseReason
+from sluice.media.calls_client import SessionsApiError, SessionsClient
+from sluice.media.types import EncodedFrame
+from sluice.state.records import AdapterState, CloseReason
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.sfu_link import session_lost, sessions_client

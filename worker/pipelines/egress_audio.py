@@ -6,11 +6,11 @@ would cost more than the work, and latency is what this path is judged by.
 
 from __future__ import annotations
 
-from sfu.aiortc_seam import EncodedFrame
+from sluice.media.types import EncodedFrame
+from sluice.wire.packet import encode
 from worker.pipelines.base import PipelineContext
 from worker.pipelines.egress import EgressPipeline
 from worker.pipelines.opus_pcm import OpusPcmDecoder
-from worker.protocol.packet import encode
 from worker.protocol.reconnect import Backlog
 from worker.protocol.stamping import AUDIO_CLOCK_RATE
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import av
 
-from sfu.aiortc_seam import EncodedFrame
+from sluice.media.types import EncodedFrame
+from sluice.wire.packet import encode
 from worker.pipelines.base import PipelineContext
 from worker.pipelines.egress import EgressPipeline
 from worker.pipelines.snapshots import Picture, SnapshotDecoder
 from worker.protocol.pacing import Pacer
-from worker.protocol.packet import encode
 from worker.protocol.reconnect import LatestOnly
 from worker.protocol.stamping import VIDEO_CLOCK_RATE
 

@@ -15,13 +15,13 @@ import socket
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from sfu.client import SessionsApiError, SessionsClient
 from sluice.errors import ErrorCode
-from sluice.state import CloseReason
+from sluice.media.calls_client import SessionsApiError, SessionsClient
+from sluice.state.records import CloseReason
+from sluice.wire.packet import MAX_MESSAGE_BYTES, PacketDecodeError, decode
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.playout_track import PlayoutTrack
 from worker.pipelines.sfu_link import session_lost, sessions_client
-from worker.protocol.packet import MAX_MESSAGE_BYTES, PacketDecodeError, decode
 from worker.protocol.pcm import FRAME_DURATION_S, PcmReassembler
 from worker.protocol.playout import PlayoutBuffer
 

@@ -12,8 +12,8 @@ import asyncio
 
 import httpx
 
-from sfu.client import Peer, SessionsApiError, SessionsClient
-from sfu.ice import rtc_configuration
+from sluice.media.calls_client import Peer, SessionsApiError, SessionsClient
+from sluice.media.ice import rtc_configuration
 from worker.dial import tls_context
 from worker.pipelines.base import PipelineContext
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from worker.protocol.packet import UINT32_MOD
+from sluice.wire.packet import UINT32_MOD
 
 
 @dataclass(frozen=True, slots=True)

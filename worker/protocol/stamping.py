@@ -12,7 +12,7 @@ tell our loss from the publisher's silence.
 
 from __future__ import annotations
 
-from worker.protocol.packet import UINT32_MOD
+from sluice.wire.packet import UINT32_MOD
 
 AUDIO_CLOCK_RATE = 48_000  # Opus RTP clock; the wire's audio timestamp unit
 VIDEO_CLOCK_RATE = 90_000  # video RTP clock; the wire's JPEG timestamp unit

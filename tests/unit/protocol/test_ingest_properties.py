@@ -12,7 +12,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.protocol.packet import MAX_MESSAGE_BYTES
+from sluice.wire.packet import MAX_MESSAGE_BYTES
 from worker.protocol.pcm import FRAME_BYTES, PcmReassembler
 from worker.protocol.playout import PlayoutBuffer
 

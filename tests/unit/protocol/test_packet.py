@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.protocol.packet import (
+from sluice.wire.packet import (
     MAX_MESSAGE_BYTES,
     UINT32_MOD,
     DecodedPacket,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.protocol.packet import UINT32_MOD
+from sluice.wire.packet import UINT32_MOD
 from worker.protocol.resume import resume_point
 from worker.protocol.stamping import Stamper
 

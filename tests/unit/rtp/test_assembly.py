@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sluice.rtp.assembly import FrameAssemblerCore, Pending
+from sluice.media.rtp.assembly import FrameAssemblerCore, Pending
 
 START, KEY = 0x01, 0x02  # flags in the toy payload's first byte
 

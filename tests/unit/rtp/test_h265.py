@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.rtp.h265 import (
+from sluice.media.rtp.h265 import (
     MIN_MTU,
     NAL_AP,
     NAL_FU,

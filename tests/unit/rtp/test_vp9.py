@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.rtp.vp9 import (
+from sluice.media.rtp.vp9 import (
     MIN_MTU,
     PICTURE_ID_MOD,
     Vp9Descriptor,

@@ -1,6 +1,6 @@
 """The demo page's built-in endpoints: a viewer for egress and a speaker for ingest.
 
-Development mode only: `main.py` includes this router only when `settings.dev`, so in
+Development mode only: `sluice.cli.apps` includes this router only when `settings.dev`, so in
 production the paths do not exist (HTTP 404; a WebSocket handshake is refused).
 
 - `WS /demo/viewer/{viewerId}/in?kind=pcm|jpeg`: an ordinary endpoint that Sluice's
@@ -35,9 +35,9 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from google.protobuf.message import DecodeError
 from starlette.requests import HTTPConnection
 
-from sluice.auth import SettingsDep
-from sluice.demo_speech import chunk_packets, clip_seconds, demo_clip
+from sluice.demo.speech import chunk_packets, clip_seconds, demo_clip
 from sluice.errors import InvalidParams
+from sluice.http.auth import SettingsDep
 from sluice.wire.packet_pb2 import Packet
 
 log = structlog.get_logger("sluice.api.demo")

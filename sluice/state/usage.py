@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from sluice import keys
+from sluice.state import keys
 
 HOUR_S = 3600
 MAX_RANGE_HOURS = 31 * 24 + 1  # a billing month, whichever month, plus the partial hour

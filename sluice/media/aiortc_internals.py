@@ -1,35 +1,33 @@
-"""Every reliance on aiortc internals lives here; `tests/sfu/test_aiortc_seam.py` pins it.
+"""Every reliance on aiortc internals lives here; `tests/sfu/test_aiortc_internals.py` pins it.
 
 Receive side: aiortc has no encoded-frame API. `RTCRtpReceiver._handle_rtp_packet` unwraps
 RTX, keeps statistics, sends NACKs, depayloads into `packet._data`, then hands the packet
 to its private `JitterBuffer.add()`, whose `(pli_flag, frame)` result decides whether a
 PLI goes to the publisher and whether a frame reaches the decoder thread. `tap_receiver`
 swaps that one object for a `_Tap` with the same `add()`: frames leave through a callback
-as soon as they are complete (`sfu.frames.FrameAssembler`), nothing is ever decoded, and
-a keyframe request rides out on the next `pli_flag`. Everything aiortc does around it
+as soon as they are complete (`sluice.media.frames.FrameAssembler`), nothing is ever
+decoded, and a keyframe request rides out on the next `pli_flag`. Everything aiortc does around it
 (RTCP reports, NACK, BYE handling, ending the track) keeps working.
 
-Send side: `RTCRtpSender` calls `encoder.pack(packet)` instead of encoding when its
-track's `recv()` returns an `av.Packet` — that is `PacketTrack`. A subscriber's PLI/FIR
-ends in the sender's private `_send_keyframe()`, which `on_keyframe_request` replaces.
+Send side (`sluice.media.packet_track` feeds senders pre-encoded packets): a subscriber's
+PLI/FIR ends in the sender's private `_send_keyframe()`, which `on_keyframe_request` replaces.
 `restrict_codecs` narrows a transceiver's negotiated codecs to the forwarded one.
 
 Statistics: `receive_counts` reads a receiver's private per-SSRC statistics, the figures
 its async `getStats()` reports, without awaiting (a metrics scrape is synchronous).
 
-Codecs: aiortc knows Opus, G722, PCMU, PCMA, VP8 and H264 only. `register_codecs`, run
-when this module is imported, teaches every peer connection of the process VP9 and H265
-(`sfu.passthrough`): forwarded as they came, never encoded or decoded by the SFU.
+Codecs: aiortc knows Opus, G722, PCMU, PCMA, VP8 and H264 only. `register_codecs` teaches
+every peer connection of the process VP9 and H265 (`sluice.media.passthrough`): forwarded
+as they came, never encoded or decoded by the SFU. It patches aiortc's module globals, so
+nothing calls it at import time: each process's entry point does, once, before it makes a
+peer connection (the SFU app, the worker host, the benchmarks and the tests).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import aiortc.codecs
@@ -38,15 +36,14 @@ import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import av
 import structlog
-from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterFrame
-from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
-from av.packet import Packet
 
-from sfu import passthrough
-from sfu.frames import FrameAssembler, PayloadFrameAssembler, is_keyframe, starts_frame
+from sluice.media import passthrough
+from sluice.media.frames import FrameAssembler, PayloadFrameAssembler, is_keyframe, starts_frame
+from sluice.media.types import Codec, EncodedFrame, FrameSink
 
 log = structlog.get_logger("sluice.sfu")
 
@@ -59,28 +56,6 @@ DEFAULT_VIDEO_HOLD_FRAMES = 2  # ~66 ms at 30 fps for a NACK to fill a hole
 
 class SeamBroken(RuntimeError):
     """aiortc no longer has the shape this module relies on (an upgrade changed it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Codec:
-    name: str  # as in SDP: "opus", "VP8", "H264"
-    mime_type: str
-    clock_rate: int
-    payload_type: int
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedFrame:
-    """One whole encoded frame as the publisher's encoder produced it."""
-
-    data: bytes
-    timestamp: int  # RTP timestamp of the publisher's stream
-    codec: Codec
-    keyframe: bool
-    received_at: float  # time.monotonic() when its last packet arrived
-
-
-FrameSink = Callable[[EncodedFrame], None]
 
 
 class _Tap:
@@ -175,7 +150,7 @@ def tap_receiver(
         hold_frames: newer frames allowed to wait behind a missing packet (0: never
             wait); defaults to 0 for audio and `DEFAULT_VIDEO_HOLD_FRAMES` for video.
             VP9 and H265 never wait: a frame leaves when complete, and after a loss
-            nothing does until a keyframe, which is asked for (`sfu.frames`).
+            nothing does until a keyframe, which is asked for (`sluice.media.frames`).
 
     Raises:
         SeamBroken: the receiver has no jitter buffer where this aiortc version kept it.
@@ -259,59 +234,6 @@ def receive_counts(receiver: RTCRtpReceiver) -> ReceiveCounts:
     return ReceiveCounts(received, lost)
 
 
-class PacketTrack(MediaStreamTrack):
-    """A track whose `recv()` returns pre-encoded `av.Packet`s for a sender to `pack()`.
-
-    Bounded: while its sender does not read (not connected yet) the oldest packets go.
-
-    Args:
-        kind: "audio" or "video".
-        max_queue: packets kept while nobody reads.
-    """
-
-    def __init__(self, kind: str, max_queue: int = 64) -> None:
-        super().__init__()
-        self.kind = kind
-        self._queue: deque[Packet[Any]] = deque(maxlen=max_queue)
-        self._wakeup = asyncio.Event()
-        self._ended = False
-        self.reading = False  # its sender has started pulling packets
-
-    @property
-    def full(self) -> bool:
-        return len(self._queue) == self._queue.maxlen
-
-    def push(self, packet: Packet[Any]) -> None:
-        if not self._ended:
-            self._queue.append(packet)
-            self._wakeup.set()
-
-    def clear(self) -> None:
-        self._queue.clear()
-
-    def end(self) -> None:
-        """Ends the track once queued packets are read."""
-        self._ended = True
-        self._wakeup.set()
-
-    async def recv(self) -> Packet[Any]:
-        self.reading = True
-        while not self._queue:
-            if self._ended or self.readyState != "live":
-                raise MediaStreamError
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._queue.popleft()
-
-
-def make_packet(data: bytes, pts: int, clock_rate: int) -> Packet[Any]:
-    """An `av.Packet` a sender's `pack()` turns back into RTP with the right timestamp."""
-    packet: Packet[Any] = av.Packet(data)
-    packet.pts = pts
-    packet.time_base = Fraction(1, clock_rate)
-    return packet
-
-
 class FrameDecoder:
     """Decodes tapped frames with aiortc's decoders, or PyAV's for VP9 and H265."""
 
@@ -336,7 +258,7 @@ _registered = False
 
 
 def register_codecs() -> None:
-    """Teaches aiortc VP9 and H265 (`sfu.passthrough`), for the whole process; idempotent.
+    """Teaches aiortc VP9 and H265 (`sluice.media.passthrough`), for the whole process; idempotent.
 
     aiortc reads its codec tables through module globals, looked up at call time:
     `aiortc.codecs.CODECS` (offers, answers, capabilities, `setCodecPreferences`), and
@@ -438,7 +360,3 @@ _EXTENSIONS: dict[str, Callable[[Any], Any]] = {
     "depayload": _extend_depayload,
     "is_codec_compatible": _extend_is_codec_compatible,
 }
-
-# aiortc's tables are per process and every peer connection must agree on them: the SFU,
-# `sfu.client` and tests all import this module before they make one.
-register_codecs()

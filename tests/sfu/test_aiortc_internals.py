@@ -1,4 +1,6 @@
-"""Pins the aiortc behaviour `sfu.aiortc_seam` relies on; an aiortc upgrade fails here first.
+"""Pins the aiortc behaviour `sluice.media.aiortc_internals` relies on.
+
+An aiortc upgrade fails here first.
 
 Three real peers in one process: publisher → relay (tapped receiver, `PacketTrack` sender)
 → subscriber, all on 127.0.0.1.
@@ -18,19 +20,18 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from sfu.aiortc_seam import (
-    EncodedFrame,
+from sluice.media.aiortc_internals import (
     FrameDecoder,
-    PacketTrack,
     ReceiverTap,
-    make_packet,
     on_keyframe_request,
     register_codecs,
     restrict_codecs,
     tap_receiver,
 )
-from sfu.frames import TimestampUnwrapper
-from sfu.passthrough import PassthroughEncoder, PyAvDecoder
+from sluice.media.frames import TimestampUnwrapper
+from sluice.media.packet_track import PacketTrack, make_packet
+from sluice.media.passthrough import PassthroughEncoder, PyAvDecoder
+from sluice.media.types import EncodedFrame
 from tests.sfu.encoded_video import decode_all, encode_colour, prefer
 from tests.sfu.media import (
     SAMPLES,
@@ -316,7 +317,7 @@ async def test_vp9_and_h265_relay_byte_for_byte_and_never_decode(
         assert [f.keyframe for f in frames] == [i % 10 == 0 for i in indices]
     assert received[0].keyframe
     assert len(decode_all(codec, [f.data for f in received])) == len(received)
-    decoder = FrameDecoder(received[0].codec)  # what `sfu.client` users decode with
+    decoder = FrameDecoder(received[0].codec)  # what `sluice.media.calls_client` users decode with
     pictures = [p for i, f in enumerate(received) for p in decoder.decode(f, i * 3000)]
     assert len(pictures) == len(received)
     assert (pictures[-1].width, pictures[-1].height) == (320, 240)

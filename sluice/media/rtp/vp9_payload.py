@@ -3,7 +3,7 @@
 Pure, bytes in and out. `parse_payload(payload)` splits one RTP payload into its
 `Vp9Descriptor` and VP9 bytes; `bytes(descriptor)` is its inverse;
 `parse_frame_header(frame)` reads frame type and keyframe size from a VP9 frame.
-`sluice.rtp.vp9` builds the assembler and packetizer on these.
+`sluice.media.rtp.vp9` builds the assembler and packetizer on these.
 
 Every malformed payload raises `Vp9PayloadError` and nothing else.
 """

@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from sluice.errors import SessionNotFound, TrackNotFound
-from sluice.keys import PREFIX
+from sluice.state.keys import PREFIX
 
 RECORD_TTL_S = 60  # a session's record outlives a dead SFU by at most this
 REFRESH_INTERVAL_S = 15.0

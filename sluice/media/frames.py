@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from sluice.rtp import h265, vp9
+from sluice.media.rtp import h265, vp9
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
@@ -250,7 +250,7 @@ def starts_frame(codec_name: str, payload: bytes) -> bool:
 
 
 class Assembled(Protocol):
-    """A whole frame from a `sluice.rtp` assembler (`Vp9Frame`, `H265AccessUnit`)."""
+    """A whole frame from a `sluice.media.rtp` assembler (`Vp9Frame`, `H265AccessUnit`)."""
 
     @property
     def data(self) -> bytes: ...
@@ -261,7 +261,7 @@ class Assembled(Protocol):
 
 
 class PayloadAssembler(Protocol):
-    """A `sluice.rtp` frame assembler: raw RTP payloads in, whole frames out."""
+    """A `sluice.media.rtp` frame assembler: raw RTP payloads in, whole frames out."""
 
     @property
     def frames_dropped(self) -> int: ...
@@ -281,7 +281,7 @@ class PayloadFrameAssembler:
     and again every `retry_s` while none has come (the PLI or the keyframe may be lost).
 
     Args:
-        assembler: a fresh `sluice.rtp` assembler.
+        assembler: a fresh `sluice.media.rtp` assembler.
         payload_error: what it raises for a malformed payload (the packet is skipped).
         retry_s: seconds between keyframe requests while one is awaited.
     """

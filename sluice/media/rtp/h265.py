@@ -22,7 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sluice.rtp.assembly import MAX_FRAME_BYTES, MAX_PENDING_PACKETS, FrameAssemblerCore, Pending
+from sluice.media.rtp.assembly import (
+    MAX_FRAME_BYTES,
+    MAX_PENDING_PACKETS,
+    FrameAssemblerCore,
+    Pending,
+)
 
 DEFAULT_MTU = 1200  # RTP payload bytes; what libwebrtc leaves after headers and SRTP
 MIN_MTU = 4  # an FU needs its 3 header bytes and one byte of the NAL unit

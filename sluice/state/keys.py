@@ -1,6 +1,6 @@
 """Redis key and channel names, in one place so every process agrees on them.
 
-Lua scripts in `sluice.store` build adapter keys from ids with the same prefixes, so a
+Lua scripts in `sluice.state.store` build adapter keys from ids with the same prefixes, so a
 change here must be mirrored there (a unit test checks both agree).
 """
 

@@ -18,14 +18,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sluice.admin import (
+from sluice.cli.admin import (
     AdapterInfo,
     CloseOutcome,
     CloseResult,
     SessionInfo,
     WorkersReport,
 )
-from sluice.state import COUNTER_NAMES, AdapterState
+from sluice.state.records import COUNTER_NAMES, AdapterState
 
 _STATE_STYLES = {
     AdapterState.CONNECTING: "yellow",

@@ -13,7 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from sluice.errors import ErrorCode, SluiceError, StateStoreUnavailable
-from sluice.validation import classify
+from sluice.http.validation import classify
 
 log = structlog.get_logger("sluice.http")
 

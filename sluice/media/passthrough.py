@@ -1,12 +1,12 @@
 """VP9 and H265, which aiortc lacks, carried without transcoding.
 
 What aiortc needs to negotiate, receive and send a codec, written against its duck types
-and without importing it (`sfu.aiortc_seam.register_codecs` plugs these in):
+and without importing it (`sluice.media.aiortc_internals.register_codecs` plugs these in):
 
 - a `PassthroughCodec` per codec: SDP name and fmtp, when two fmtp lines name the same
-  format, the RTP depayloader and frame assembler from `sluice.rtp`;
+  format, the RTP depayloader and frame assembler from `sluice.media.rtp`;
 - `PassthroughEncoder`, whose `pack()` turns one pre-encoded frame (an `av.Packet`, as
-  `sfu.aiortc_seam.PacketTrack` yields) into RTP payloads and whose `encode()` refuses:
+  `sluice.media.packet_track.PacketTrack` yields) into RTP payloads and whose `encode()` refuses:
   the SFU forwards, and a client sending raw frames must pick VP8 or H264;
 - `PyAvDecoder`, for clients and `FrameDecoder` (the SFU taps every receiver and so
   never decodes).
@@ -24,8 +24,8 @@ import av
 from av.packet import Packet
 from av.video.codeccontext import VideoCodecContext
 
-from sfu.frames import PayloadAssembler
-from sluice.rtp import h265, vp9
+from sluice.media.frames import PayloadAssembler
+from sluice.media.rtp import h265, vp9
 
 VIDEO_CLOCK = 90_000  # RFC 9628 and RFC 7798 both fix the RTP clock at 90 kHz
 

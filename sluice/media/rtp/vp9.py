@@ -3,7 +3,7 @@
 aiortc has no VP9 depacketizer; this module is the pure part of one. Bytes in, frames
 out, no I/O:
 
-- `parse_payload(payload)` (from `sluice.rtp.vp9_payload`) splits one RTP payload into its
+- `parse_payload(payload)` (from `sluice.media.rtp.vp9_payload`) splits one RTP payload into its
   `Vp9Descriptor` and VP9 bytes.
 - `Vp9FrameAssembler.feed(...)` takes the RTP packets of one stream, reordered or not, and
   returns each complete picture as a `Vp9Frame` whose `data` FFmpeg's `vp9` decoder
@@ -20,8 +20,13 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from sluice.rtp.assembly import MAX_FRAME_BYTES, MAX_PENDING_PACKETS, FrameAssemblerCore, Pending
-from sluice.rtp.vp9_payload import (
+from sluice.media.rtp.assembly import (
+    MAX_FRAME_BYTES,
+    MAX_PENDING_PACKETS,
+    FrameAssemblerCore,
+    Pending,
+)
+from sluice.media.rtp.vp9_payload import (
     MAX_REFERENCES,
     Vp9Descriptor,
     Vp9FrameHeader,

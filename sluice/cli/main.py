@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from sluice.state import AdapterState, redact_endpoint  # stdlib only: cheap to import
+from sluice.state.records import AdapterState, redact_endpoint  # stdlib only: cheap to import
 
 if TYPE_CHECKING:
     from sluice.config import Settings
@@ -37,7 +37,10 @@ def _api(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     return _serve(
-        "api.main:create_app", "api", args.host or settings.api_host, args.port or settings.api_port
+        "sluice.cli.apps:create_api_app",
+        "api",
+        args.host or settings.api_host,
+        args.port or settings.api_port,
     )
 
 
@@ -62,7 +65,7 @@ def _sfu(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from sluice.devserver import run_dev
+    from sluice.cli.devserver import run_dev
 
     return run_dev(procfile=args.procfile)
 
@@ -71,7 +74,7 @@ def _run_admin(command: Callable[[Settings], int]) -> int:
     """Runs an admin command; Redis errors become one line on stderr and exit code 2."""
     from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-    from sluice.admin import admin_settings
+    from sluice.cli.admin import admin_settings
 
     settings = admin_settings()
     where = redact_endpoint(settings.redis_url)  # a password in the URL stays unprinted
@@ -85,7 +88,7 @@ def _run_admin(command: Callable[[Settings], int]) -> int:
 
 
 def _adapters_ls(args: argparse.Namespace) -> int:
-    from sluice import admin, admin_render
+    from sluice.cli import admin, admin_render
 
     state = AdapterState(args.state) if args.state else None
 
@@ -106,7 +109,7 @@ def _adapters_ls(args: argparse.Namespace) -> int:
 
 
 def _adapters_show(args: argparse.Namespace) -> int:
-    from sluice import admin, admin_render
+    from sluice.cli import admin, admin_render
 
     def command(settings: Settings) -> int:
         info = admin.run_async(settings, lambda redis: admin.show_adapter(redis, args.id))
@@ -125,9 +128,9 @@ def _adapters_show(args: argparse.Namespace) -> int:
 def _adapters_close(args: argparse.Namespace) -> int:
     import structlog
 
-    from sluice import admin, admin_render
+    from sluice.cli import admin, admin_render
     from sluice.log import configure_logging
-    from sluice.redisconn import sync_client
+    from sluice.state.connection import sync_client
 
     def command(settings: Settings) -> int:
         # The close path logs as the API does (a forced close warns): to stderr.
@@ -156,8 +159,8 @@ def _adapters_close(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from sluice import admin, admin_render
-    from sluice.redisconn import sync_client
+    from sluice.cli import admin, admin_render
+    from sluice.state.connection import sync_client
 
     def command(settings: Settings) -> int:
         rq_redis = sync_client(settings)
@@ -175,7 +178,7 @@ def _workers(args: argparse.Namespace) -> int:
 
 
 def _sessions_ls(args: argparse.Namespace) -> int:
-    from sluice import admin, admin_render
+    from sluice.cli import admin, admin_render
 
     def command(settings: Settings) -> int:
         sessions = admin.run_async(

@@ -9,8 +9,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from sluice import keys
-from sluice.store import parse_event
+from sluice.state import keys
+from sluice.state.store import parse_event
 
 
 class AdapterEvents:

@@ -1,7 +1,7 @@
 """What the operator's commands (`sluice adapters|workers|sessions`) read from Redis.
 
 Data gathering: every function returns dataclasses, rendering lives in
-`sluice.admin_render`; the one write, `close_adapter`, is the API's own close. Ages and
+`sluice.cli.admin_render`; the one write, `close_adapter`, is the API's own close. Ages and
 deadlines are measured against Redis's clock (`TIME`), the clock the store's scripts
 use, so they do not depend on the operator's host. Endpoints are redacted here, before
 anything can print them: their query strings carry tokens.
@@ -24,19 +24,19 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from api.service import AdapterService
-from sfu.registry import TrackInfo, session_key, tracks_key
-from sluice import keys
-from sluice.adapter_jobs import JOB_FUNCTION
 from sluice.config import Settings
-from sluice.redisconn import async_client
-from sluice.state import (
+from sluice.state import keys
+from sluice.state.connection import async_client
+from sluice.state.jobs import JOB_FUNCTION
+from sluice.state.records import (
     COUNTER_NAMES,
     AdapterRecord,
     AdapterState,
     Direction,
     redact_endpoint,
 )
-from sluice.store import AdapterStore
+from sluice.state.store import AdapterStore
+from sluice.state.track_registry import TrackInfo, session_key, tracks_key
 
 # Stands in for SLUICE_APPS: no admin command uses an app secret (see `admin_settings`).
 _NO_APPS = "sluice-admin:unused"
@@ -274,7 +274,7 @@ async def close_adapter(
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """One SFU session as its SFU last recorded it (`sfu.registry`)."""
+    """One SFU session as its SFU last recorded it (`sluice.state.track_registry`)."""
 
     session_id: str
     app_id: str
@@ -369,7 +369,7 @@ def list_workers(rq_redis: SyncRedis, queue_name: str) -> WorkersReport:
     """The RQ workers registered on `queue_name`, through RQ's own API, sorted by name.
 
     Args:
-        rq_redis: a bytes-returning client (`sluice.redisconn.sync_client`), as RQ needs.
+        rq_redis: a bytes-returning client (`sluice.state.connection.sync_client`), as RQ needs.
     """
     queue = Queue(queue_name, connection=rq_redis)
     now_s = _time_ms(rq_redis.time()) / 1000

@@ -26,7 +26,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from sfu.aiortc_seam import FrameSink, tap_receiver
+from sluice.media.aiortc_internals import tap_receiver
+from sluice.media.types import FrameSink
 
 
 class SessionsApiError(Exception):
@@ -45,7 +46,7 @@ class SessionsClient:
     Args:
         base_url: `.../v1/apps/{appId}`.
         secret: the app secret (sent as a Bearer token).
-        configuration: ICE setup for the peer connections; `sfu.ice.rtc_configuration`.
+        configuration: ICE setup for the peer connections; `sluice.media.ice.rtc_configuration`.
             Without one, no ICE servers are used (never a public default).
         timeout_s: per HTTP call.
         tls: how to verify an https:// sessions API (default: the system trust store,
@@ -189,8 +190,9 @@ class Peer:
         flow, one round trip); without it the SFU offers and the client answers through
         `renegotiate`. With `on_frame`, whole encoded frames go there undecoded as soon
         as they are complete — `hold_frames` newer frames may wait behind a missing packet
-        (see `sfu.aiortc_seam.tap_receiver`) — and the returned track only reports the end
-        of the stream; `sfu.aiortc_seam.FrameDecoder` decodes them.
+        (see `sluice.media.aiortc_internals.tap_receiver`) — and the returned track only
+        reports the end of the stream; `sluice.media.aiortc_internals.FrameDecoder`
+        decodes them.
 
         Raises:
             SessionsApiError: the call or this track failed (e.g. not_found_track_error).

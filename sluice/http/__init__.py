@@ -1,0 +1,1 @@
+"""HTTP pieces the API and the SFU share: auth, body limits, error rendering, probes."""

@@ -1,0 +1,15 @@
+-- KEYS: record, heartbeats. ARGV: id, ttl ms, usage ttl s, counters...
+-- Returns {state, close_requested}.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {'gone', '0'}
+end
+if state == 'closed' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  save_counters(KEYS[1], ARGV, 4, tonumber(ARGV[3]))
+  return {state, '1'}
+end
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), ARGV[1])
+save_counters(KEYS[1], ARGV, 4, tonumber(ARGV[3]))
+return {state, redis.call('HGET', KEYS[1], 'close_requested') or '0'}

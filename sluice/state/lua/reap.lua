@@ -1,0 +1,79 @@
+-- Marks adapters whose heartbeat deadline passed as lost, and withdraws creates that no
+-- worker claimed before their deadline (their API replica died while waiting).
+-- A lost egress adapter is handed to another worker instead (up to a number of times):
+-- it goes `reconnecting` with no worker and a claim deadline, and the caller enqueues it;
+-- one that nobody claims by then is closed `worker_lost`.
+-- After a gap between passes longer than two intervals (Redis was frozen, restarted or
+-- unreachable, so every deadline ran out meanwhile), nothing is reaped for one heartbeat
+-- TTL: pipelines get the chance to beat again. The clock is Redis's, so the gap is seen
+-- even when the pass itself was queued behind the outage.
+-- KEYS: heartbeats, pending, reaper state, resuming. ARGV: closed_at, retention s, max per
+-- call, grace ms, reap interval ms, heartbeat ttl ms, max resumes, resume claim window ms.
+-- Returns {lost, withdrawn, resumed}.
+local now = now_ms()
+local lost, withdrawn, resumed = {}, {}, {}
+local function close_lost(key, id)
+  not_live(key, id)
+  count_close(key, 'worker_lost')
+  redis.call('HSET', key, 'state', 'closed', 'close_reason', 'worker_lost',
+    'closed_at', ARGV[1])
+  redis.call('EXPIRE', key, tonumber(ARGV[2]))
+  redis.call('PUBLISH', key .. ':events', cjson.encode({event = 'closed', reason = 'worker_lost'}))
+  table.insert(lost, id)
+end
+local last = tonumber(redis.call('HGET', KEYS[3], 'last_pass_ms') or '0')
+redis.call('HSET', KEYS[3], 'last_pass_ms', now)
+if now - last > 2 * tonumber(ARGV[5]) then
+  redis.call('HSET', KEYS[3], 'quiet_until_ms', now + tonumber(ARGV[6]))
+end
+if now < tonumber(redis.call('HGET', KEYS[3], 'quiet_until_ms') or '0') then
+  return {lost, withdrawn, resumed}
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[3])) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = adapter_key(id)
+  local events = key .. ':events'
+  local state = redis.call('HGET', key, 'state')
+  if state == 'connecting' then
+    local app = not_live(key, id)
+    redis.call('DEL', key)
+    if app then redis.call('ZREM', app_key(app, 'adapters'), id) end
+    redis.call('PUBLISH', events, cjson.encode({event = 'failed', errorCode = 'no_capacity',
+      errorDescription = 'the worker process running this adapter was lost while connecting'}))
+    table.insert(lost, id)
+  elseif state and state ~= 'closed' then
+    local resumes = tonumber(redis.call('HGET', key, 'resumes') or '0')
+    if redis.call('HGET', key, 'direction') == 'egress' and resumes < tonumber(ARGV[7]) then
+      redis.call('HDEL', key, 'worker')
+      redis.call('HSET', key, 'state', 'reconnecting', 'resumes', resumes + 1,
+        'claim_deadline_ms', now + tonumber(ARGV[8]))
+      redis.call('ZADD', KEYS[4], now + tonumber(ARGV[8]), id)
+      redis.call('HINCRBY', PREFIX .. ':metrics', 'resumes|egress', 1)
+      redis.call('PUBLISH', events, cjson.encode({event = 'state', state = 'reconnecting'}))
+      table.insert(resumed, id)
+    else
+      close_lost(key, id)
+    end
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, ARGV[3])) do
+  redis.call('ZREM', KEYS[4], id)
+  local key = adapter_key(id)
+  if redis.call('HGET', key, 'state') == 'reconnecting'
+      and redis.call('HEXISTS', key, 'worker') == 0 then
+    close_lost(key, id)
+  end
+end
+local stale = now - tonumber(ARGV[4])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', stale, 'LIMIT', 0, ARGV[3])) do
+  redis.call('ZREM', KEYS[2], id)
+  local key = adapter_key(id)
+  if redis.call('HGET', key, 'state') == 'connecting'
+      and redis.call('HEXISTS', key, 'worker') == 0 then
+    local app = not_live(key, id)
+    redis.call('DEL', key)
+    if app then redis.call('ZREM', app_key(app, 'adapters'), id) end
+    table.insert(withdrawn, id)
+  end
+end
+return {lost, withdrawn, resumed}
