@@ -33,7 +33,7 @@ from sluice.errors import (
     TrackNotFound,
 )
 from sluice.state import keys
-from sluice.state.events import subscribe
+from sluice.state.events import Claimed, Closed, Failed, StateChanged, subscribe
 from sluice.state.jobs import enqueue_adapter
 from sluice.state.records import (
     AdapterRecord,
@@ -132,10 +132,8 @@ class AdapterService:
                 codec=codec,
                 endpoint=redact_endpoint(item.endpoint),
             )
-            outcome_kinds = {"state", "failed", "closed"}
-            event = await events.wait_for(
-                {"claimed", *outcome_kinds}, self.settings.pickup_timeout_s
-            )
+            outcome_kinds = (StateChanged, Failed, Closed)
+            event = await events.wait_for((Claimed, *outcome_kinds), self.settings.pickup_timeout_s)
             # No claim in time: withdraw the create, unless a worker claimed it meanwhile.
             if event is None and await self.store.abandon(adapter_id, app_id):
                 await asyncio.to_thread(self._drop_job, adapter_id)
@@ -145,7 +143,7 @@ class AdapterService:
                     ErrorCode.NO_CAPACITY,
                     "no worker process is free to run this adapter",
                 )
-            if event is None or event["event"] == "claimed":
+            if event is None or isinstance(event, Claimed):
                 event = await events.wait_for(
                     outcome_kinds, self.settings.connect_timeout_s + OUTCOME_SLACK_S
                 )
@@ -157,13 +155,9 @@ class AdapterService:
                 await self.store.close(adapter_id, CloseReason.INTERNAL_ERROR)
             bound.warning("adapter_create_timed_out")
             return _failed(item.trackName, ErrorCode.WEBSOCKET_CONNECTION_TIMEOUT, description)
-        if event["event"] == "failed":
-            bound.info("adapter_create_failed", error_code=event.get("errorCode"))
-            return _failed(
-                item.trackName,
-                str(event.get("errorCode", ErrorCode.INTERNAL_ERROR)),
-                str(event.get("errorDescription", "")),
-            )
+        if isinstance(event, Failed):
+            bound.info("adapter_create_failed", error_code=event.error_code)
+            return _failed(item.trackName, event.error_code, event.error_description)
         # `state` (active) — or `closed` when a close raced the create: the adapter existed,
         # so its id is returned and GET tells how it ended.
         if direction is Direction.INGEST:
@@ -244,7 +238,7 @@ class AdapterService:
             await self.store.close(adapter_id, CloseReason.API_CLOSE)
             return
         await self.store.request_close(adapter_id)
-        if await events.wait_for({"closed"}, self.settings.close_timeout_s) is None:
+        if await events.wait_for((Closed,), self.settings.close_timeout_s) is None:
             # The pipeline is hung or gone: the record is closed here, and a live pipeline
             # stops at its next heartbeat when it reads that.
             await self.store.close(adapter_id, CloseReason.API_CLOSE)

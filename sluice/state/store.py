@@ -9,7 +9,6 @@ Their sources, with what each takes and returns, are `lua/*.lua` (`sluice.state.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,12 +218,3 @@ class AdapterStore:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def parse_event(data: Any) -> dict[str, Any]:
-    """Decodes one message from an adapter's events channel."""
-    try:
-        event = json.loads(_text(data))
-    except ValueError:
-        return {}
-    return event if isinstance(event, dict) else {}
