@@ -13,6 +13,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sluice.errors import ErrorCode, SluiceError
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -48,8 +50,10 @@ PRIVATE: tuple[Network, ...] = tuple(
 )
 
 
-class EndpointNotAllowed(Exception):
+class EndpointNotAllowed(SluiceError):
     """The endpoint resolves to an address the policy refuses."""
+
+    error_code, status = ErrorCode.WEBSOCKET_ENDPOINT_NOT_ALLOWED, 400
 
 
 def parse_networks(spec: str) -> tuple[Network, ...]:

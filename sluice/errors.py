@@ -1,7 +1,22 @@
-"""Errors that reach users. Each carries the wire `errorCode` and an HTTP status.
+"""Every error Sluice raises on purpose, in one tree. Each carries the wire `errorCode`
+and an HTTP status; the body of an error is `{"errorCode": ..., "errorDescription": ...}`,
+and per-track failures in batch answers carry the same two fields.
 
-The body of every error is `{"errorCode": ..., "errorDescription": ...}`; per-track
-failures in batch answers carry the same two fields.
+- `SluiceError`
+  - request errors, rendered by the API and the SFU: `DecodingError`, `BodyTooLarge`,
+    `InvalidParams`, `TooManyTracks`, `Unauthorized`, `AppNotFound`, `SessionNotFound`,
+    `TrackNotFound`, `AdapterNotFound`, `QuotaExceeded`, `RateLimited`,
+    `StateStoreUnavailable`
+  - `CodedError`: the code is chosen where it is raised (a create's per-track failure)
+    - `worker.pipelines.base.SetupError`: a pipeline's media set-up failed
+    - `worker.dial.DialError`: the endpoint could not be reached
+  - `sluice.endpoint_policy.EndpointNotAllowed`: the endpoint resolves where it may not
+  - `sluice.media.calls_client.SessionsApiError`: the sessions API refused a call
+  - `MediaError`: media Sluice cannot use
+    - `sluice.media.aiortc_internals.SeamBroken`: aiortc changed shape (an upgrade)
+    - `sluice.media.rtp.vp9_payload.Vp9PayloadError`, `...rtp.h265.H265PayloadError`
+  - `sluice.wire.packet.PacketError`: a WebSocket message that is no valid `Packet`
+    - `PacketDecodeError` (ingest skips and counts it), `MessageTooBig` (closes 1009)
 """
 
 from __future__ import annotations
@@ -45,9 +60,9 @@ BATCH_STATUS: dict[str, int] = {
 
 
 class SluiceError(Exception):
-    """Base of every error rendered to a client."""
+    """Base of every error Sluice raises on purpose."""
 
-    error_code: ErrorCode = ErrorCode.INTERNAL_ERROR
+    error_code: str = ErrorCode.INTERNAL_ERROR  # an `ErrorCode`, or a peer's own code
     status: int = 500
 
     def __init__(self, description: str) -> None:
@@ -110,3 +125,19 @@ class StateStoreUnavailable(SluiceError):
     """Redis could not be reached; retrying later is the right move."""
 
     error_code, status = ErrorCode.SERVICE_UNAVAILABLE, 503
+
+
+class CodedError(SluiceError):
+    """An error whose code is decided where it is raised.
+
+    Attributes:
+        code: the per-track error code (also `error_code`).
+    """
+
+    def __init__(self, code: ErrorCode, description: str) -> None:
+        super().__init__(description)
+        self.error_code = self.code = code
+
+
+class MediaError(SluiceError):
+    """Media Sluice cannot use: a payload it cannot parse, a media stack it cannot drive."""

@@ -12,7 +12,7 @@ from websockets.exceptions import InvalidHandshake, InvalidURI
 from websockets.uri import parse_uri
 
 from sluice.endpoint_policy import EndpointNotAllowed, EndpointPolicy
-from sluice.errors import ErrorCode
+from sluice.errors import CodedError, ErrorCode
 from sluice.state.records import redact_endpoint
 
 
@@ -27,13 +27,8 @@ class _connect_without_redirects(connect):
         return exc
 
 
-class DialError(Exception):
+class DialError(CodedError):
     """The endpoint could not be reached; `code` is the per-track error code."""
-
-    def __init__(self, code: ErrorCode, description: str) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
 
 
 def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:

@@ -41,6 +41,7 @@ from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 
+from sluice.errors import MediaError
 from sluice.media import passthrough
 from sluice.media.frames import FrameAssembler, PayloadFrameAssembler, is_keyframe, starts_frame
 from sluice.media.types import Codec, EncodedFrame, FrameSink
@@ -54,7 +55,7 @@ _STREAMS_ATTR = "_RTCRtpReceiver__remote_streams"  # SSRC → StreamStatistics
 DEFAULT_VIDEO_HOLD_FRAMES = 2  # ~66 ms at 30 fps for a NACK to fill a hole
 
 
-class SeamBroken(RuntimeError):
+class SeamBroken(MediaError):
     """aiortc no longer has the shape this module relies on (an upgrade changed it)."""
 
 

@@ -26,12 +26,13 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from sluice.errors import SluiceError
 from sluice.media.aiortc_internals import tap_receiver
 from sluice.media.types import FrameSink
 
 
-class SessionsApiError(Exception):
-    """The sessions API refused a call, or one track of it."""
+class SessionsApiError(SluiceError):
+    """The sessions API refused a call, or one track of it (its status and code)."""
 
     def __init__(self, status: int, error_code: str, description: str) -> None:
         super().__init__(f"{status} {error_code}: {description}")

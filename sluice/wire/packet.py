@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from sluice.errors import SluiceError
 from sluice.wire.packet_pb2 import Packet
 
 # Spec §6: protobuf overhead included; 32 768 is allowed, 32 769 is a protocol violation.
@@ -26,7 +27,7 @@ UINT32_MOD = 1 << 32
 BytesLike = bytes | bytearray | memoryview
 
 
-class PacketError(Exception):
+class PacketError(SluiceError):
     """Base of the errors of this module."""
 
 

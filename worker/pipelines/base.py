@@ -16,18 +16,13 @@ from structlog.stdlib import BoundLogger
 from websockets.asyncio.client import ClientConnection
 
 from sluice.config import Settings
-from sluice.errors import ErrorCode
+from sluice.errors import CodedError
 from sluice.state.records import COUNTER_NAMES, AdapterRecord, AdapterState, CloseReason
 from worker.protocol.resume import ResumePoint
 
 
-class SetupError(Exception):
+class SetupError(CodedError):
     """`prepare()` failed; `code` becomes the create's per-track error code."""
-
-    def __init__(self, code: ErrorCode, description: str) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sluice.errors import MediaError
 from sluice.media.rtp.assembly import (
     MAX_FRAME_BYTES,
     MAX_PENDING_PACKETS,
@@ -41,7 +42,7 @@ PARAMETER_SETS = frozenset({NAL_VPS, NAL_SPS, NAL_PPS})
 _AU_OPENERS = frozenset({NAL_VPS, NAL_SPS, NAL_PPS, NAL_AUD, NAL_PREFIX_SEI, 41, 42, 43, 44})
 
 
-class H265PayloadError(Exception):
+class H265PayloadError(MediaError):
     """An RTP payload is not valid RFC 7798 H.265."""
 
 

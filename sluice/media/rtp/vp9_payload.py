@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sluice.errors import MediaError
+
 MAX_REFERENCES = 3  # RFC 9628: at most three P_DIFF per layer frame
 
 
-class Vp9PayloadError(Exception):
+class Vp9PayloadError(MediaError):
     """An RTP payload, or the VP9 data in it, is malformed."""
 
 
