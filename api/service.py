@@ -40,6 +40,7 @@ from sluice.state.records import (
     AdapterState,
     CloseReason,
     Direction,
+    MediaKind,
     redact_endpoint,
 )
 from sluice.state.store import AdapterStore
@@ -171,7 +172,7 @@ class AdapterService:
             info = await lookup_track(self.store.redis, app_id, item.sessionId, item.trackName)
         except (SessionNotFound, TrackNotFound) as exc:
             return _failed(item.trackName, exc.error_code, exc.description)
-        wanted = "audio" if item.outputCodec == "pcm" else "video"
+        wanted = MediaKind.AUDIO if item.outputCodec == "pcm" else MediaKind.VIDEO
         if info.kind != wanted:
             return _failed(
                 item.trackName,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from sluice.media.frames import TimestampUnwrapper
 from sluice.media.packet_track import PacketTrack, make_packet
 from sluice.media.types import EncodedFrame
+from sluice.state.records import MediaKind
 
 KEYFRAME_REQUEST_INTERVAL_S = 0.5  # one PLI serves every subscriber waiting meanwhile
 AUDIO_QUEUE_FRAMES = 10  # 200 ms: a late-starting sender must not begin with stale audio
@@ -26,7 +27,7 @@ class Subscriber:
     def __init__(self, fanout: Fanout, on_source_end: Callable[[], None]) -> None:
         self.fanout = fanout
         self.on_source_end = on_source_end
-        video = fanout.kind == "video"
+        video = fanout.kind == MediaKind.VIDEO
         self.waiting_keyframe = video
         self.track = PacketTrack(
             fanout.kind, max_queue=VIDEO_QUEUE_FRAMES if video else AUDIO_QUEUE_FRAMES
@@ -41,7 +42,7 @@ class Fanout:
     """Delivers a published track's frames to its subscribers.
 
     Args:
-        kind: "audio" or "video".
+        kind: the forwarded track's `MediaKind`.
         request_keyframe: asks the publisher for a keyframe (a PLI).
         clock: seconds, monotonic.
     """
@@ -91,7 +92,7 @@ class Fanout:
             return
         packet = None
         starving = False
-        video = self.kind == "video"
+        video = self.kind == MediaKind.VIDEO
         for sub in self.subscribers:
             if video and sub.track.full:
                 # Its sender is not reading; dropping a video frame would break the chain

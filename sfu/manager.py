@@ -20,6 +20,7 @@ from sluice.config import Settings
 from sluice.errors import SessionNotFound, TrackNotFound
 from sluice.media.ice import rtc_configuration
 from sluice.state import track_registry
+from sluice.state.records import MediaKind
 
 log = structlog.get_logger("sluice.sfu")
 
@@ -158,7 +159,7 @@ def _record(session: Session) -> track_registry.SessionRecord:
                 app_id=session.app_id,
                 session_id=session.id,
                 track_name=t.name,
-                kind=t.kind,
+                kind=MediaKind(t.kind),
                 codec=t.codec,
                 status=str(t.status),
                 mid=t.mid,

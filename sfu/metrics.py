@@ -29,12 +29,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from sfu.models import Location, TrackStatus
 from sluice.media.aiortc_internals import receive_counts
+from sluice.state.records import MediaKind
 
 if TYPE_CHECKING:
     from sfu.manager import SessionManager
     from sfu.session import Session
 
-KINDS = ("audio", "video")
+KINDS: tuple[str, ...] = tuple(MediaKind)  # label values: a fixed set
 # Every reason `SessionManager.close` is called with; anything else is "other".
 CLOSE_REASONS = (
     "idle",

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sluice.state.records import MediaKind
+
 MAX_TRACKS_PER_REQUEST = 64
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]
@@ -47,7 +49,7 @@ class TrackRequest(_Body):
     mid: Name | None = None
     trackName: Name | None = None
     sessionId: Name | None = None
-    kind: Literal["audio", "video"] | None = None
+    kind: MediaKind | None = None
 
 
 class NewTracksRequest(_Body):

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sluice.errors import InvalidParams
+from sluice.state.records import MediaKind
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-MEDIA_KINDS = ("audio", "video")
+MEDIA_KINDS = tuple(MediaKind)
 # What the SFU carries: aiortc's own codecs, and those `sluice.media.aiortc_internals` registers.
 SUPPORTED_CODECS = {"opus", "pcmu", "pcma", "g722", "vp8", "h264", "vp9", "h265"}
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
@@ -33,6 +33,7 @@ from sluice.state.records import (
     AdapterRecord,
     AdapterState,
     Direction,
+    MediaKind,
     redact_endpoint,
 )
 from sluice.state.store import AdapterStore
@@ -328,7 +329,8 @@ def _track_info(app_id: str, session_id: str, name: str, value: str) -> TrackInf
         app_id=app_id,
         session_id=session_id,
         track_name=name,
-        kind=str(data.get("kind", "?")),
+        # Shown as written: an unknown kind from another version reads as it is.
+        kind=cast(MediaKind, str(data.get("kind", "?"))),
         codec=data.get("codec"),
         status=str(data.get("status", "?")),
         mid=str(data.get("mid", "")),

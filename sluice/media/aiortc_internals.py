@@ -45,6 +45,7 @@ from sluice.errors import MediaError
 from sluice.media import passthrough
 from sluice.media.frames import FrameAssembler, PayloadFrameAssembler, is_keyframe, starts_frame
 from sluice.media.types import Codec, EncodedFrame, FrameSink
+from sluice.state.records import MediaKind
 
 log = structlog.get_logger("sluice.sfu")
 
@@ -65,7 +66,7 @@ class _Tap:
     def __init__(self, receiver: Any, kind: str, sink: FrameSink, hold_frames: int) -> None:
         self._receiver = receiver
         self._sink = sink
-        self._video = kind == "video"
+        self._video = kind == MediaKind.VIDEO
         self._assembler = FrameAssembler(
             single_packet_frames=not self._video, hold_frames=hold_frames
         )
@@ -146,7 +147,7 @@ def tap_receiver(
 
     Args:
         receiver: the receiver to tap.
-        kind: "audio" or "video".
+        kind: the receiver's `MediaKind`.
         sink: called in the event loop with each complete frame, in order.
         hold_frames: newer frames allowed to wait behind a missing packet (0: never
             wait); defaults to 0 for audio and `DEFAULT_VIDEO_HOLD_FRAMES` for video.
@@ -159,7 +160,7 @@ def tap_receiver(
     if not hasattr(receiver, _JITTER_ATTR) or not hasattr(receiver, _CODECS_ATTR):
         raise SeamBroken("RTCRtpReceiver has no private jitter buffer or codec table")
     if hold_frames is None:
-        hold_frames = DEFAULT_VIDEO_HOLD_FRAMES if kind == "video" else 0
+        hold_frames = DEFAULT_VIDEO_HOLD_FRAMES if kind == MediaKind.VIDEO else 0
     tap = _Tap(receiver, kind, sink, hold_frames)
     setattr(receiver, _JITTER_ATTR, tap)
     return ReceiverTap(tap)

@@ -20,6 +20,13 @@ class Direction(StrEnum):
     EGRESS = "egress"  # WebRTC → WebSocket (`location: "remote"`)
 
 
+class MediaKind(StrEnum):
+    """A track's kind, as SDP's media sections and `MediaStreamTrack.kind` name it."""
+
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
 class CloseReason(StrEnum):
     API_CLOSE = "api_close"
     SHUTDOWN = "shutdown"

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from sluice.errors import SessionNotFound, TrackNotFound
 from sluice.state.keys import PREFIX
+from sluice.state.records import MediaKind
 
 RECORD_TTL_S = 60  # a session's record outlives a dead SFU by at most this
 REFRESH_INTERVAL_S = 15.0
@@ -38,7 +39,7 @@ class TrackInfo:
     app_id: str
     session_id: str
     track_name: str
-    kind: str  # "audio" | "video"
+    kind: MediaKind
     codec: str | None  # as in SDP: "opus", "VP8", "H264"
     status: str  # "initializing" | "active" | "inactive"
     mid: str
@@ -95,7 +96,7 @@ async def lookup_track(redis: Redis, app_id: str, session_id: str, track_name: s
         app_id=app_id,
         session_id=session_id,
         track_name=track_name,
-        kind=data["kind"],
+        kind=MediaKind(data["kind"]),
         codec=data.get("codec"),
         status=data["status"],
         mid=data["mid"],
