@@ -13,11 +13,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sfu.metrics import Totals
-from sfu.models import Location, TrackStatus
 from sfu.session import Session
 from sfu.tracks import SessionTrack
 from sluice.config import Settings
 from sluice.errors import SessionNotFound, TrackNotFound
+from sluice.http.sessions_models import Location, TrackStatus
 from sluice.media.ice import rtc_configuration
 from sluice.state import track_registry
 from sluice.state.records import MediaKind

@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from sfu.models import Location, TrackStatus
+from sluice.http.sessions_models import Location, TrackStatus
 from sluice.media.aiortc_internals import receive_counts
 from sluice.state.records import MediaKind
 

@@ -8,8 +8,8 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from sfu import sdp
-from sfu.models import SessionDescription
 from sluice.errors import InvalidParams
+from sluice.http.sessions_models import SessionDescription
 from sluice.media.aiortc_internals import ReceiverTap, tap_receiver
 from sluice.media.types import EncodedFrame
 

@@ -10,9 +10,9 @@ import secrets
 from collections.abc import Callable, Collection
 
 from sfu import sdp
-from sfu.models import Location, TrackRequest, TrackResult
 from sfu.tracks import SessionTrack
 from sluice.errors import InvalidParams
+from sluice.http.sessions_models import Location, TrackRequest, TrackResult
 
 Resolver = Callable[[int, TrackRequest], "SessionTrack | TrackResult"]
 

@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Request
 
 from sfu.manager import SessionManager
-from sfu.models import (
+from sfu.session import Session
+from sluice.http.auth import AppDep
+from sluice.http.sessions_models import (
     CloseTracksRequest,
     NewSessionRequest,
     NewSessionResponse,
@@ -16,8 +18,6 @@ from sfu.models import (
     SessionView,
     TracksResponse,
 )
-from sfu.session import Session
-from sluice.http.auth import AppDep
 
 
 def get_manager(request: Request) -> SessionManager:

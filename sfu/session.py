@@ -18,7 +18,11 @@ from aiortc.mediastreams import MediaStreamError
 
 from sfu import sdp
 from sfu.forward import Fanout, Subscriber
-from sfu.models import (
+from sfu.negotiation import Negotiator
+from sfu.plan import OfferPlan
+from sfu.tracks import Hub, SessionTrack
+from sluice.errors import InvalidParams, SessionNotFound, SluiceError
+from sluice.http.sessions_models import (
     CloseTracksRequest,
     Location,
     NewTracksRequest,
@@ -30,10 +34,6 @@ from sfu.models import (
     TrackStatus,
     TrackView,
 )
-from sfu.negotiation import Negotiator
-from sfu.plan import OfferPlan
-from sfu.tracks import Hub, SessionTrack
-from sluice.errors import InvalidParams, SessionNotFound, SluiceError
 from sluice.media.aiortc_internals import on_keyframe_request, restrict_codecs
 from sluice.media.types import EncodedFrame
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sfu.forward import Fanout, Subscriber
-from sfu.models import Location, TrackResult, TrackStatus
+from sluice.http.sessions_models import Location, TrackResult, TrackStatus
 
 if TYPE_CHECKING:
     from sfu.session import Session

@@ -1,4 +1,7 @@
-"""Request and response bodies of the sessions API, with Cloudflare's camelCase names."""
+"""Request and response bodies of the sessions API, with Cloudflare's camelCase names.
+
+Shared: the SFU validates with them, the API describes its sessions routes with them.
+"""
 
 from __future__ import annotations
 
