@@ -46,7 +46,7 @@ from bench.media import FRAME_S, RATE, OpusReplayTrack, PatternVideoTrack
 from bench.report import print_table, write_result
 from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire.packet import decode
 
 LATE_S = 0.1
 JPEG_INTERVAL_S = 1.0
@@ -74,7 +74,7 @@ class LateTally:
 
     def on_message(self, path: str, message: bytes, now: float) -> None:
         if self.kind == "audio":
-            self._audio(path, Packet.FromString(message).timestamp, now)
+            self._audio(path, decode(message).timestamp, now)
         else:
             self._jpeg(path, now)
         self.last_at[path] = now

@@ -47,8 +47,7 @@ from bench.media import FRAME, FRAME_S, RATE, PatternVideoTrack
 from bench.report import distribution, print_table, write_result
 from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
-from sluice.wire.packet import encode
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire.packet import decode, encode
 
 TYPES = ("egress_pcm", "ingest", "jpeg_640x480", "jpeg_1280x720")
 WHERE = {
@@ -72,9 +71,9 @@ class Tally:
         self.count[path] += 1
         if path not in self.first_at:
             self.first_at[path] = now
-            self.first_payload[path] = Packet.FromString(message).payload
+            self.first_payload[path] = decode(message).payload
         if self.keep_sizes:
-            self.sizes.append(len(Packet.FromString(message).payload))
+            self.sizes.append(len(decode(message).payload))
 
 
 def tone_frames() -> list[bytes]:

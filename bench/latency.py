@@ -60,8 +60,7 @@ from bench.report import distribution, print_table, ratio, write_result
 from sluice.media.aiortc_internals import FrameDecoder, register_codecs, tap_receiver
 from sluice.media.ice import set_loopback
 from sluice.media.types import EncodedFrame
-from sluice.wire.packet import encode
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire.packet import decode, encode
 
 EGRESS_PATHS = ("sluice", "sfu_tap", "bare_default", "bare_tap")
 INGEST_PATHS = ("sluice_tap", "sluice_default")
@@ -154,7 +153,7 @@ async def egress(stack: Stack, clicks: int) -> dict[str, Any]:
 
     def on_message(path: str, message: bytes, now: float) -> None:
         if path in detectors:
-            detectors[path].feed(Packet.FromString(message).payload, now)
+            detectors[path].feed(decode(message).payload, now)
 
     tasks: list[asyncio.Task[None]] = []
     peers: list[RTCPeerConnection] = []

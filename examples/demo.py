@@ -53,7 +53,7 @@ from examples.endpoint import open_server
 from examples.record import Recorder
 from examples.speak import Speaker, SpeakError, espeak
 from sluice.cli.devserver import answers_healthz, redis_server_binary, spawn_redis
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire.packet import DecodedPacket as Packet
 
 APP = SECRET = "demo"  # development mode's app
 BIN = Path(sys.executable).parent

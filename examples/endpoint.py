@@ -1,8 +1,8 @@
 """What every example endpoint shares: the WebSocket server, Packets, and streams.
 
 Sluice dials your endpoint in both directions, so an endpoint is a WebSocket *server*.
-Each binary message is one protobuf `Packet` (`proto/packet.proto`, generated as
-`sluice.wire.packet_pb2`). An egress adapter that loses its connection re-dials the same
+Each binary message is one protobuf `Packet` (`proto/packet.proto`; `sluice.wire.packet`
+encodes and decodes it). An egress adapter that loses its connection re-dials the same
 URL and carries on counting, so `EgressEndpoint` keys what it receives by the URL path:
 a reconnect continues the stream of that path, and a new adapter on the same path (its
 first Packet has sequence number and timestamp 0) starts a new one.
@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from google.protobuf.message import DecodeError
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire import packet as wire
+from sluice.wire.packet import DecodedPacket as Packet
 
 log = logging.getLogger("examples")
 # The API of `make run` (development mode: app `demo`, secret `demo`).
@@ -64,10 +64,7 @@ def base_parser(name: str, description: str | None, port: int) -> argparse.Argum
 
 def encode(sequence_number: int, timestamp: int, payload: bytes) -> bytes:
     """One `Packet` as a message; `encode(0, 0, b"")` is the empty end-of-segment Packet."""
-    mod = 1 << 32
-    return Packet(
-        sequenceNumber=sequence_number % mod, timestamp=timestamp % mod, payload=payload
-    ).SerializeToString()
+    return wire.encode(sequence_number % wire.UINT32_MOD, timestamp % wire.UINT32_MOD, payload)
 
 
 async def packets(ws: ServerConnection) -> AsyncIterator[Packet]:
@@ -77,8 +74,8 @@ async def packets(ws: ServerConnection) -> AsyncIterator[Packet]:
             if isinstance(message, str):
                 continue
             try:
-                yield Packet.FromString(message)
-            except DecodeError:
+                yield wire.decode(message)
+            except wire.PacketDecodeError:
                 log.info(f"skipped an undecodable message ({len(message)} bytes)")
 
 
@@ -122,7 +119,7 @@ class EgressEndpoint(Endpoint, Generic[StreamT]):
         try:
             async for packet in packets(ws):
                 if state is None or (
-                    state.packets and packet.sequenceNumber == 0 and packet.timestamp == 0
+                    state.packets and packet.sequence_number == 0 and packet.timestamp == 0
                 ):
                     if state is not None:  # a new adapter on the same path
                         self.finish(state.stream)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from examples.audio import BYTES_PER_FRAME, CHANNELS, RATE, Timeline
 from examples.endpoint import EgressEndpoint, base_parser, run
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire.packet import DecodedPacket as Packet
 
 log = logging.getLogger("examples.record")
 JPEG_START = b"\xff\xd8"

@@ -23,7 +23,7 @@ import numpy as np
 from examples.audio import BYTES_PER_FRAME, RATE, Resampler, Timeline, float_to_pcm, pcm_to_float
 from examples.audio import level_dbfs as dbfs
 from examples.endpoint import EgressEndpoint, base_parser, run
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire.packet import DecodedPacket as Packet
 
 STT_RATE = 16_000
 

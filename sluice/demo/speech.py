@@ -18,7 +18,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire.packet import UINT32_MOD, encode
 
 RATE = 48_000
 BYTES_PER_SAMPLE = 4  # one stereo s16le sample pair
@@ -102,13 +102,12 @@ def chunk_packets(pcm: bytes, first_sequence: int = 0) -> list[bytes]:
     `sequenceNumber` counts Packets and `timestamp` counts 48 kHz samples from the
     clip's start (ingest reads only the payload; they are there for whoever looks).
     """
-    mod = 1 << 32
     messages = [
-        Packet(
-            sequenceNumber=(first_sequence + i) % mod,
-            timestamp=(offset // BYTES_PER_SAMPLE) % mod,
-            payload=pcm[offset : offset + CHUNK_BYTES],
-        ).SerializeToString()
+        encode(
+            (first_sequence + i) % UINT32_MOD,
+            (offset // BYTES_PER_SAMPLE) % UINT32_MOD,
+            pcm[offset : offset + CHUNK_BYTES],
+        )
         for i, offset in enumerate(range(0, len(pcm), CHUNK_BYTES))
     ]
-    return [*messages, Packet().SerializeToString()]
+    return [*messages, encode(0, 0, b"")]

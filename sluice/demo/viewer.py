@@ -32,13 +32,12 @@ import anyio
 import numpy as np
 import structlog
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
-from google.protobuf.message import DecodeError
 from starlette.requests import HTTPConnection
 
 from sluice.demo.speech import chunk_packets, clip_seconds, demo_clip
 from sluice.errors import InvalidParams
 from sluice.http.auth import SettingsDep
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire.packet import PacketDecodeError, decode
 
 log = structlog.get_logger("sluice.api.demo")
 
@@ -250,8 +249,8 @@ async def viewer_in(
 
             def relay(data: bytes) -> None:
                 try:
-                    packet = Packet.FromString(data)
-                except DecodeError:
+                    packet = decode(data)
+                except PacketDecodeError:
                     return
                 if kind == "jpeg":
                     if packet.payload:

@@ -13,7 +13,7 @@ from websockets.asyncio.server import ServerConnection
 
 from examples.endpoint import open_server
 from examples.record import Recorder
-from sluice.wire.packet_pb2 import Packet
+from sluice.wire.packet import DecodedPacket as Packet
 from tests.examples.util import close, create, read_wav, wait
 from tests.integration.audio import StereoToneTrack, dominant_frequency
 from tests.integration.helpers import Stack, egress_item
@@ -103,7 +103,7 @@ async def test_a_reconnect_appends_to_the_same_wav(stack: Stack, tmp_path: Path)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mic.wav"]
     rate, audio = read_wav(recorder.finished[0].path)
     seconds = len(audio) / rate
-    sequence = [p.sequenceNumber for p in packets]
+    sequence = [p.sequence_number for p in packets]
     print(f"{seconds:.2f} s recorded over {wall:.2f} s; sequence {sequence[0]}..{sequence[-1]}")
     assert sequence == list(range(len(sequence)))  # the backlog was flushed: nothing lost
     assert len(audio) == packets[-1].timestamp - packets[0].timestamp + 960
