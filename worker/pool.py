@@ -5,6 +5,14 @@ heavy imports and `gc.freeze()` before forking so every pipeline shares those pa
 SIGTERM forwarded to running pipelines so a drain closes adapters cleanly, the reaper,
 run from the supervisor's loop, and a health server child (worker.health) that the
 supervisor feeds through shared memory.
+
+This builds on RQ internals, not its documented API: it overrides `Worker.heartbeat`,
+`handle_warm_shutdown_request` and `setup_work_horse_signals`, and `WorkerPool.start_worker`,
+`get_worker_process`, `check_workers`, `reap_workers` and `request_stop`; it reads
+`horse_pid`, `birth_date`, `key`, `worker_ttl`, `serialize()`, `kill_horse(sig=)`,
+`worker_registration.register()` and the pool's `worker_dict`. An rq upgrade can change
+any of them without an error, so pyproject pins rq's minor version and
+tests/unit/test_rq_internals.py pins their shapes and that RQ's loops still call them.
 """
 
 from __future__ import annotations
