@@ -94,7 +94,9 @@ class AdapterWorker(Worker):
             self.kill_horse(sig=signal.SIGTERM)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        if pipeline is None and self.birth_date is not None:
+        # Checked on every beat, busy or idle: rq's own busy-time beat (`maintain_heartbeats`,
+        # with a pipeline) recreates a vanished worker hash but not its registry entries.
+        if self.birth_date is not None:
             try:
                 registered = self.connection.hexists(self.key, "birth")
             except RedisError:

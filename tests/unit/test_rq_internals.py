@@ -283,6 +283,23 @@ def test_heartbeat_re_registers_a_worker_redis_forgot(fake: fakeredis.FakeRedis)
     assert 0 < fake.ttl(worker.key) <= worker.worker_ttl + 60, "the re-written hash expires"
 
 
+def test_a_busy_worker_redis_forgot_registers_again_on_rq_s_job_time_beat(
+    fake: fakeredis.FakeRedis,
+) -> None:
+    # While a job (an adapter) runs, rq beats through `maintain_heartbeats`, with a
+    # pipeline; an adapter lives for hours, so a busy worker must come back on those too.
+    worker = make_worker(fake)
+    worker.register_birth()
+    queue = Queue(QUEUE, connection=fake)
+    fake.flushall()  # Redis restarted empty
+    with fake.pipeline() as pipe:
+        worker.heartbeat(90, pipeline=pipe)
+        pipe.execute()
+    assert [w.name for w in Worker.all(queue=queue)] == [worker.name], (
+        "AdapterWorker.heartbeat must re-register on a beat that comes with a pipeline"
+    )
+
+
 def test_register_adds_the_key_to_the_registry_sets_through_the_pipeline(
     fake: fakeredis.FakeRedis,
 ) -> None:
