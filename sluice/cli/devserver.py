@@ -132,8 +132,10 @@ def run_dev(procfile: str = "Procfile") -> int:
         "  endpoints are allowed. Do not expose this to a network.\n\n"
         f"  Sluice is starting at {settings.public_url}\n"
         f"    API docs:   {settings.public_url}/docs\n"
+        f"    demo page:  {settings.public_url}/\n"
         f"    try:        curl -H 'Authorization: Bearer demo' "
-        f"{settings.public_url}/v1/apps/demo/adapters/websocket/00\n",
+        f"{settings.public_url}/v1/apps/demo/usage\n"
+        "    then the README's quick start, in another terminal\n",
         file=sys.stderr,
     )
     bin_dir = Path(sys.executable).parent
