@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from sluice import __version__
 from sluice.state.records import AdapterState, redact_endpoint  # stdlib only: cheap to import
 
 if TYPE_CHECKING:
@@ -202,8 +203,19 @@ def _warn_if_dev(dev: bool) -> None:
         )
 
 
+def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """A group's command without a subcommand: its help, not an error."""
+
+    def show(_: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sluice {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     api = sub.add_parser("api", help="the control plane (adapters API)")
@@ -225,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=_dev)
 
     adapters = sub.add_parser("adapters", help="list, inspect and close adapters")
-    adapters_sub = adapters.add_subparsers(dest="adapters_command", required=True)
+    adapters_sub = adapters.add_subparsers(dest="adapters_command")
+    adapters.set_defaults(func=_help(adapters))
 
     ls = adapters_sub.add_parser("ls", help="adapters, newest first (by default the live ones)")
     ls.add_argument("--app", help="only this app's adapters")
@@ -259,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     workers.set_defaults(func=_workers)
 
     sessions = sub.add_parser("sessions", help="SFU sessions, as the SFUs' registry holds them")
-    sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
+    sessions_sub = sessions.add_subparsers(dest="sessions_command")
+    sessions.set_defaults(func=_help(sessions))
     sessions_ls = sessions_sub.add_parser("ls", help="sessions, newest first")
     sessions_ls.add_argument("--app", help="only this app's sessions")
     sessions_ls.add_argument("--json", action="store_true", help="JSON instead of a table")

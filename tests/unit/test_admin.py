@@ -378,3 +378,17 @@ def test_cli_without_redis_says_so_in_one_line(
     assert out == ""
     assert err.startswith(f"sluice: cannot reach Redis at redis://127.0.0.1:{port}/0: ")
     assert len(err.strip().splitlines()) == 1 and "pw" not in err
+
+
+def test_version_and_a_group_without_a_subcommand_print_rather_than_fail(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sluice import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sluice {__version__}"
+    for group, subcommand in (("adapters", "ls"), ("sessions", "ls")):
+        assert main([group]) == 0
+        assert subcommand in capsys.readouterr().out
