@@ -14,7 +14,7 @@ import contextlib
 import signal
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ from sluice.state import keys
 from sluice.state.lag_histogram import LagHistogram
 from sluice.state.records import AdapterRecord, AdapterState, CloseReason, redact_endpoint
 from sluice.state.store import AdapterStore
+from sluice.tasks import cancel_and_wait, first_completed
 from worker.dial import DialError, dial, tls_context
 from worker.pipelines import make_pipeline, pipeline_class
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
@@ -157,7 +158,7 @@ class AdapterRunner:
         try:
             ws = await self._start(record, pipeline, resuming=resuming)
             if ws is not None:
-                reason = await self._first(pipeline.run(ws), self.stop.wait())
+                reason = await first_completed(pipeline.run(ws), self.stop.wait(), log=self.log)
         except Exception:
             self.log.exception("adapter_crashed")
             reason = CloseReason.INTERNAL_ERROR
@@ -173,9 +174,7 @@ class AdapterRunner:
             self._live = False
             if reason is not None:
                 await self._close_record(reason, ctx.counters)
-            for task in background:
-                task.cancel()
-            _, stuck = await asyncio.wait(background, timeout=CLEANUP_TIMEOUT_S)
+            stuck = await cancel_and_wait(background, log=self.log, timeout_s=CLEANUP_TIMEOUT_S)
             if stuck:
                 self.log.warning("background_tasks_stuck", tasks=[t.get_name() for t in stuck])
         return reason
@@ -264,17 +263,6 @@ class AdapterRunner:
         if endpoint[:4].lower() == "wss:":
             return tls_context(self.settings.endpoint_ca_bundle)
         return None
-
-    async def _first(self, *aws: Awaitable[CloseReason]) -> CloseReason:
-        """The result of whichever finishes first; the others are cancelled and awaited."""
-        tasks = [asyncio.ensure_future(aw) for aw in aws]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            return next(iter(done)).result()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _set_state(self, state: AdapterState) -> None:
         if self._record is not None:

@@ -28,6 +28,7 @@ from sluice.errors import ErrorCode
 from sluice.media.calls_client import SessionsApiError, SessionsClient
 from sluice.media.types import EncodedFrame
 from sluice.state.records import AdapterState, CloseReason
+from sluice.tasks import first_completed
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.sfu_link import session_lost, sessions_client
@@ -54,6 +55,7 @@ class EgressPipeline(Pipeline):
         self._in_flight: bytes | None = None  # taken from the backlog, not yet sent
         self._client: SessionsClient | None = None
         self._remote: MediaStreamTrack | None = None
+        self._current: ClientConnection | None = None  # the endpoint connection, if open
         resume = ctx.resume
         self.stamper = (
             Stamper(self.clock_rate, resume.first_sequence, resume.first_timestamp)
@@ -93,61 +95,57 @@ class EgressPipeline(Pipeline):
 
     async def _run_media(self) -> None:
         """Runs the media tasks; returns (or raises) only when one of them stops."""
-        tasks = [asyncio.create_task(c) for c in self._media_tasks()]
-        try:
-            if tasks:
-                await next(asyncio.as_completed(tasks))
-            else:
-                await asyncio.Event().wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if coros := self._media_tasks():
+            await first_completed(*coros, log=self.ctx.log)
+        else:
+            await asyncio.Event().wait()
 
     async def run(self, ws: ClientConnection) -> CloseReason:
-        track_ended = asyncio.create_task(self._track_ended(), name="track-ended")
-        media = asyncio.create_task(self._run_media(), name="media")
-        self._current: ClientConnection | None = ws
+        self._current = ws
+        reason: CloseReason | None = None
         try:
-            while self._current is not None:
-                outcome = await self._serve(self._current, track_ended, media)
-                if outcome is not None:
-                    return outcome
-                self._current = await self._reconnect(track_ended)
-            return (
-                CloseReason.TRACK_ENDED if track_ended.done() else CloseReason.ENDPOINT_UNAVAILABLE
+            # A pipeline ends when any of its tasks ends: never stream on half-dead. On a
+            # tie, a media failure counts before the track's end before the endpoint.
+            reason = await first_completed(
+                self._until_media_stops(),
+                self._until_track_ends(),
+                self._connections(),
+                log=self.ctx.log,
             )
+            return reason
         finally:
             if self._current is not None:
-                # Closed via the API or shut down: the endpoint hears 1000.
-                await close_ws(self._current)
-            for task in (track_ended, media):
-                task.cancel()
-            await asyncio.gather(track_ended, media, return_exceptions=True)
+                # 1000 however it ended (closed via the API, shut down, failed); the
+                # reason text says when the source is gone.
+                why = "track ended" if reason is CloseReason.TRACK_ENDED else ""
+                await close_ws(self._current, 1000, why)
 
-    async def _serve(
-        self, ws: ClientConnection, track_ended: asyncio.Task[None], media: asyncio.Task[None]
-    ) -> CloseReason | None:
-        """Streams over one connection; None when it was lost and should be re-dialled."""
-        sender = asyncio.create_task(self._send(ws), name="sender")
-        reader = asyncio.create_task(self._drain(ws), name="reader")
+    async def _until_media_stops(self) -> CloseReason:
+        error: Exception | None = None
         try:
-            await asyncio.wait(
-                [sender, reader, track_ended, media],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            for task in (sender, reader):
-                task.cancel()
-            await asyncio.gather(sender, reader, return_exceptions=True)
-        if media.done():
-            # A pipeline ends when any of its tasks ends: never stream on half-dead.
-            error = None if media.cancelled() else media.exception()
-            self.ctx.log.error("media_task_failed", error=repr(error))
-            return CloseReason.INTERNAL_ERROR
-        if track_ended.done():
-            await close_ws(ws, 1000, "track ended")
-            return CloseReason.TRACK_ENDED
+            await self._run_media()
+        except Exception as exc:
+            error = exc
+        self.ctx.log.error("media_task_failed", error=repr(error), exc_info=error)
+        return CloseReason.INTERNAL_ERROR
+
+    async def _until_track_ends(self) -> CloseReason:
+        await self._track_ended()
+        return CloseReason.TRACK_ENDED
+
+    async def _connections(self) -> CloseReason:
+        """Streams over the connection, re-dialling each time it is lost."""
+        while (ws := self._current) is not None:
+            outcome = await self._serve(ws)
+            if outcome is not None:
+                return outcome
+            self._current = None
+            await self._reconnect()
+        return CloseReason.ENDPOINT_UNAVAILABLE
+
+    async def _serve(self, ws: ClientConnection) -> CloseReason | None:
+        """Streams over one connection; None when it was lost and should be re-dialled."""
+        await first_completed(self._send(ws), self._drain(ws), log=self.ctx.log)
         received = ws.protocol.close_rcvd
         code = received.code if received is not None else None
         if on_close(code, current=True) is CloseAction.END:
@@ -157,26 +155,25 @@ class EgressPipeline(Pipeline):
         ws.transport.abort()
         return None
 
-    async def _reconnect(self, track_ended: asyncio.Task[None]) -> ClientConnection | None:
-        """Re-dials within the window; None when it ran out or the track ended."""
+    async def _reconnect(self) -> None:
+        """Re-dials within the window into `_current`; leaves it None if the window ran out."""
         await self.ctx.set_state(AdapterState.RECONNECTING)
         loop = asyncio.get_running_loop()
         window = ReconnectWindow(loop.time(), window_s=self.ctx.settings.reconnect_window_s)
         while (delay := window.next_delay(loop.time())) is not None:
-            await asyncio.wait([track_ended], timeout=delay)
-            if track_ended.done():
-                return None
+            await asyncio.sleep(delay)
             try:
                 async with asyncio.timeout(window.remaining(loop.time())):
-                    ws = await self.ctx.redial()
+                    # Kept at once: if the pipeline ends while the state is announced,
+                    # `run` still closes this connection.
+                    self._current = await self.ctx.redial()
             except (DialError, TimeoutError):
                 continue
             self.ctx.counters["reconnects"] += 1
             await self.ctx.set_state(AdapterState.ACTIVE)
             self.ctx.log.info("endpoint_reconnected", attempts=window.attempts)
-            return ws
+            return
         self.ctx.log.info("endpoint_unavailable", window_s=self.ctx.settings.reconnect_window_s)
-        return None
 
     async def _send(self, ws: ClientConnection) -> None:
         counters = self.ctx.counters
@@ -189,7 +186,10 @@ class EgressPipeline(Pipeline):
                 continue
             # Kept until sent: a message whose send fails goes first on the next
             # connection (at-least-once across a reconnect rather than a gap).
-            await ws.send(self._in_flight)
+            try:
+                await ws.send(self._in_flight)
+            except ConnectionClosed:
+                return  # `_serve` reads why from the connection
             counters["packets"] += 1
             counters["bytes"] += len(self._in_flight)
             self._in_flight = None
@@ -210,16 +210,12 @@ class EgressPipeline(Pipeline):
                 while True:
                     await remote.recv()
 
-        ended = asyncio.create_task(receiver_ended())
-        sfu_gone = asyncio.create_task(session_lost(self._client.peers[0]))
-        try:
-            await asyncio.wait([ended, sfu_gone], return_when=asyncio.FIRST_COMPLETED)
-            if sfu_gone.done():
-                self.ctx.log.warning("sfu_session_lost", why=sfu_gone.result())
-        finally:
-            for task in (ended, sfu_gone):
-                task.cancel()
-            await asyncio.gather(ended, sfu_gone, return_exceptions=True)
+        async def sfu_gone() -> None:
+            why = await session_lost(peer)
+            self.ctx.log.warning("sfu_session_lost", why=why)
+
+        peer = self._client.peers[0]
+        await first_completed(sfu_gone(), receiver_ended(), log=self.ctx.log)
 
     async def aclose(self) -> None:
         if self._client is not None:
