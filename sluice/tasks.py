@@ -9,6 +9,7 @@ and an exception is either re-raised or logged, never dropped with its task.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -19,6 +20,9 @@ T = TypeVar("T")
 F = TypeVar("F", bound=asyncio.Future[Any])
 
 _log: BoundLogger = structlog.get_logger("sluice.tasks")
+# Futures whose exception was logged: a task watched by a done callback and then
+# cancelled and awaited at cleanup is reported once, not twice.
+_logged: weakref.WeakSet[asyncio.Future[Any]] = weakref.WeakSet()
 
 
 def exception_of(future: asyncio.Future[Any]) -> BaseException | None:
@@ -37,13 +41,16 @@ def log_exception(
 ) -> BaseException | None:
     """Logs the exception a finished `future` ended with, if any, and returns it.
 
+    A future is logged once however often this is called for it.
+
     Args:
         future: a done task or future (a done callback's argument).
         log: the logger, with its context bound; a module logger by default.
         event: the log event.
     """
     exc = exception_of(future)
-    if exc is not None:
+    if exc is not None and future not in _logged:
+        _logged.add(future)
         name = future.get_name() if isinstance(future, asyncio.Task) else repr(future)
         (log or _log).error(event, task=name, error=repr(exc), exc_info=exc)
     return exc

@@ -27,7 +27,7 @@ from sluice.state import keys
 from sluice.state.lag_histogram import LagHistogram
 from sluice.state.records import AdapterRecord, AdapterState, CloseReason, redact_endpoint
 from sluice.state.store import AdapterStore
-from sluice.tasks import cancel_and_wait, first_completed
+from sluice.tasks import cancel_and_wait, first_completed, log_exception
 from worker.dial import DialError, dial, tls_context
 from worker.pipelines import make_pipeline, pipeline_class
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
@@ -152,6 +152,8 @@ class AdapterRunner:
             asyncio.create_task(self._listen_for_close(), name="control"),
             asyncio.create_task(_watch_loop_lag(ctx.counters, self.lag), name="loop-lag"),
         ]
+        for task in background:
+            task.add_done_callback(self._background_ended)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set, CloseReason.SHUTDOWN)
         reason: CloseReason | None = None
@@ -178,6 +180,18 @@ class AdapterRunner:
             if stuck:
                 self.log.warning("background_tasks_stuck", tasks=[t.get_name() for t in stuck])
         return reason
+
+    def _background_ended(self, task: asyncio.Task[None]) -> None:
+        """Ends the adapter when a housekeeping task dies (they only end when cancelled).
+
+        Without heartbeats the reaper would take the adapter for lost and resume it on
+        another process while this one still streams; without the control channel a
+        close would go unheard. Better to end it, saying why.
+        """
+        if task.cancelled():
+            return
+        log_exception(task, self.log, "background_task_failed")
+        self.stop.set(CloseReason.INTERNAL_ERROR)
 
     async def _resume_point(self, record: AdapterRecord) -> ResumePoint | None:
         """Where the lost pipeline's stream would be now (None: it saved no position)."""

@@ -197,4 +197,7 @@ async def test_exception_of_and_log_exception() -> None:
     with capture_logs() as logs:
         assert isinstance(log_exception(failed, event="decode_failed"), Crash)
         assert log_exception(fine) is None
+        # Seen by a done callback first, then by the cleanup: reported once.
+        assert isinstance(log_exception(failed), Crash)
+        assert await cancel_and_wait([failed]) == set()
     assert [entry["event"] for entry in logs] == ["decode_failed"]

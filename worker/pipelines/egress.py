@@ -31,7 +31,7 @@ from sluice.state.records import AdapterState, CloseReason
 from sluice.tasks import first_completed
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
-from worker.pipelines.sfu_link import session_lost, sessions_client
+from worker.pipelines.sfu_link import close_sessions_client, session_lost, sessions_client
 from worker.protocol.reconnect import Backlog, CloseAction, ReconnectWindow, on_close
 from worker.protocol.stamping import Stamper
 
@@ -218,6 +218,4 @@ class EgressPipeline(Pipeline):
         await first_completed(sfu_gone(), receiver_ended(), log=self.ctx.log)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.close()
+        await close_sessions_client(self._client, self.ctx.log)

@@ -22,7 +22,7 @@ from sluice.tasks import first_completed
 from sluice.wire.packet import MAX_MESSAGE_BYTES, PacketDecodeError, decode
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.playout_track import PlayoutTrack
-from worker.pipelines.sfu_link import session_lost, sessions_client
+from worker.pipelines.sfu_link import close_sessions_client, session_lost, sessions_client
 from worker.protocol.pcm import FRAME_DURATION_S, PcmReassembler
 from worker.protocol.playout import PlayoutBuffer
 
@@ -132,6 +132,4 @@ class IngestPipeline(Pipeline):
 
     async def aclose(self) -> None:
         self.track.stop()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.close()
+        await close_sessions_client(self._client, self.ctx.log)
