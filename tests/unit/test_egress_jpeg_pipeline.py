@@ -9,7 +9,7 @@ what the adapter's log says when the decoder or the encoder breaks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from types import SimpleNamespace
@@ -168,7 +168,7 @@ def feed(sessions: FakeSessions, codec: Codec, data: bytes) -> None:
     sessions.on_frame(EncodedFrame(data, 3000, codec, keyframe=True, received_at=0.0))
 
 
-def failures(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def failures(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [entry for entry in logs if entry["event"] == "media_task_failed"]
 
 
