@@ -2,14 +2,17 @@
 
 The pipeline pulls the track from the SFU with the receiver tapped (encoded frames as
 they complete, no jitter buffer: latency first). The media half (`egress_audio`,
-`egress_jpeg`) turns frames into Packets and appends them to a bounded backlog. One
-sender task drains the backlog into the current connection, so a slow or absent
-endpoint never blocks decoding, and memory stays bounded.
+`egress_jpeg`) turns frames into Packets and hands them to the adapter's
+`EgressSession`, which queues them in a bounded backlog. One sender task writes what the
+session says to send next into the current connection, so a slow or absent endpoint
+never blocks decoding, and memory stays bounded.
 
 When the connection is lost, or the endpoint closes with anything but 1000, the pipeline
-re-dials within the reconnect window while the backlog keeps what it holds (audio:
-drop-oldest, video: the latest JPEG); on reconnect it flushes the backlog in order and
-goes live again.
+re-dials as the session's reconnect window paces it while the backlog keeps what it
+holds (audio: drop-oldest, video: the latest JPEG); on reconnect the message that was in
+flight goes first, then the backlog in order, then live again. What to send, when to
+re-dial and why the adapter ended are the session's decisions; this module only moves
+bytes and waits.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from sluice.tasks import first_completed
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.sfu_link import close_sessions_client, session_lost, sessions_client
-from worker.protocol.reconnect import Backlog, CloseAction, ReconnectWindow, on_close
+from worker.protocol.egress_session import EgressSession, SessionState
+from worker.protocol.reconnect import Backlog
 from worker.protocol.stamping import Stamper
 
 _SETUP_ERRORS = {
@@ -50,9 +54,10 @@ class EgressPipeline(Pipeline):
 
     def __init__(self, ctx: PipelineContext, backlog: Backlog) -> None:
         super().__init__(ctx)
-        self.backlog = backlog
-        self._ready = asyncio.Event()  # the backlog has something to send
-        self._in_flight: bytes | None = None  # taken from the backlog, not yet sent
+        self.session = EgressSession(
+            backlog, window_s=ctx.settings.reconnect_window_s, counters=ctx.counters
+        )
+        self._ready = asyncio.Event()  # something was produced: the sender may have work
         self._client: SessionsClient | None = None
         self._remote: MediaStreamTrack | None = None
         self._current: ClientConnection | None = None  # the endpoint connection, if open
@@ -86,7 +91,7 @@ class EgressPipeline(Pipeline):
 
     def _emit(self, message: bytes) -> None:
         """Queues one Packet for the endpoint (drop-oldest when the backlog is full)."""
-        self.ctx.counters["dropped"] += self.backlog.append(message)
+        self.session.produce(message)
         self._ready.set()
 
     def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:
@@ -101,98 +106,92 @@ class EgressPipeline(Pipeline):
             await asyncio.Event().wait()
 
     async def run(self, ws: ClientConnection) -> CloseReason:
+        session = self.session
+        session.connection_up(asyncio.get_running_loop().time())
         self._current = ws
-        reason: CloseReason | None = None
         try:
-            # A pipeline ends when any of its tasks ends: never stream on half-dead. On a
-            # tie, a media failure counts before the track's end before the endpoint.
-            reason = await first_completed(
+            # A pipeline ends when any of its tasks ends: never stream on half-dead. Each
+            # of them ends the session first, and the first reason given stands.
+            await first_completed(
                 self._until_media_stops(),
                 self._until_track_ends(),
-                self._connections(),
+                self._stream(),
                 log=self.ctx.log,
             )
-            return reason
         finally:
             if self._current is not None:
                 # 1000 however it ended (closed via the API, shut down, failed); the
                 # reason text says when the source is gone.
-                why = "track ended" if reason is CloseReason.TRACK_ENDED else ""
-                await close_ws(self._current, 1000, why)
+                gone = session.close_reason is CloseReason.TRACK_ENDED
+                await close_ws(self._current, 1000, "track ended" if gone else "")
+        assert session.close_reason is not None
+        return session.close_reason
 
-    async def _until_media_stops(self) -> CloseReason:
+    async def _until_media_stops(self) -> None:
         error: Exception | None = None
         try:
             await self._run_media()
         except Exception as exc:
             error = exc
         self.ctx.log.error("media_task_failed", error=repr(error), exc_info=error)
-        return CloseReason.INTERNAL_ERROR
+        self.session.media_failed()
 
-    async def _until_track_ends(self) -> CloseReason:
+    async def _until_track_ends(self) -> None:
         await self._track_ended()
-        return CloseReason.TRACK_ENDED
+        self.session.track_ended()
 
-    async def _connections(self) -> CloseReason:
-        """Streams over the connection, re-dialling each time it is lost."""
+    async def _stream(self) -> None:
+        """Sends over the connection, re-dialling each time it is lost, until the end."""
+        session, loop = self.session, asyncio.get_running_loop()
         while (ws := self._current) is not None:
-            outcome = await self._serve(ws)
-            if outcome is not None:
-                return outcome
+            await first_completed(self._send(ws), self._drain(ws), log=self.ctx.log)
+            received = ws.protocol.close_rcvd
+            code = received.code if received is not None else None
+            session.connection_lost(loop.time(), code)
+            if session.state is SessionState.ENDED:
+                self.ctx.log.info("endpoint_closed", code=code)
+                return
+            self.ctx.log.info("endpoint_lost", code=code)
+            ws.transport.abort()
             self._current = None
-            await self._reconnect()
-        return CloseReason.ENDPOINT_UNAVAILABLE
+            await self._redial()
 
-    async def _serve(self, ws: ClientConnection) -> CloseReason | None:
-        """Streams over one connection; None when it was lost and should be re-dialled."""
-        await first_completed(self._send(ws), self._drain(ws), log=self.ctx.log)
-        received = ws.protocol.close_rcvd
-        code = received.code if received is not None else None
-        if on_close(code, current=True) is CloseAction.END:
-            self.ctx.log.info("endpoint_closed", code=code)
-            return CloseReason.ENDPOINT_CLOSED
-        self.ctx.log.info("endpoint_lost", code=code)
-        ws.transport.abort()
-        return None
-
-    async def _reconnect(self) -> None:
-        """Re-dials within the window into `_current`; leaves it None if the window ran out."""
+    async def _redial(self) -> None:
+        """Re-dials as the session paces it into `_current`, left None if the window ran out."""
+        session, loop = self.session, asyncio.get_running_loop()
         await self.ctx.set_state(AdapterState.RECONNECTING)
-        loop = asyncio.get_running_loop()
-        window = ReconnectWindow(loop.time(), window_s=self.ctx.settings.reconnect_window_s)
-        while (delay := window.next_delay(loop.time())) is not None:
+        while (delay := session.redial_delay(loop.time())) is not None:
             await asyncio.sleep(delay)
             try:
-                async with asyncio.timeout(window.remaining(loop.time())):
+                async with asyncio.timeout(session.dial_timeout(loop.time())):
                     # Kept at once: if the pipeline ends while the state is announced,
                     # `run` still closes this connection.
                     self._current = await self.ctx.redial()
             except (DialError, TimeoutError):
                 continue
-            self.ctx.counters["reconnects"] += 1
+            session.connection_up(loop.time())
             await self.ctx.set_state(AdapterState.ACTIVE)
-            self.ctx.log.info("endpoint_reconnected", attempts=window.attempts)
+            self.ctx.log.info(
+                "endpoint_reconnected",
+                attempts=session.attempts,
+                outage_ms=round((session.last_outage_s or 0.0) * 1000),
+            )
             return
         self.ctx.log.info("endpoint_unavailable", window_s=self.ctx.settings.reconnect_window_s)
 
     async def _send(self, ws: ClientConnection) -> None:
-        counters = self.ctx.counters
+        session = self.session
         while True:
-            if self._in_flight is None:
-                self._in_flight = self.backlog.pop()
-            if self._in_flight is None:
+            message = session.next_message()
+            if message is None:
                 self._ready.clear()
                 await self._ready.wait()
                 continue
-            # Kept until sent: a message whose send fails goes first on the next
-            # connection (at-least-once across a reconnect rather than a gap).
             try:
-                await ws.send(self._in_flight)
+                await ws.send(message)
             except ConnectionClosed:
-                return  # `_serve` reads why from the connection
-            counters["packets"] += 1
-            counters["bytes"] += len(self._in_flight)
-            self._in_flight = None
+                return  # `_stream` reads why from the connection
+            session.written()
 
     async def _drain(self, ws: ClientConnection) -> None:
         """Reads and ignores what the endpoint sends (spec §7); returns when it closes."""
