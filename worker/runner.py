@@ -14,7 +14,7 @@ import contextlib
 import signal
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ from sluice.state import keys
 from sluice.state.lag_histogram import LagHistogram
 from sluice.state.records import AdapterRecord, AdapterState, CloseReason, redact_endpoint
 from sluice.state.store import AdapterStore
+from sluice.tasks import cancel_and_wait, first_completed, log_exception
 from worker.dial import DialError, dial, tls_context
 from worker.pipelines import make_pipeline, pipeline_class
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
@@ -151,13 +152,15 @@ class AdapterRunner:
             asyncio.create_task(self._listen_for_close(), name="control"),
             asyncio.create_task(_watch_loop_lag(ctx.counters, self.lag), name="loop-lag"),
         ]
+        for task in background:
+            task.add_done_callback(self._background_ended)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set, CloseReason.SHUTDOWN)
         reason: CloseReason | None = None
         try:
             ws = await self._start(record, pipeline, resuming=resuming)
             if ws is not None:
-                reason = await self._first(pipeline.run(ws), self.stop.wait())
+                reason = await first_completed(pipeline.run(ws), self.stop.wait(), log=self.log)
         except Exception:
             self.log.exception("adapter_crashed")
             reason = CloseReason.INTERNAL_ERROR
@@ -173,12 +176,22 @@ class AdapterRunner:
             self._live = False
             if reason is not None:
                 await self._close_record(reason, ctx.counters)
-            for task in background:
-                task.cancel()
-            _, stuck = await asyncio.wait(background, timeout=CLEANUP_TIMEOUT_S)
+            stuck = await cancel_and_wait(background, log=self.log, timeout_s=CLEANUP_TIMEOUT_S)
             if stuck:
                 self.log.warning("background_tasks_stuck", tasks=[t.get_name() for t in stuck])
         return reason
+
+    def _background_ended(self, task: asyncio.Task[None]) -> None:
+        """Ends the adapter when a housekeeping task dies (they only end when cancelled).
+
+        Without heartbeats the reaper would take the adapter for lost and resume it on
+        another process while this one still streams; without the control channel a
+        close would go unheard. Better to end it, saying why.
+        """
+        if task.cancelled():
+            return
+        log_exception(task, self.log, "background_task_failed")
+        self.stop.set(CloseReason.INTERNAL_ERROR)
 
     async def _resume_point(self, record: AdapterRecord) -> ResumePoint | None:
         """Where the lost pipeline's stream would be now (None: it saved no position)."""
@@ -264,17 +277,6 @@ class AdapterRunner:
         if endpoint[:4].lower() == "wss:":
             return tls_context(self.settings.endpoint_ca_bundle)
         return None
-
-    async def _first(self, *aws: Awaitable[CloseReason]) -> CloseReason:
-        """The result of whichever finishes first; the others are cancelled and awaited."""
-        tasks = [asyncio.ensure_future(aw) for aw in aws]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            return next(iter(done)).result()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _set_state(self, state: AdapterState) -> None:
         if self._record is not None:

@@ -2,14 +2,17 @@
 
 The pipeline pulls the track from the SFU with the receiver tapped (encoded frames as
 they complete, no jitter buffer: latency first). The media half (`egress_audio`,
-`egress_jpeg`) turns frames into Packets and appends them to a bounded backlog. One
-sender task drains the backlog into the current connection, so a slow or absent
-endpoint never blocks decoding, and memory stays bounded.
+`egress_jpeg`) turns frames into Packets and hands them to the adapter's
+`EgressSession`, which queues them in a bounded backlog. One sender task writes what the
+session says to send next into the current connection, so a slow or absent endpoint
+never blocks decoding, and memory stays bounded.
 
 When the connection is lost, or the endpoint closes with anything but 1000, the pipeline
-re-dials within the reconnect window while the backlog keeps what it holds (audio:
-drop-oldest, video: the latest JPEG); on reconnect it flushes the backlog in order and
-goes live again.
+re-dials as the session's reconnect window paces it while the backlog keeps what it
+holds (audio: drop-oldest, video: the latest JPEG); on reconnect the message that was in
+flight goes first, then the backlog in order, then live again. What to send, when to
+re-dial and why the adapter ended are the session's decisions; this module only moves
+bytes and waits.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from sluice.errors import ErrorCode
 from sluice.media.calls_client import SessionsApiError, SessionsClient
 from sluice.media.types import EncodedFrame
 from sluice.state.records import AdapterState, CloseReason
+from sluice.tasks import first_completed
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
-from worker.pipelines.sfu_link import session_lost, sessions_client
-from worker.protocol.reconnect import Backlog, CloseAction, ReconnectWindow, on_close
+from worker.pipelines.sfu_link import close_sessions_client, session_lost, sessions_client
+from worker.protocol.egress_session import EgressSession, SessionState
+from worker.protocol.reconnect import Backlog
 from worker.protocol.stamping import Stamper
 
 _SETUP_ERRORS = {
@@ -49,11 +54,13 @@ class EgressPipeline(Pipeline):
 
     def __init__(self, ctx: PipelineContext, backlog: Backlog) -> None:
         super().__init__(ctx)
-        self.backlog = backlog
-        self._ready = asyncio.Event()  # the backlog has something to send
-        self._in_flight: bytes | None = None  # taken from the backlog, not yet sent
+        self.session = EgressSession(
+            backlog, window_s=ctx.settings.reconnect_window_s, counters=ctx.counters
+        )
+        self._ready = asyncio.Event()  # something was produced: the sender may have work
         self._client: SessionsClient | None = None
         self._remote: MediaStreamTrack | None = None
+        self._current: ClientConnection | None = None  # the endpoint connection, if open
         resume = ctx.resume
         self.stamper = (
             Stamper(self.clock_rate, resume.first_sequence, resume.first_timestamp)
@@ -84,7 +91,7 @@ class EgressPipeline(Pipeline):
 
     def _emit(self, message: bytes) -> None:
         """Queues one Packet for the endpoint (drop-oldest when the backlog is full)."""
-        self.ctx.counters["dropped"] += self.backlog.append(message)
+        self.session.produce(message)
         self._ready.set()
 
     def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:
@@ -93,106 +100,98 @@ class EgressPipeline(Pipeline):
 
     async def _run_media(self) -> None:
         """Runs the media tasks; returns (or raises) only when one of them stops."""
-        tasks = [asyncio.create_task(c) for c in self._media_tasks()]
-        try:
-            if tasks:
-                await next(asyncio.as_completed(tasks))
-            else:
-                await asyncio.Event().wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if coros := self._media_tasks():
+            await first_completed(*coros, log=self.ctx.log)
+        else:
+            await asyncio.Event().wait()
 
     async def run(self, ws: ClientConnection) -> CloseReason:
-        track_ended = asyncio.create_task(self._track_ended(), name="track-ended")
-        media = asyncio.create_task(self._run_media(), name="media")
-        self._current: ClientConnection | None = ws
+        session = self.session
+        session.connection_up(asyncio.get_running_loop().time())
+        self._current = ws
         try:
-            while self._current is not None:
-                outcome = await self._serve(self._current, track_ended, media)
-                if outcome is not None:
-                    return outcome
-                self._current = await self._reconnect(track_ended)
-            return (
-                CloseReason.TRACK_ENDED if track_ended.done() else CloseReason.ENDPOINT_UNAVAILABLE
+            # A pipeline ends when any of its tasks ends: never stream on half-dead. Each
+            # of them ends the session first, and the first reason given stands.
+            await first_completed(
+                self._until_media_stops(),
+                self._until_track_ends(),
+                self._stream(),
+                log=self.ctx.log,
             )
         finally:
             if self._current is not None:
-                # Closed via the API or shut down: the endpoint hears 1000.
-                await close_ws(self._current)
-            for task in (track_ended, media):
-                task.cancel()
-            await asyncio.gather(track_ended, media, return_exceptions=True)
+                # 1000 however it ended (closed via the API, shut down, failed); the
+                # reason text says when the source is gone.
+                gone = session.close_reason is CloseReason.TRACK_ENDED
+                await close_ws(self._current, 1000, "track ended" if gone else "")
+        assert session.close_reason is not None
+        return session.close_reason
 
-    async def _serve(
-        self, ws: ClientConnection, track_ended: asyncio.Task[None], media: asyncio.Task[None]
-    ) -> CloseReason | None:
-        """Streams over one connection; None when it was lost and should be re-dialled."""
-        sender = asyncio.create_task(self._send(ws), name="sender")
-        reader = asyncio.create_task(self._drain(ws), name="reader")
+    async def _until_media_stops(self) -> None:
+        error: Exception | None = None
         try:
-            await asyncio.wait(
-                [sender, reader, track_ended, media],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            for task in (sender, reader):
-                task.cancel()
-            await asyncio.gather(sender, reader, return_exceptions=True)
-        if media.done():
-            # A pipeline ends when any of its tasks ends: never stream on half-dead.
-            error = None if media.cancelled() else media.exception()
-            self.ctx.log.error("media_task_failed", error=repr(error))
-            return CloseReason.INTERNAL_ERROR
-        if track_ended.done():
-            await close_ws(ws, 1000, "track ended")
-            return CloseReason.TRACK_ENDED
-        received = ws.protocol.close_rcvd
-        code = received.code if received is not None else None
-        if on_close(code, current=True) is CloseAction.END:
-            self.ctx.log.info("endpoint_closed", code=code)
-            return CloseReason.ENDPOINT_CLOSED
-        self.ctx.log.info("endpoint_lost", code=code)
-        ws.transport.abort()
-        return None
+            await self._run_media()
+        except Exception as exc:
+            error = exc
+        self.ctx.log.error("media_task_failed", error=repr(error), exc_info=error)
+        self.session.media_failed()
 
-    async def _reconnect(self, track_ended: asyncio.Task[None]) -> ClientConnection | None:
-        """Re-dials within the window; None when it ran out or the track ended."""
+    async def _until_track_ends(self) -> None:
+        await self._track_ended()
+        self.session.track_ended()
+
+    async def _stream(self) -> None:
+        """Sends over the connection, re-dialling each time it is lost, until the end."""
+        session, loop = self.session, asyncio.get_running_loop()
+        while (ws := self._current) is not None:
+            await first_completed(self._send(ws), self._drain(ws), log=self.ctx.log)
+            received = ws.protocol.close_rcvd
+            code = received.code if received is not None else None
+            session.connection_lost(loop.time(), code)
+            if session.state is SessionState.ENDED:
+                self.ctx.log.info("endpoint_closed", code=code)
+                return
+            self.ctx.log.info("endpoint_lost", code=code)
+            ws.transport.abort()
+            self._current = None
+            await self._redial()
+
+    async def _redial(self) -> None:
+        """Re-dials as the session paces it into `_current`, left None if the window ran out."""
+        session, loop = self.session, asyncio.get_running_loop()
         await self.ctx.set_state(AdapterState.RECONNECTING)
-        loop = asyncio.get_running_loop()
-        window = ReconnectWindow(loop.time(), window_s=self.ctx.settings.reconnect_window_s)
-        while (delay := window.next_delay(loop.time())) is not None:
-            await asyncio.wait([track_ended], timeout=delay)
-            if track_ended.done():
-                return None
+        while (delay := session.redial_delay(loop.time())) is not None:
+            await asyncio.sleep(delay)
             try:
-                async with asyncio.timeout(window.remaining(loop.time())):
-                    ws = await self.ctx.redial()
+                async with asyncio.timeout(session.dial_timeout(loop.time())):
+                    # Kept at once: if the pipeline ends while the state is announced,
+                    # `run` still closes this connection.
+                    self._current = await self.ctx.redial()
             except (DialError, TimeoutError):
                 continue
-            self.ctx.counters["reconnects"] += 1
+            session.connection_up(loop.time())
             await self.ctx.set_state(AdapterState.ACTIVE)
-            self.ctx.log.info("endpoint_reconnected", attempts=window.attempts)
-            return ws
+            self.ctx.log.info(
+                "endpoint_reconnected",
+                attempts=session.attempts,
+                outage_ms=round((session.last_outage_s or 0.0) * 1000),
+            )
+            return
         self.ctx.log.info("endpoint_unavailable", window_s=self.ctx.settings.reconnect_window_s)
-        return None
 
     async def _send(self, ws: ClientConnection) -> None:
-        counters = self.ctx.counters
+        session = self.session
         while True:
-            if self._in_flight is None:
-                self._in_flight = self.backlog.pop()
-            if self._in_flight is None:
+            message = session.next_message()
+            if message is None:
                 self._ready.clear()
                 await self._ready.wait()
                 continue
-            # Kept until sent: a message whose send fails goes first on the next
-            # connection (at-least-once across a reconnect rather than a gap).
-            await ws.send(self._in_flight)
-            counters["packets"] += 1
-            counters["bytes"] += len(self._in_flight)
-            self._in_flight = None
+            try:
+                await ws.send(message)
+            except ConnectionClosed:
+                return  # `_stream` reads why from the connection
+            session.written()
 
     async def _drain(self, ws: ClientConnection) -> None:
         """Reads and ignores what the endpoint sends (spec §7); returns when it closes."""
@@ -210,18 +209,12 @@ class EgressPipeline(Pipeline):
                 while True:
                     await remote.recv()
 
-        ended = asyncio.create_task(receiver_ended())
-        sfu_gone = asyncio.create_task(session_lost(self._client.peers[0]))
-        try:
-            await asyncio.wait([ended, sfu_gone], return_when=asyncio.FIRST_COMPLETED)
-            if sfu_gone.done():
-                self.ctx.log.warning("sfu_session_lost", why=sfu_gone.result())
-        finally:
-            for task in (ended, sfu_gone):
-                task.cancel()
-            await asyncio.gather(ended, sfu_gone, return_exceptions=True)
+        async def sfu_gone() -> None:
+            why = await session_lost(peer)
+            self.ctx.log.warning("sfu_session_lost", why=why)
+
+        peer = self._client.peers[0]
+        await first_completed(sfu_gone(), receiver_ended(), log=self.ctx.log)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.close()
+        await close_sessions_client(self._client, self.ctx.log)

@@ -41,6 +41,8 @@ class JpegEgressPipeline(EgressPipeline):
         self._pending = 0
         self._skipping = False  # dropping frames until a keyframe after falling behind
         self._first_picture = asyncio.Event()
+        self._decoder_broken = asyncio.Event()
+        self._decode_error: BaseException | None = None  # the first decode that raised
 
     def _on_frame(self, frame: EncodedFrame) -> None:
         if self._skipping and not frame.keyframe:
@@ -58,11 +60,28 @@ class JpegEgressPipeline(EgressPipeline):
 
     def _decoded(self, future: asyncio.Future[bool]) -> None:
         self._pending -= 1
-        if not future.cancelled() and future.exception() is None and future.result():
+        if future.cancelled():
+            return  # the executor was shut down with the pipeline
+        if (exc := future.exception()) is not None:
+            # `decode` answers False for any frame FFmpeg rejects (fuzzed in
+            # test_jpeg_fuzz): what it raises is a decoder that cannot work (a codec
+            # with no decoder, a broken FFmpeg), and every later frame would fail the
+            # same way, so no picture could ever be sent. The first failure ends the
+            # media, and so the adapter, with `internal_error`.
+            if self._decode_error is None:
+                self._decode_error = exc
+                self._decoder_broken.set()
+        elif future.result():
             self._first_picture.set()
 
     def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._snapshot_every_second()]
+        return [self._snapshot_every_second(), self._until_decoder_breaks()]
+
+    async def _until_decoder_breaks(self) -> None:
+        """Raises what the decoder thread raised, once it did."""
+        await self._decoder_broken.wait()
+        assert self._decode_error is not None
+        raise self._decode_error
 
     async def _snapshot_every_second(self) -> None:
         loop = asyncio.get_running_loop()

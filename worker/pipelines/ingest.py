@@ -18,10 +18,11 @@ from websockets.exceptions import ConnectionClosed
 from sluice.errors import ErrorCode
 from sluice.media.calls_client import SessionsApiError, SessionsClient
 from sluice.state.records import CloseReason
+from sluice.tasks import first_completed
 from sluice.wire.packet import MAX_MESSAGE_BYTES, PacketDecodeError, decode
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.playout_track import PlayoutTrack
-from worker.pipelines.sfu_link import session_lost, sessions_client
+from worker.pipelines.sfu_link import close_sessions_client, session_lost, sessions_client
 from worker.protocol.pcm import FRAME_DURATION_S, PcmReassembler
 from worker.protocol.playout import PlayoutBuffer
 
@@ -69,19 +70,18 @@ class IngestPipeline(Pipeline):
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         assert self._client is not None
-        reader = asyncio.create_task(self._read(ws), name="reader")
-        sfu_gone = asyncio.create_task(session_lost(self._client.peers[0]), name="sfu-watch")
+        peer = self._client.peers[0]
+
+        async def sfu_gone() -> CloseReason:
+            why = await session_lost(peer)
+            # The track is gone with the SFU session: nothing more to play into.
+            self.ctx.log.warning("sfu_session_lost", why=why)
+            return CloseReason.TRACK_ENDED
+
         try:
-            await asyncio.wait([reader, sfu_gone], return_when=asyncio.FIRST_COMPLETED)
-            if sfu_gone.done():
-                # The track is gone with the SFU session: nothing more to play into.
-                self.ctx.log.warning("sfu_session_lost", why=sfu_gone.result())
-                return CloseReason.TRACK_ENDED
-            reason = reader.result()
+            # On a tie the SFU's loss wins: there is no track left to play a close into.
+            reason = await first_completed(sfu_gone(), self._read(ws), log=self.ctx.log)
         finally:
-            for task in (reader, sfu_gone):
-                task.cancel()
-            await asyncio.gather(reader, sfu_gone, return_exceptions=True)
             await close_ws(ws)
         if reason is CloseReason.ENDPOINT_CLOSED:
             # The endpoint is done: what it sent still plays out, then the track ends.
@@ -132,6 +132,4 @@ class IngestPipeline(Pipeline):
 
     async def aclose(self) -> None:
         self.track.stop()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.close()
+        await close_sessions_client(self._client, self.ctx.log)

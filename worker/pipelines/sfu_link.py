@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from structlog.stdlib import BoundLogger
 
 from sluice.media.calls_client import Peer, SessionsApiError, SessionsClient
 from sluice.media.ice import rtc_configuration
@@ -30,6 +31,20 @@ def sessions_client(ctx: PipelineContext) -> SessionsClient:
         configuration=rtc_configuration(settings),
         tls=tls_context(),  # an https:// SFU: the system store, loaded once per host
     )
+
+
+async def close_sessions_client(client: SessionsClient | None, log: BoundLogger) -> None:
+    """Closes the pipeline's peer connections and HTTP client; logs, never raises.
+
+    Best effort: the adapter is ending either way, and the SFU ends a session whose peer
+    has gone; a failure here must not keep the adapter's record from being closed.
+    """
+    if client is None:
+        return
+    try:
+        await client.close()
+    except Exception as exc:
+        log.warning("sfu_client_close_failed", error=repr(exc), exc_info=exc)
 
 
 async def session_lost(peer: Peer) -> str:

@@ -8,5 +8,7 @@ monotonic seconds (`loop.time()` in the I/O layer). One concern per module:
 - `playout`: the bounded real-time playout buffer of ingest.
 - `pacing`: one tick every 20 ms without drift.
 - `reconnect`: egress backoff, reconnect window and bounded drop-oldest backlogs.
+- `egress_session`: one egress adapter's send queue, in-flight message and reconnect
+  window as one state machine (what to send, when to re-dial, why it ended).
 - `stamping`: egress `sequenceNumber` / `timestamp` from RTP timestamps.
 """

@@ -1,4 +1,4 @@
-"""Egress reconnect logic: when to re-dial, when to give up, what to keep meanwhile.
+"""Egress reconnect parts: backoff, the reconnect window, the bounded backlogs.
 
 When the endpoint connection is lost (or closed with any code but 1000), the pipeline
 re-dials with a short backoff for up to a window (default 5 s), then closes the adapter
@@ -8,46 +8,18 @@ flushed in order, then live resumes.
 
 The same `Backlog` is the send queue while connected: a slow endpoint fills it, the
 oldest messages are dropped and counted, so the decode loop never blocks on the socket
-and memory stays bounded.
+and memory stays bounded. `egress_session.EgressSession` puts these parts together.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from enum import StrEnum
 
 from worker.protocol.pcm import frames_for
 
 DEFAULT_WINDOW_S = 5.0  # spec §7: re-dial for up to 5 s
 DEFAULT_AUDIO_BACKLOG_S = DEFAULT_WINDOW_S  # as long as the window: no loss within it
-CLOSE_NORMAL = 1000
-
-
-class CloseAction(StrEnum):
-    """What the egress pipeline does when an endpoint connection closes."""
-
-    END = "end"  # adapter closes with `endpoint_closed`
-    RECONNECT = "reconnect"  # open a `ReconnectWindow`
-    IGNORE = "ignore"  # a connection already replaced; nothing changes
-
-
-def on_close(code: int | None, *, current: bool) -> CloseAction:
-    """Decides what a closed endpoint connection means (spec §7).
-
-    Args:
-        code: the close code the endpoint sent; None when the connection was lost
-            without a close frame (reset, timeout, 1006).
-        current: whether this is the connection the pipeline is sending on, as opposed
-            to one it has already replaced by re-dialling.
-    """
-    if not current:
-        # Endpoints often close the old socket when a new one arrives.
-        return CloseAction.IGNORE
-    if code == CLOSE_NORMAL:
-        return CloseAction.END  # it said it is done
-    # 1001 "going away" during a restart included: it may come back.
-    return CloseAction.RECONNECT
 
 
 class Backoff:
@@ -99,15 +71,8 @@ class Backoff:
 class ReconnectWindow:
     """One outage: re-dial attempts from `lost_at` until `lost_at + window_s`.
 
-        window = ReconnectWindow(loop.time(), window_s=settings.reconnect_window_s)
-        while (delay := window.next_delay(loop.time())) is not None:
-            await asyncio.sleep(delay)
-            try:
-                ws = await asyncio.wait_for(redial(), window.remaining(loop.time()))
-            except (DialError, TimeoutError):
-                continue
-            ...  # connected: flush the backlog
-        ...  # closes with endpoint_unavailable
+    `next_delay(now)` paces the attempts until it gives up (None); `remaining(now)` is
+    the bound for one dial (see `EgressSession.redial_delay` and `dial_timeout`).
 
     Every attempt is left at least `min_attempt_s` before the deadline, so the last one
     is not a dial with no time to connect; passing `remaining(now)` as the dial timeout
@@ -146,14 +111,6 @@ class ReconnectWindow:
             now: the monotonic clock.
         """
         return max(0.0, self.deadline - now)
-
-    def expired(self, now: float) -> bool:
-        """Whether the window is over: the adapter closes with `endpoint_unavailable`.
-
-        Args:
-            now: the monotonic clock.
-        """
-        return now >= self.deadline
 
     def next_delay(self, now: float) -> float | None:
         """Seconds to wait before the next attempt, which it counts; None to give up.
@@ -243,30 +200,18 @@ class Backlog:
         self.dropped += dropped
         return dropped
 
-    def peek(self) -> bytes | None:
-        """The oldest message, left in place; None when empty.
-
-        A sender peeks, awaits the send, then `pop`s: a message whose send failed with
-        the connection stays first in line for the next connection.
-        """
-        return self._queue[0] if self._queue else None
-
     def pop(self) -> bytes | None:
-        """Removes and returns the oldest message, counted as delivered; None when empty."""
+        """Removes and returns the oldest message, counted as delivered; None when empty.
+
+        The egress session keeps what it popped in flight until it is written, so a
+        message whose send fails with the connection still goes first on the next one.
+        """
         if not self._queue:
             return None
         message = self._queue.popleft()
         self._bytes -= len(message)
         self.delivered += 1
         return message
-
-    def drain(self) -> list[bytes]:
-        """Removes and returns every message, oldest first, counted as delivered."""
-        messages = list(self._queue)
-        self._queue.clear()
-        self._bytes = 0
-        self.delivered += len(messages)
-        return messages
 
 
 class LatestOnly(Backlog):

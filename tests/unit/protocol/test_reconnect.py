@@ -1,4 +1,8 @@
-"""Egress reconnect: close handling, backoff, the window, the bounded backlogs."""
+"""Egress reconnect parts: backoff, the window, the bounded backlogs.
+
+How a closed connection is handled (1000 ends, anything else re-dials) and the in-flight
+message kept across a reconnect are the session's: `test_egress_session`.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.protocol.pcm import FRAME_BYTES
-from worker.protocol.reconnect import (
-    Backlog,
-    Backoff,
-    CloseAction,
-    LatestOnly,
-    ReconnectWindow,
-    on_close,
-)
+from worker.protocol.reconnect import Backlog, Backoff, LatestOnly, ReconnectWindow
 
 T0 = 500.0
-
-
-# --- close handling -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("code", "current", "action"),
-    [
-        (1000, True, CloseAction.END),
-        (1001, True, CloseAction.RECONNECT),  # going away: a restart
-        (1011, True, CloseAction.RECONNECT),
-        (4000, True, CloseAction.RECONNECT),
-        (None, True, CloseAction.RECONNECT),  # lost without a close frame
-        (1000, False, CloseAction.IGNORE),  # the old socket of a replaced connection
-        (1001, False, CloseAction.IGNORE),
-        (None, False, CloseAction.IGNORE),
-    ],
-)
-def test_on_close(code: int | None, current: bool, action: CloseAction) -> None:
-    assert on_close(code, current=current) is action
 
 
 # --- backoff ------------------------------------------------------------------------
@@ -112,11 +89,12 @@ def test_window_is_configurable() -> None:
     assert len(attempt_times(window, T0, dial_s=0.0)) > 28
 
 
-def test_expiry_and_remaining() -> None:
+def test_remaining_and_giving_up() -> None:
+    # Expiry as the session sees it (ending endpoint_unavailable): test_egress_session.
     window = ReconnectWindow(T0)
-    assert not window.expired(T0 + 4.999)
     assert window.remaining(T0 + 4.0) == pytest.approx(1.0)
-    assert window.expired(T0 + 5.0)
+    assert window.remaining(T0 + 4.999) > 0
+    assert window.remaining(T0 + 5.0) == 0.0
     assert window.remaining(T0 + 6.0) == 0.0
     assert window.next_delay(T0 + 6.0) is None
 
@@ -143,6 +121,14 @@ def msg(n: int, size: int = 4) -> bytes:
     return n.to_bytes(4, "big") + bytes(size - 4)
 
 
+def drain(backlog: Backlog) -> list[bytes]:
+    """Pops every message, oldest first (each counted as delivered)."""
+    messages = []
+    while (message := backlog.pop()) is not None:
+        messages.append(message)
+    return messages
+
+
 def test_audio_backlog_holds_the_whole_window() -> None:
     assert Backlog.for_audio().max_messages == 250
     assert Backlog.for_audio(10.0).max_messages == 500
@@ -151,7 +137,7 @@ def test_audio_backlog_holds_the_whole_window() -> None:
 def test_drop_oldest_by_count() -> None:
     backlog = Backlog(max_messages=3)
     assert [backlog.append(msg(n)) for n in range(5)] == [0, 0, 0, 1, 1]
-    assert backlog.drain() == [msg(2), msg(3), msg(4)]
+    assert drain(backlog) == [msg(2), msg(3), msg(4)]
     assert (backlog.appended, backlog.dropped, backlog.delivered) == (5, 2, 3)
     assert len(backlog) == 0
     assert backlog.size_bytes == 0
@@ -163,7 +149,7 @@ def test_drop_oldest_by_bytes() -> None:
     backlog.append(msg(2, 4))
     assert backlog.append(msg(3, 6)) == 1  # 14 bytes: the oldest goes
     assert backlog.size_bytes == 10
-    assert backlog.drain() == [msg(2, 4), msg(3, 6)]
+    assert drain(backlog) == [msg(2, 4), msg(3, 6)]
 
 
 def test_both_bounds() -> None:
@@ -172,27 +158,25 @@ def test_both_bounds() -> None:
         backlog.append(msg(n, 10))
     assert len(backlog) == 2
     assert backlog.append(msg(3, 95)) == 2
-    assert backlog.drain() == [msg(3, 95)]
+    assert drain(backlog) == [msg(3, 95)]
 
 
 def test_message_bigger_than_the_byte_bound_is_dropped_alone() -> None:
     backlog = Backlog(max_bytes=10)
     backlog.append(msg(1, 8))
     assert backlog.append(msg(2, 11)) == 1
-    assert backlog.drain() == [msg(1, 8)]
+    assert drain(backlog) == [msg(1, 8)]
     assert backlog.dropped == 1
 
 
-def test_peek_then_pop_keeps_a_failed_send_first_in_line() -> None:
+def test_pop_takes_the_oldest_and_counts_it_delivered() -> None:
+    # A failed send staying first in line is the session's in-flight message now.
     backlog = Backlog(max_messages=4)
     backlog.append(msg(1))
     backlog.append(msg(2))
-    assert backlog.peek() == msg(1)
-    assert backlog.peek() == msg(1)  # the send failed: still there for the next connection
     assert backlog.pop() == msg(1)
     assert backlog.pop() == msg(2)
     assert backlog.pop() is None
-    assert backlog.peek() is None
     assert backlog.delivered == 2
 
 
@@ -209,16 +193,16 @@ def test_latest_only_keeps_the_newest_picture() -> None:
     assert pictures.append(b"jpeg-1") == 0
     assert pictures.append(b"jpeg-2") == 1
     assert pictures.append(b"jpeg-3") == 1
-    assert pictures.drain() == [b"jpeg-3"]
+    assert drain(pictures) == [b"jpeg-3"]
     assert pictures.dropped == 2
-    assert pictures.drain() == []
+    assert drain(pictures) == []
 
 
 def test_outage_within_the_window_loses_no_audio() -> None:
     backlog = Backlog.for_audio()
     for n in range(250):  # 5 s of 20 ms frames while disconnected
         backlog.append(msg(n, FRAME_BYTES))
-    flushed = backlog.drain()
+    flushed = drain(backlog)
     assert flushed == [msg(n, FRAME_BYTES) for n in range(250)]
     assert backlog.dropped == 0
 
@@ -227,7 +211,7 @@ def test_longer_outage_keeps_the_latest_audio() -> None:
     backlog = Backlog.for_audio()
     for n in range(300):
         backlog.append(msg(n, FRAME_BYTES))
-    assert backlog.drain() == [msg(n, FRAME_BYTES) for n in range(50, 300)]
+    assert drain(backlog) == [msg(n, FRAME_BYTES) for n in range(50, 300)]
     assert backlog.dropped == 50
     assert backlog.size_bytes == 0
 
@@ -241,7 +225,7 @@ def test_slow_consumer_drops_oldest_and_never_blocks_the_producer() -> None:
         assert len(backlog) <= 10
         if tick % 3 == 0 and (message := backlog.pop()) is not None:
             sent.append(message)
-    sent.extend(backlog.drain())
+    sent.extend(drain(backlog))
     numbers = [int.from_bytes(m[:4], "big") for m in sent]
     assert numbers == sorted(numbers)  # order kept
     assert numbers[-10:] == list(range(290, 300))  # the newest survive
@@ -283,13 +267,13 @@ def test_backlog_bounds_and_accounting(
             if (message := backlog.pop()) is not None:
                 delivered.append(int.from_bytes(message[:4], "big"))
         else:
-            delivered.extend(int.from_bytes(m[:4], "big") for m in backlog.drain())
+            delivered.extend(int.from_bytes(m[:4], "big") for m in drain(backlog))
         if max_messages is not None:
             assert len(backlog) <= max_messages
         if max_bytes is not None:
             assert backlog.size_bytes <= max_bytes
         assert backlog.dropped + backlog.delivered + len(backlog) == produced
-    delivered.extend(int.from_bytes(m[:4], "big") for m in backlog.drain())
+    delivered.extend(int.from_bytes(m[:4], "big") for m in drain(backlog))
     assert backlog.dropped + len(delivered) == produced
     assert delivered == sorted(set(delivered))  # in order, never twice
 
