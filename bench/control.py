@@ -36,9 +36,10 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Stack, egress_item, endpoint, free_port, progress, running_stack
+from bench.harness import Stack, egress_item, endpoint, progress, running_stack
 from bench.media import OpusReplayTrack
 from bench.report import distribution, print_table, write_result
+from sluice.cli.devserver import free_port
 from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
 

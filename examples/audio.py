@@ -1,9 +1,8 @@
-"""Audio helpers for the examples, numpy only: WAV in, resampling, tones, checks.
+"""Audio helpers for the examples: WAV in (stdlib `wave`), resampling (soxr), tones, checks.
 
 Sluice's PCM is signed 16-bit little-endian, 48 kHz, two channels interleaved (L, R).
 Here audio is a float32 array of shape (samples, channels) in [-1, 1] unless said otherwise.
-`Resampler` is a streaming polyphase resampler with a Kaiser-windowed sinc low-pass, so
-going down (48 kHz to 16 kHz) does not fold anything above the new Nyquist back in.
+`Resampler` streams through soxr, a well-kept band-limited resampler.
 `Timeline` places egress Packets by their timestamps (no asyncio, no I/O).
 """
 
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import soxr
 
 RATE = 48_000
 CHANNELS = 2
@@ -123,77 +123,42 @@ def sound_span(
 
 
 class Resampler:
-    """Streaming rational resampling: feed blocks of any size, get what is ready.
+    """Streaming resampling: feed blocks of any size, get what is ready.
 
-    Polyphase: the low-pass is designed at the common multiple of both rates and only
-    the taps that meet real input samples are computed. Cut-off just below the lower
-    Nyquist frequency (90 % of it passes, everything above it is down `attenuation_db`).
+    soxr's band-limited resampler keeps its filter state across blocks, so block edges
+    make no clicks and going down (48 kHz to 16 kHz) folds nothing above the new Nyquist
+    frequency back in.
 
     Args:
         rate_in: input sample rate in Hz.
         rate_out: output sample rate in Hz.
         channels: channels per sample.
-        attenuation_db: stop-band attenuation of the low-pass filter.
     """
 
-    def __init__(
-        self, rate_in: int, rate_out: int, channels: int = 1, attenuation_db: float = 80.0
-    ) -> None:
-        common = math.gcd(rate_in, rate_out)
-        self.up, self.down = rate_out // common, rate_in // common
-        nyquist = 0.5 / max(self.up, self.down)  # the lower one, in cycles per filter sample
-        width = 2 * math.pi * 0.1 * nyquist  # transition band: 90 % to 100 % of it
-        taps = math.ceil((attenuation_db - 8) / (2.285 * width)) + 1  # Kaiser's formula
-        self.taps_per_phase = max(1, math.ceil(taps / self.up))
-        n = self.taps_per_phase * self.up
-        beta = 0.1102 * (attenuation_db - 8.7)
-        t = np.arange(n) - (n - 1) / 2
-        cutoff = 0.95 * nyquist
-        h = 2 * cutoff * np.sinc(2 * cutoff * t) * np.kaiser(n, beta)
-        h *= self.up / h.sum()  # zero-stuffing divides the level by `up`
-        # phases[p, j] = h[p + j*up]: the taps output phase p applies to x[k], x[k-1], ...
-        self._phases = h.reshape(self.taps_per_phase, self.up).T.astype(np.float32)
-        self.delay_out = (n - 1) / 2 / self.down  # group delay in output samples
-        self._history = np.zeros((self.taps_per_phase - 1, channels), np.float32)
-        self._consumed = 0  # input samples seen
-        self._produced = 0  # output samples made
+    def __init__(self, rate_in: int, rate_out: int, channels: int = 1) -> None:
+        self._stream = soxr.ResampleStream(rate_in, rate_out, channels, dtype="float32")
+        self._channels = channels
 
     def process(self, block: Audio) -> Audio:
         """Takes (samples, channels) input, returns every output sample now computable."""
-        buf = np.concatenate([self._history, np.asarray(block, np.float32)])
-        buf_start = self._consumed - len(self._history)  # stream index of buf[0]
-        self._consumed += len(block)
-        end = -(-self._consumed * self.up // self.down)  # outputs whose input is all here
-        out = np.empty((max(0, end - self._produced), buf.shape[1]), np.float32)
-        lags = np.arange(self.taps_per_phase)
-        step = 4096  # bounds the gathered (outputs, taps, channels) temporary
-        for first in range(self._produced, end, step):
-            n = np.arange(first, min(first + step, end))
-            pos = n * self.down
-            newest = pos // self.up - buf_start
-            window = buf[newest[:, None] - lags[None, :]]  # (outputs, taps, channels)
-            weights = self._phases[pos % self.up]  # (outputs, taps)
-            out[first - self._produced : n[-1] + 1 - self._produced] = np.einsum(
-                "ot,otc->oc", weights, window
-            )
-        self._produced = end
-        keep = self.taps_per_phase - 1
-        self._history = buf[len(buf) - keep :] if keep else buf[:0]
-        return out
+        samples = np.ascontiguousarray(block, dtype=np.float32)
+        out: Audio = self._stream.resample_chunk(samples)
+        return out.reshape(-1, samples.shape[1])
+
+    def flush(self) -> Audio:
+        """The output soxr still holds back (its filter's delay): the stream's end."""
+        out: Audio = self._stream.resample_chunk(
+            np.zeros((0, self._channels), np.float32), last=True
+        )
+        return out.reshape(-1, self._channels)
 
 
 def resample(audio: Audio, rate_in: int, rate_out: int) -> Audio:
     """A whole signal at another rate, same length in seconds, filter delay removed."""
     if rate_in == rate_out:
         return audio
-    resampler = Resampler(rate_in, rate_out, audio.shape[1])
-    delay = round(resampler.delay_out)
-    tail = np.zeros((resampler.taps_per_phase + math.ceil(delay * rate_in / rate_out) + 1, 1))
-    out = np.concatenate(
-        [resampler.process(audio), resampler.process(np.repeat(tail, audio.shape[1], 1))]
-    )
-    length = round(len(audio) * rate_out / rate_in)
-    return out[delay : delay + length]
+    out = soxr.resample(np.ascontiguousarray(audio, dtype=np.float32), rate_in, rate_out)
+    return np.asarray(out, dtype=np.float32).reshape(-1, audio.shape[1])
 
 
 class Timeline:

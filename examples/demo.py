@@ -21,7 +21,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,7 @@ from examples.audio import (
 from examples.endpoint import open_server
 from examples.record import Recorder
 from examples.speak import Speaker, SpeakError, espeak
-from sluice.cli.devserver import answers_healthz, redis_server_binary, spawn_redis
+from sluice.cli.devserver import answers_healthz, free_port, redis_server_binary, spawn_redis
 from sluice.wire.packet import DecodedPacket as Packet
 
 APP = SECRET = "demo"  # development mode's app
@@ -63,12 +62,6 @@ TRACK = "speech"
 
 class DemoError(Exception):
     """The round trip could not be made (as opposed to a check that failed)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """stt_ready: an egress endpoint that turns a call's audio into what speech-to-text wants.
 
-Sluice sends 48 kHz stereo; most recognisers want 16 kHz mono s16le. This mixes the
-channels, low-passes below 8 kHz and keeps every third sample (polyphase, so nothing
-above 8 kHz folds back as noise), as the Packets arrive, and shows a level meter.
+Sluice sends 48 kHz stereo unless asked otherwise; most recognisers want 16 kHz mono
+s16le. This mixes the channels and resamples (soxr: band-limited, so nothing above 8 kHz
+folds back as noise) as the Packets arrive, and shows a level meter.
 
     python -m examples.stt_ready --port 9200 [--out stt]   # stt/<path>.wav, 16 kHz mono
 
@@ -45,6 +45,10 @@ class To16kMono:
         stereo = pcm_to_float(data[:usable])
         mono = stereo.mean(axis=1, keepdims=True, dtype=np.float32)
         return float_to_pcm(self._resampler.process(mono))
+
+    def flush(self) -> bytes:
+        """What the resampler still holds at the end of the stream (~20 ms)."""
+        return float_to_pcm(self._resampler.flush())
 
 
 class Meter:
@@ -113,7 +117,9 @@ class SttReady(EgressEndpoint[Stream]):
 
     def receive(self, stream: Stream, packet: Packet) -> None:
         silence, pcm = stream.timeline.place(packet.timestamp, packet.payload)
-        out = stream.converter.feed(bytes(silence * BYTES_PER_FRAME) + pcm)
+        self._converted(stream, stream.converter.feed(bytes(silence * BYTES_PER_FRAME) + pcm))
+
+    def _converted(self, stream: Stream, out: bytes) -> None:
         if not out:
             return
         if stream.wav is not None:
@@ -124,6 +130,7 @@ class SttReady(EgressEndpoint[Stream]):
             self._show(line)
 
     def finish(self, stream: Stream) -> None:
+        self._converted(stream, stream.converter.flush())
         if stream.wav is not None:
             stream.wav.close()
         seconds = stream.meter.total / STT_RATE if stream.meter else 0.0

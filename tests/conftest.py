@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from sluice.cli.devserver import redis_server_binary, spawn_redis
+from sluice.cli.devserver import free_port, redis_server_binary, spawn_redis
 from sluice.config import Settings, get_settings
 from sluice.media.aiortc_internals import register_codecs
 
@@ -19,12 +18,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # The suite's process makes peer connections of every codec the SFU carries, as the
     # SFU and worker processes do after their own entry points register them.
     register_codecs()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

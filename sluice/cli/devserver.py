@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -160,3 +161,22 @@ def answers_healthz(base_url: str) -> bool:
         return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+_ports_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on, never one this process handed out before.
+
+    The kernel may give the same ephemeral port to two `bind(0)` calls in a row once the
+    first socket is closed: a stack whose API and SFU got one port then talks to the wrong
+    process. Remembering what was handed out rules that out within a test run.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -17,7 +18,7 @@ def async_client(settings: Settings) -> aioredis.Redis:
         decode_responses=True,
         socket_connect_timeout=settings.redis_timeout_s,
         socket_timeout=settings.redis_timeout_s,
-        retry=Retry(NoBackoff(), 1),
+        retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
         health_check_interval=30,
     )
 

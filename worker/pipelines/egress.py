@@ -191,6 +191,12 @@ class EgressPipeline(Pipeline):
                 await ws.send(message)
             except ConnectionClosed:
                 return  # `_stream` reads why from the connection
+            if ws.transport.is_closing():
+                # The write failed inside the transport (the peer reset the connection):
+                # websockets returns as if it was sent. Keep it in flight for the next
+                # connection, at least once rather than a gap.
+                self.ctx.log.info("send_unconfirmed")
+                return
             session.written()
 
     async def _drain(self, ws: ClientConnection) -> None:
