@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from websockets.exceptions import InvalidURI
@@ -49,6 +49,11 @@ class _Item(BaseModel):
     ]
 
     _endpoint = field_validator("endpoint")(check_endpoint)
+
+    def settings_in_effect(self) -> dict[str, Any]:
+        """The extension settings this item asks for, defaults filled in, as the record
+        keeps them (`AdapterRecord.options`) and `AdapterView.settings` shows them."""
+        return {}
 
 
 class IngestTrack(_Item):
@@ -134,6 +139,15 @@ class Counters(BaseModel):
     )
 
 
+class AdapterSettings(BaseModel):
+    """The extension settings in effect for an adapter (extensions.md), defaults included.
+
+    Header values are never shown (only their names).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+
 class AdapterView(BaseModel):
     adapterId: str
     state: Literal["connecting", "active", "reconnecting", "closed"]
@@ -146,6 +160,7 @@ class AdapterView(BaseModel):
     closedAt: str | None = None
     closeReason: str | None = None
     counters: Counters
+    settings: AdapterSettings = Field(default_factory=AdapterSettings)
 
 
 class UsageHour(BaseModel):

@@ -16,6 +16,7 @@ from rq.job import Job
 
 from api.metrics import ApiMetrics
 from api.models import (
+    AdapterSettings,
     AdapterView,
     CloseTrackResult,
     Counters,
@@ -106,6 +107,7 @@ class AdapterService:
             track_name=item.trackName,
             endpoint=item.endpoint,
             codec=codec,
+            options=item.settings_in_effect(),
         )
         bound = log.bind(
             adapter_id=adapter_id, session_id=session_id, track_name=item.trackName, app=app_id
@@ -277,6 +279,7 @@ class AdapterService:
                 maxBufferMs=record.counters["max_buffer_ms"],
                 maxLoopLagMs=record.counters["max_loop_lag_ms"],
             ),
+            settings=AdapterSettings(**record.options),
         )
 
 

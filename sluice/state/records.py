@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -85,6 +87,11 @@ class AdapterRecord:
     # What a pipeline saves besides counters: loop-lag histogram buckets (`h_*`) and an
     # egress stream's position (`p_*`), so a resumed pipeline carries both on.
     extra: dict[str, int] = field(default_factory=dict)
+    # The extension settings in effect (shared/spec/extensions.md), named as the API names
+    # them and with defaults filled in: `{"sampleRate": 16000, "channels": 1, ...}`. Empty
+    # for a record written before extensions existed. Never holds a secret (header values
+    # are stored apart).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_hash(self) -> dict[str, str]:
         mapping = {
@@ -110,6 +117,8 @@ class AdapterRecord:
         if self.resumes:
             mapping["resumes"] = str(self.resumes)
         mapping.update({name: str(value) for name, value in self.extra.items()})
+        if self.options:
+            mapping["options"] = json.dumps(self.options, separators=(",", ":"), sort_keys=True)
         return mapping
 
     @classmethod
@@ -130,4 +139,5 @@ class AdapterRecord:
             counters={name: int(raw.get(f"c_{name}", 0)) for name in COUNTER_NAMES},
             resumes=int(raw.get("resumes", 0)),
             extra={k: int(v) for k, v in raw.items() if k[:2] in ("h_", "p_")},
+            options=json.loads(raw["options"]) if "options" in raw else {},
         )
