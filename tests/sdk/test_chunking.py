@@ -91,16 +91,14 @@ def test_mono_is_duplicated_and_stereo_averaged() -> None:
 def test_arrays_and_formats() -> None:
     fmt = AudioFormat()
     floats = np.array([[0.5], [-1.0]], dtype=np.float32)
-    pcm, rate = to_format(floats, fmt, 48_000, 1)
-    assert (np.frombuffer(pcm, "<i2").tolist(), rate) == ([16384, 16384, -32768, -32768], 48_000)
+    pcm, rate, channels = to_format(floats, fmt, 48_000, 1)
+    assert (np.frombuffer(pcm, "<i2").tolist(), rate, channels) == ([16384, -32768], 48_000, 1)
     with pytest.raises(FormatError):
         to_format(np.zeros((4, 3), np.int16), fmt, None, 2)
     with pytest.raises(FormatError):
         to_format(b"\xff" * 10, AudioFormat("mulaw", 8000, 1), 16_000, 1)
-    assert to_format(b"\xff" * 10, AudioFormat("mulaw", 8000, 1), None, None) == (
-        b"\xff" * 10,
-        8000,
-    )
+    mulaw = AudioFormat("mulaw", 8000, 1)
+    assert to_format(b"\xff" * 10, mulaw, None, None) == (b"\xff" * 10, 8000, 1)
 
 
 def test_resampling_streams_a_tone_at_its_frequency() -> None:

@@ -4,8 +4,8 @@ imports in a fresh virtualenv that has nothing but its two dependencies."""
 from __future__ import annotations
 
 import ast
-import os
 import importlib.metadata
+import os
 import subprocess
 import sys
 from pathlib import Path

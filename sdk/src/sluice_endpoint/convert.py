@@ -110,10 +110,11 @@ class Resampler:
 
 def to_format(
     audio: Any, fmt: AudioFormat, sample_rate: int | None, channels: int | None
-) -> tuple[bytes, int]:
-    """Audio as handed to `send` → (bytes at the adapter's channel count, their sample rate).
+) -> tuple[bytes, int, int]:
+    """Audio as handed to `send` → (s16le or μ-law bytes, their sample rate, channels).
 
-    The rate is not converted here (see `Resampler`): the caller compares it.
+    Neither rate nor channels are converted here (see `Resampler`, `remix`): resampling
+    goes first, on the fewest channels.
 
     Raises:
         FormatError: audio that cannot be made to fit (μ-law at another rate or layout,
@@ -129,11 +130,11 @@ def to_format(
                 f"μ-law is sent as is: {rate} Hz, {layout} channels do not fit the adapter's "
                 f"{fmt.sample_rate} Hz, {fmt.channels} channels"
             )
-        return bytes(audio), rate
+        return bytes(audio), rate, layout
     if fmt.codec != "pcm":
         raise FormatError(f"ingest takes pcm or mulaw, not {fmt.codec}")
     if isinstance(audio, bytes | bytearray | memoryview):
         pcm = bytes(audio)
     else:
         pcm = array_to_pcm(audio, layout)
-    return remix(pcm, layout, fmt.channels), rate
+    return pcm, rate, layout

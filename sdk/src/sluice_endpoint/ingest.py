@@ -19,7 +19,7 @@ from typing import Any
 
 from sluice_endpoint.chunking import Chunker, Pacer
 from sluice_endpoint.control import PlaybackControl
-from sluice_endpoint.convert import Resampler, to_format
+from sluice_endpoint.convert import Resampler, remix, to_format
 from sluice_endpoint.errors import SenderClosed
 from sluice_endpoint.events import (
     Cleared,
@@ -116,18 +116,22 @@ class IngestSender:
         """
         self._start_reader()
         generation = self._generation
-        pcm, rate = to_format(audio, self.format, sample_rate, channels)
+        pcm, rate, layout = to_format(audio, self.format, sample_rate, channels)
         if rate != self.format.sample_rate:
-            if self._resampler is None or self._resampler.rate_in != rate:
-                self._resampler = Resampler(rate, self.format.sample_rate, self.format.channels)
-            pcm = self._resampler.process(pcm)
-        await self._send_audio(pcm, generation)
+            resampler = self._resampler
+            if resampler is None or (resampler.rate_in, resampler.channels) != (rate, layout):
+                resampler = self._resampler = Resampler(rate, self.format.sample_rate, layout)
+            pcm = resampler.process(pcm)
+        await self._send_audio(remix(pcm, layout, self.format.channels), generation)
 
     async def end(self) -> None:
         """Ends the utterance: what was sent plays out (an empty Packet, §6)."""
         self._start_reader()
         if self._resampler is not None:
-            tail, self._resampler = self._resampler.process(b"", last=True), None
+            resampler, self._resampler = self._resampler, None
+            tail = remix(
+                resampler.process(b"", last=True), resampler.channels, self.format.channels
+            )
             await self._send_audio(tail, self._generation)
         await self._send(self._chunker.end_of_segment())
 
