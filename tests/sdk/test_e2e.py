@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from websockets.asyncio.server import ServerConnection, serve
 
 from sluice_endpoint import (
     CLOUDFLARE_JPEG,
@@ -199,3 +201,59 @@ def blocking_get(stack: Stack, adapter_id: str) -> dict[str, Any]:
         "direction": adapter.direction,
         "bytes": adapter.counters.get("bytes", 0),
     }
+
+
+def readme_block(marker: str) -> str:
+    """The Python block that follows `<!-- marker -->` in sdk/README.md."""
+    readme = (Path(__file__).resolve().parents[2] / "sdk" / "README.md").read_text()
+    after = readme.split(f"<!-- {marker} -->", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readme_snippets_make_a_round_trip(stack: Stack) -> None:
+    """The TTS sender's speech becomes a track; Sluice sends it to the STT bridge."""
+    heard: list[bytes] = []
+    listening, spoken = asyncio.Event(), asyncio.Event()
+
+    async def recogniser(ws: ServerConnection) -> None:  # stands in for a speech-to-text API
+        async for message in ws:
+            heard.append(bytes(message) if isinstance(message, bytes) else b"")
+            if len(heard) >= 10:
+                listening.set()
+
+    async def synthesise(text: str) -> AsyncIterator[bytes]:  # 1.5 s of 440 Hz, 24 kHz mono
+        await listening.wait()  # the bridge already hears the track (silence for now)
+        t = np.arange(36_000) / 24_000
+        pcm = (np.sin(2 * np.pi * 440 * t) * 12_000).astype("<i2").tobytes()
+        for offset in range(0, len(pcm), 9_600):
+            yield pcm[offset : offset + 9_600]
+        spoken.set()
+
+    async with serve(recogniser, "127.0.0.1", 0) as stt_api:
+        bridge: dict[str, Any] = {"STT_URL": url_of(stt_api)}
+        sender: dict[str, Any] = {"synthesise": synthesise}
+        exec(readme_block("stt-bridge"), bridge)
+        exec(readme_block("tts-sender"), sender)
+        async with (
+            bridge["endpoint"].serve() as stt_server,
+            sender["endpoint"].serve() as tts_server,
+            api(stack) as client,
+        ):
+            tts_url = f"{url_of(tts_server)}/tts?token=s3cret"
+            ingest = await client.create_adapter(IngestItem("speech", tts_url))
+            assert ingest.session_id and ingest.adapter_id
+            stt_url = f"{url_of(stt_server)}/stt?token=s3cret"
+            egress = await client.create_adapter(EgressItem(ingest.session_id, "speech", stt_url))
+            assert egress.adapter_id
+            await asyncio.wait_for(spoken.wait(), 15)
+            await asyncio.sleep(2.5)  # 1.5 s plays out in real time, then some silence
+            await client.close_adapters([egress.adapter_id, ingest.adapter_id])
+    stereo = np.frombuffer(b"".join(heard), "<i2").reshape(-1, 2).astype(np.float64)
+    blocks = stereo[: len(stereo) // 960 * 960, 0].reshape(-1, 960)
+    loud = np.flatnonzero(np.sqrt((blocks**2).mean(axis=1)) > 2_000)
+    assert len(loud), "the bridge heard no speech"
+    duration = (loud[-1] - loud[0] + 1) * 0.02
+    frequency = dominant_frequency(blocks[loud[0] : loud[-1] + 1].reshape(-1))
+    print(f"the bridge heard {duration:.2f} s of {frequency:.1f} Hz")
+    assert abs(duration - 1.5) <= 0.1
+    assert abs(frequency - 440) < 5

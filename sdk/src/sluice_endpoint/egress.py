@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from typing import Final
 
-from sluice_endpoint.formats import CLOUDFLARE_PCM, MediaFormat
+from sluice_endpoint.formats import CLOUDFLARE_PCM, AudioFormat, MediaFormat
 from sluice_endpoint.items import StreamItem
 from sluice_endpoint.sockets import MessageSocket
 from sluice_endpoint.stream import CLOSE_NORMAL, EgressStreamState, StreamEnd
@@ -83,6 +83,18 @@ class EgressStream:
     @property
     def format(self) -> MediaFormat:
         return self._state.format
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        """The format, for an audio stream (e.g. for `Gap.silence`).
+
+        Raises:
+            TypeError: the stream carries JPEG snapshots.
+        """
+        fmt = self._state.format
+        if not isinstance(fmt, AudioFormat):
+            raise TypeError("this stream carries JPEG snapshots, not audio")
+        return fmt
 
     @property
     def adapter_id(self) -> str | None:
