@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,9 +92,13 @@ def run(*args: str | Path, cwd: Path | None = None) -> str:
 @pytest.mark.timeout(180)
 def test_pip_install_into_a_fresh_virtualenv_imports(tmp_path: Path) -> None:
     wheels, venv, deps = tmp_path / "wheels", tmp_path / "venv", tmp_path / "deps"
+    source = tmp_path / "sdk"  # a copy: building writes egg-info beside the sources
+    shutil.copytree(
+        SDK, source, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__")
+    )
     # Built offline with this environment's setuptools, installed by pip with no index.
     run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index",
-        "--no-build-isolation", "-w", wheels, SDK)  # fmt: skip
+        "--no-build-isolation", "-w", wheels, source)  # fmt: skip
     (wheel,) = wheels.glob("sluice_endpoint-*.whl")
     run(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"

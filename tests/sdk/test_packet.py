@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from sluice.wire.packet_pb2 import Packet as ProtoPacket
 from sluice_endpoint.errors import PacketDecodeError
 from sluice_endpoint.packet import decode_packet, encode_packet, packet_size
+from tests.unit.protocol.test_packet import varint
 
 uint32 = st.integers(0, 2**32 - 1)
 payloads = st.binary(max_size=300) | st.integers(0, 40_000).map(bytes)
@@ -70,30 +71,16 @@ def test_decode_accepts_and_refuses_what_the_runtime_does(data: bytes) -> None:
 
 
 def field(number: int, wire_type: int) -> bytes:
-    tag, out = (number << 3) | wire_type, bytearray()
-    while tag > 0x7F:
-        out.append((tag & 0x7F) | 0x80)
-        tag >>= 7
-    out.append(tag)
-    return bytes(out)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return varint((number << 3) | wire_type)
 
 
 # Well-formed messages with repeated known fields, unknown fields of every wire type, and
 # known field numbers with the wrong wire type (the runtime keeps those as unknown).
 field_number = st.sampled_from([1, 2, 3, 5, 6, 15, 16, 2047, 2**29 - 1])
 value_of = {
-    0: st.integers(0, 2**64 - 1).map(_varint),
+    0: st.integers(0, 2**64 - 1).map(varint),
     1: st.binary(min_size=8, max_size=8),
-    2: st.binary(max_size=20).map(lambda b: _varint(len(b)) + b),
+    2: st.binary(max_size=20).map(lambda b: varint(len(b)) + b),
     5: st.binary(min_size=4, max_size=4),
 }
 one_field = st.one_of(*[st.tuples(field_number, st.just(wt), v) for wt, v in value_of.items()]).map(

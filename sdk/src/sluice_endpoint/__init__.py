@@ -16,6 +16,7 @@ from sluice_endpoint.dials import Dial, DialCheck
 from sluice_endpoint.egress import EgressStream
 from sluice_endpoint.errors import (
     ApiError,
+    DialRefused,
     FormatError,
     PacketDecodeError,
     SenderClosed,
@@ -27,7 +28,7 @@ from sluice_endpoint.formats import CLOUDFLARE_JPEG, CLOUDFLARE_PCM, AudioFormat
 from sluice_endpoint.ingest import IngestSender, Mark
 from sluice_endpoint.items import AudioFrame, Gap, JpegFrame, Start, Stop, StreamItem
 from sluice_endpoint.packet import MAX_MESSAGE_BYTES, Packet, decode_packet, encode_packet
-from sluice_endpoint.server import Endpoint, Refused, url_of
+from sluice_endpoint.server import Endpoint, url_of
 from sluice_endpoint.signatures import (
     sign_dial,
     sign_webhook,
@@ -55,6 +56,7 @@ __all__ = [
     "CreatedAdapter",
     "Dial",
     "DialCheck",
+    "DialRefused",
     "EgressItem",
     "EgressStream",
     "Endpoint",
@@ -68,7 +70,6 @@ __all__ = [
     "MessageSocket",
     "Packet",
     "PacketDecodeError",
-    "Refused",
     "SenderClosed",
     "SessionDescription",
     "SignatureError",

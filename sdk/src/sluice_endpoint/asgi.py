@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from sluice_endpoint.dials import Dial
+from sluice_endpoint.errors import DialRefused
 from sluice_endpoint.sockets import AsgiSocket
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ def dial_of(scope: Scope) -> Dial:
 
 def asgi_app(endpoint: Endpoint) -> AsgiApp:
     """The ASGI application serving `endpoint`."""
-    from sluice_endpoint.server import Refused
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -66,7 +66,7 @@ def asgi_app(endpoint: Endpoint) -> AsgiApp:
         dial = dial_of(scope)
         try:
             endpoint.accept(dial)
-        except Refused:
+        except DialRefused:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})

@@ -3,6 +3,7 @@
 - `SluiceEndpointError`: the base.
   - `PacketDecodeError`: a binary message is not a `Packet`.
   - `SignatureError`: a signed dial or webhook does not check out.
+  - `DialRefused`: an endpoint does not take a dial (no route, or a failed check).
   - `FormatError`: audio handed to a sender does not fit its format.
   - `SenderClosed`: the ingest connection is gone; pending marks and clears fail with it.
   - `ApiError`: the adapters or sessions API refused a call (status and `errorCode`).
@@ -31,6 +32,18 @@ class PacketDecodeError(SluiceEndpointError):
 
 class SignatureError(SluiceEndpointError):
     """A `Sluice-Signature` is missing, malformed, wrong, or its timestamp is too old."""
+
+
+class DialRefused(SluiceEndpointError):
+    """A dial an endpoint does not take.
+
+    Attributes:
+        status: the HTTP answer to the handshake (404: no route, 401: a failed check).
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class FormatError(SluiceEndpointError, ValueError):

@@ -152,7 +152,8 @@ class IngestSender:
         answer = self._expect(self._control.clear_sent())
         await self._send(clear_message())
         async with asyncio.timeout(timeout_s):
-            result = await answer
+            # Shielded: a late answer still settles this clear, not the next one.
+            result = await asyncio.shield(answer)
         assert isinstance(result, Cleared)
         return result.dropped_ms
 

@@ -36,7 +36,7 @@ from websockets.http11 import Request, Response
 
 from sluice_endpoint.dials import Dial, DialCheck
 from sluice_endpoint.egress import DEFAULT_MAX_QUEUED, DEFAULT_RECONNECT_TIMEOUT_S, EgressStream
-from sluice_endpoint.errors import SignatureError
+from sluice_endpoint.errors import DialRefused, SignatureError
 from sluice_endpoint.formats import CLOUDFLARE_PCM, AudioFormat, MediaFormat
 from sluice_endpoint.ingest import IngestSender
 from sluice_endpoint.signatures import Secrets
@@ -57,14 +57,6 @@ class _Route:
     fmt: MediaFormat
     options: dict[str, Any]
     egress: bool
-
-
-class Refused(Exception):
-    """A dial this endpoint does not take; `status` is the HTTP answer to it."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 class Endpoint:
@@ -124,14 +116,14 @@ class Endpoint:
         """Decides on a dial before the WebSocket is accepted.
 
         Raises:
-            Refused: 404 for a path without a handler, 401 for a failed check.
+            DialRefused: 404 for a path without a handler, 401 for a failed check.
         """
         if dial.path not in self._routes:
-            raise Refused(404, f"no endpoint at {dial.path}")
+            raise DialRefused(404, f"no endpoint at {dial.path}")
         try:
             self.check.check(dial, time.time() if now is None else now)
         except SignatureError as exc:
-            raise Refused(401, str(exc)) from None
+            raise DialRefused(401, str(exc)) from None
 
     async def handle(self, socket: MessageSocket, dial: Dial) -> None:
         """Serves one accepted connection until it closes (any framework calls this)."""
@@ -223,7 +215,7 @@ class Endpoint:
         ) -> Response | None:
             try:
                 self.accept(dial_of(request))
-            except Refused as exc:
+            except DialRefused as exc:
                 log.warning("refused a dial of %s: %s", dial_of(request).path, exc)
                 return connection.respond(exc.status, f"{exc}\n")
             return None
