@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -118,7 +119,10 @@ async def test_events_and_a_reconnect_make_one_stream() -> None:
     assert (stream.connections, stream.adapter_id) == (2, "ad1")
 
 
-async def test_cloudflare_shaped_stream_detects_gaps_and_repeats_itself() -> None:
+async def test_cloudflare_shaped_stream_detects_gaps_and_repeats_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "sluice_endpoint")
     async with egress_endpoint() as (url, seen):
         first = await connect(f"{url}/stt?token=x")
         for n in range(5):
@@ -137,6 +141,9 @@ async def test_cloudflare_shaped_stream_detects_gaps_and_repeats_itself() -> Non
     (stream,) = seen.streams
     assert stream.repeats == 1
     assert stream.end is not None and stream.end.reason == "track ended"
+    lines = [r.getMessage() for r in caplog.records if r.name == "sluice_endpoint"]
+    assert any("egress stream ended: /stt" in line for line in lines), lines
+    assert not any("token" in line for line in lines), lines  # query strings hold tokens
 
 
 async def test_a_lost_stream_ends_incomplete_after_the_timeout() -> None:
@@ -335,8 +342,10 @@ async def test_the_asgi_app_serves_the_same_endpoint() -> None:
         while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for this)
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
-        with pytest.raises(InvalidStatus):
-            await connect(f"ws://127.0.0.1:{port}/stt?token=wrong")
+        for path, status in (("/stt?token=wrong", 401), ("/nowhere?token=t0k", 404)):
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(f"ws://127.0.0.1:{port}{path}")
+            assert refused.value.response.status_code == status
         async with connect(f"ws://127.0.0.1:{port}/stt?token=t0k") as ws:
             for n in range(3):
                 await ws.send(pcm(n))

@@ -4,8 +4,10 @@
     fastapi_app.mount("/sluice", endpoint.asgi())
 
 Route paths are matched below the mount point (`root_path`); a dial of
-`wss://host/sluice/stt` reaches the route `/stt`. Refused dials are closed before the
-handshake completes (the server answers 403). Plain HTTP requests get 404.
+`wss://host/sluice/stt` reaches the route `/stt`. A refused dial gets its status (401,
+404) where the server has the ASGI "WebSocket Denial Response" extension (uvicorn,
+hypercorn), else it is closed before the handshake completes (403). Plain HTTP requests
+get 404.
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ def dial_of(scope: Scope) -> Dial:
     return Dial(target, headers, str(scope.get("scheme") or "ws"), root)
 
 
+async def refuse(scope: Scope, send: Send, refusal: DialRefused) -> None:
+    """Answers a refused handshake with its HTTP status, where the server allows."""
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = f"{refusal}\n".encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    start = {"type": "websocket.http.response.start", "status": refusal.status}
+    await send({**start, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
 def asgi_app(endpoint: Endpoint) -> AsgiApp:
     """The ASGI application serving `endpoint`."""
 
@@ -66,8 +80,8 @@ def asgi_app(endpoint: Endpoint) -> AsgiApp:
         dial = dial_of(scope)
         try:
             endpoint.accept(dial)
-        except DialRefused:
-            await send({"type": "websocket.close", "code": 1008})
+        except DialRefused as exc:
+            await refuse(scope, send, exc)
             return
         await send({"type": "websocket.accept"})
         await endpoint.handle(AsgiSocket(receive, send), dial)

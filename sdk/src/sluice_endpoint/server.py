@@ -129,7 +129,7 @@ class Endpoint:
         """Serves one accepted connection until it closes (any framework calls this)."""
         route = self._routes[dial.path]
         if not route.egress:
-            await self._serve_ingest(route, socket)
+            await self._serve_ingest(route, socket, dial)
             return
         key = dial.adapter_id or dial.target
         stream, first = self._streams.get(key), None
@@ -160,29 +160,47 @@ class Endpoint:
         )
         self._streams[key] = stream
         handler: Any = route.handler
-        task = asyncio.get_running_loop().create_task(self._run_egress(handler, stream))
+        runner = self._run_egress(handler, stream, dial.path)
+        task = asyncio.get_running_loop().create_task(runner)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return stream
 
-    async def _run_egress(self, handler: EgressHandler, stream: EgressStream) -> None:
+    async def _run_egress(self, handler: EgressHandler, stream: EgressStream, path: str) -> None:
+        # The path without its query: tokens live there, and logs never show them.
+        log.info("egress stream started: %s, adapter %s", path, stream.adapter_id)
         try:
             await handler(stream)
         except Exception:
-            log.exception("egress handler failed (path %s)", stream.path)
+            log.exception("egress handler failed: %s, adapter %s", path, stream.adapter_id)
         finally:
             await stream.close()
+            log.info(
+                "egress stream ended: %s, adapter %s, %d connection(s), %s",
+                path,
+                stream.adapter_id,
+                stream.connections,
+                stream.end,
+            )
 
-    async def _serve_ingest(self, route: _Route, socket: MessageSocket) -> None:
+    async def _serve_ingest(self, route: _Route, socket: MessageSocket, dial: Dial) -> None:
         assert isinstance(route.fmt, AudioFormat)
         handler: Any = route.handler
         sender = IngestSender(socket, route.fmt, **route.options)
+        log.info("ingest connection opened: %s, adapter %s", dial.path, dial.adapter_id)
         try:
             await handler(sender)
         except Exception:
-            log.exception("ingest handler failed")
+            log.exception("ingest handler failed: %s, adapter %s", dial.path, dial.adapter_id)
         finally:
             await sender.close()
+            log.info(
+                "ingest connection closed: %s, adapter %s, %d bytes sent, close code %s",
+                dial.path,
+                dial.adapter_id,
+                sender.bytes_sent,
+                sender.close_code,
+            )
 
     async def aclose(self) -> None:
         """Cancels the egress handlers still running and waits for them."""
