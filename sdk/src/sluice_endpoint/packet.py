@@ -88,7 +88,8 @@ class _Reader:
     """A cursor over the message; every read refuses to run past the end."""
 
     def __init__(self, data: BytesLike) -> None:
-        self.data = memoryview(data).cast("B")
+        # Indexing bytes is several times faster than indexing a memoryview.
+        self.data = data if isinstance(data, bytes) else bytes(data)
         self.pos = 0
 
     def varint(self, max_bytes: int = 10) -> int:
@@ -110,7 +111,7 @@ class _Reader:
             raise ValueError("tag too large")
         return tag >> 3, tag & 7
 
-    def take(self, size: int) -> memoryview:
+    def take(self, size: int) -> bytes:
         if size > len(self.data) - self.pos:
             raise ValueError("field runs past the end")
         chunk = self.data[self.pos : self.pos + size]
@@ -160,7 +161,7 @@ def decode_packet(data: BytesLike) -> Packet:
     """
     reader = _Reader(data)
     sequence_number = timestamp = 0
-    payload: memoryview | bytes = b""
+    payload = b""
     try:
         while reader.pos < len(reader.data):
             field, wire_type = reader.tag()
@@ -176,4 +177,4 @@ def decode_packet(data: BytesLike) -> Packet:
                 reader.skip(field, wire_type, depth=0)
     except ValueError as exc:
         raise PacketDecodeError(len(reader.data), str(exc)) from None
-    return Packet(sequence_number, timestamp, bytes(payload))
+    return Packet(sequence_number, timestamp, payload)
