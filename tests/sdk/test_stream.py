@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+from sluice_endpoint.egress import EgressStream
 from sluice_endpoint.formats import AudioFormat, VideoFormat
 from sluice_endpoint.gaps import GapTracker
-from sluice_endpoint.items import AudioFrame, Gap, JpegFrame, Start, Stop
+from sluice_endpoint.items import AudioFrame, Gap, JpegFrame, Start, Stop, StreamItem
 from sluice_endpoint.packet import encode_packet
 from sluice_endpoint.stream import EgressStreamState
 
@@ -188,3 +190,50 @@ def test_gap_silence_fills_the_missing_time() -> None:
     assert gap.silence(AudioFormat()) == bytes(3840)
     assert Gap(0, 160, 1, 8000).silence(AudioFormat("mulaw", 8000, 1)) == b"\xff" * 160
     assert len(Gap(0, 48_000 * 60, 0, 48_000).silence(AudioFormat(), max_s=1)) == 192_000
+
+
+class MemorySocket:
+    """A `MessageSocket` fed by the test."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[bytes | str | None] = asyncio.Queue()
+        self.closed_with: int | None = None
+
+    async def recv(self) -> bytes | str | None:
+        return await self.inbox.get()
+
+    async def send(self, message: bytes | str) -> None:
+        raise AssertionError("an egress reader sends nothing")
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed_with = code
+        self.inbox.put_nowait(None)
+
+    @property
+    def close_code(self) -> int | None:
+        return self.closed_with
+
+    @property
+    def close_reason(self) -> str:
+        return ""
+
+
+async def test_close_from_another_task_ends_the_iteration_and_the_connection() -> None:
+    stream, socket = EgressStream(max_queued=2), MemorySocket()
+    pump = asyncio.create_task(stream.attach(socket))
+    for n in range(5):  # more than the queue holds: the pump waits for the reader
+        socket.inbox.put_nowait(pcm(n))
+    got: list[StreamItem] = []
+
+    async def read() -> None:
+        async for item in stream:
+            got.append(item)
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.05)
+    assert len(got) == 5 and not reader.done()  # all read: waiting for more
+    await stream.close()
+    await asyncio.wait_for(reader, 1)  # the waiting reader's iteration ended
+    await asyncio.wait_for(pump, 1)
+    assert socket.closed_with == 1000
+    assert stream.end is not None and stream.end.reason == "closed by the endpoint"

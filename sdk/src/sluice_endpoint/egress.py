@@ -163,6 +163,7 @@ class EgressStream:
         self._finish(self._state.end or StreamEnd("closed by the endpoint", code))
         while not self._queue.empty():
             self._queue.get_nowait()
+        self._queue.put_nowait(_ENDED)  # wakes a reader waiting in another task
         for socket in list(self._sockets.values()):
             with contextlib.suppress(Exception):
                 await socket.close(code, reason)
