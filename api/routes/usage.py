@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from api.models import ErrorBody, UsageHour, UsageResponse
+from api.models import UsageHour, UsageResponse
 from sluice.errors import InvalidParams
 from sluice.http.auth import AppDep
+from sluice.http.openapi import STATE_STORE_DOWN, UNAUTHORIZED, UNKNOWN_APP, error
 from sluice.state.usage import MAX_RANGE_HOURS, hour_start, hours_covering, read_usage
 
 router = APIRouter(prefix="/v1/apps/{appId}", tags=["usage"])
@@ -28,11 +29,15 @@ def _utc(moment: datetime) -> datetime:
 @router.get(
     "/usage",
     response_model=UsageResponse,
+    response_description="The app's usage over whole UTC hours.",
     responses={
-        400: {"model": ErrorBody, "description": "A bad `from`/`to`, or a range over 31 days."},
-        401: {"model": ErrorBody, "description": "Missing or wrong Bearer secret."},
-        404: {"model": ErrorBody, "description": "Unknown app."},
-        503: {"model": ErrorBody, "description": "Redis is unreachable."},
+        400: error(
+            "`from` or `to` is not an ISO 8601 time, `from` is not before `to`, or the "
+            "range is over 31 days (`invalid_params`)."
+        ),
+        401: UNAUTHORIZED,
+        404: UNKNOWN_APP,
+        503: STATE_STORE_DOWN,
     },
     summary="Bytes the app's adapters moved, per UTC hour",
 )
