@@ -35,9 +35,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = redis
         app.state.rq_redis = rq_redis
         app.state.service = AdapterService(settings, store, rq_redis, app.state.metrics)
+        app.state.sfu_client = sessions.sfu_client()
         try:
             yield
         finally:
+            await app.state.sfu_client.aclose()
             await redis.aclose()
             rq_redis.close()
 

@@ -73,8 +73,11 @@ def operation_id(route: APIRoute) -> str:
 
 def json_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
     """`openapi_extra` describing a JSON request body of `model` that the route does not
-    parse itself; pass `model` in `new_app(request_models=...)` too."""
-    schema = {"$ref": f"{REF_PREFIX}{model.__name__}"}
+    parse itself; pass `model` in `new_app(request_models=...)` too. An optional body
+    (`Model | None = None` where it is parsed) may also be JSON `null`."""
+    schema: dict[str, Any] = {"$ref": f"{REF_PREFIX}{model.__name__}"}
+    if not required:
+        schema = {"anyOf": [schema, {"type": "null"}]}
     return {
         "requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}
     }
