@@ -9,9 +9,7 @@ are judged by a live session and not only refused as `not_found_session_error`.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,7 +23,7 @@ from sluice.cli.devserver import answers_healthz
 from sluice.config import Settings
 from sluice.errors import error_headers
 from tests.conftest import free_port
-from tests.integration.helpers import APP, BIN, SECRET, stack_env, wait_until
+from tests.integration.helpers import APP, SECRET, spawn, stack_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +38,6 @@ schema = schemathesis.openapi.from_dict(
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 
 
-def _start(command: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [str(BIN / "sluice"), command, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "ab"),
-    )
-
-
 @pytest.fixture(scope="module")
 def api_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     logs = tmp_path_factory.mktemp("fuzz")
@@ -61,8 +50,8 @@ def api_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         app_creates_per_s=0,
         sfu_session_idle_timeout_s=3600,  # the fuzzer's session must outlive the test
     )
-    processes = [_start("sfu", sfu_port, env, logs / "sfu.log")]
-    processes.append(_start("api", port, env, logs / "api.log"))
+    processes = [spawn("sfu", sfu_port, env, logs / "sfu.log")]
+    processes.append(spawn("api", port, env, logs / "api.log"))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: answers_healthz(url), 20, "the API")

@@ -4,7 +4,6 @@ the pages work on a self-hosted Sluice without internet, and Swagger UI offers A
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from sluice.cli.devserver import answers_healthz
 from tests.conftest import free_port
-from tests.integration.helpers import BIN, stack_env, wait_until
+from tests.integration.helpers import spawn, stack_env, wait_until
 from tests.sfu import browser
 
 pytestmark = [
@@ -30,12 +29,7 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     logs = tmp_path_factory.mktemp("docs")
     port = free_port()
     env = stack_env(f"redis://127.0.0.1:{free_port()}/0")
-    api = subprocess.Popen(
-        [str(BIN / "sluice"), "api", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(logs / "api.log", "ab"),  # noqa: SIM115
-    )
+    api = spawn("api", port, env, logs / "api.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: answers_healthz(url), 20, "the API")

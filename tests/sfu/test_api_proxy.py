@@ -68,6 +68,7 @@ async def test_the_sfu_judges_and_its_answers_come_back_unchanged(
             ("PUT", "/v1/apps/app1/sessions/nope/tracks/close", auth, b'{"tracks": []}'),
             ("GET", "/v1/apps/app1/sessions/%2E%2E", auth, None),
             ("DELETE", "/v1/apps/app1/sessions/nope", auth, None),
+            ("GET", "/v1/apps/app1/sessions/nope/tracks", auth, None),
         ]:
             mine = await via_api.request(method, path, headers=headers, content=body)
             theirs = await direct.request(method, path, headers=headers, content=body)
