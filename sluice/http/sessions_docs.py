@@ -55,7 +55,8 @@ def _link(operation_id: str) -> dict[str, Any]:
 
 
 SFU_UNREACHABLE = error(
-    "The SFU is unreachable (`service_unavailable`); nothing was done.", headers=retry_after()
+    "The SFU is unreachable or did not answer within 15 s (`service_unavailable`).",
+    headers=retry_after(),
 )
 
 
@@ -108,8 +109,8 @@ NEW_SESSION = RouteDoc(
             }
         },
         400: _bad_body(
-            "the offer cannot be used: a field's value, SDP that is not an offer or a media "
-            "section the SFU cannot take"
+            "a field has a wrong value: an SDP that is not an offer, or has a media section "
+            "the SFU cannot take"
         ),
         401: UNAUTHORIZED,
         404: UNKNOWN_APP,
@@ -131,9 +132,9 @@ NEW_TRACKS = RouteDoc(
     "carries `errorCode: not_found_track_error` and the others proceed.",
     answers={
         400: _bad_body(
-            "a field's value, or a track or the offer cannot be used: the request names no "
-            "`tracks`, `autoDiscover` or `sessionDescription`; a local track's `mid` is not "
-            "in the offer or its `trackName` exists; a pulled track has no `sessionId`"
+            "a field has a wrong value: the request names no `tracks`, `autoDiscover` or "
+            "`sessionDescription`; a local track's `mid` is not in the offer or its "
+            "`trackName` exists; a pulled track has no `sessionId`; the offer cannot be used"
         ),
         401: UNAUTHORIZED,
         404: _UNKNOWN_SESSION,
@@ -151,7 +152,8 @@ RENEGOTIATE = RouteDoc(
     answers={
         200: {"content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}}},
         400: _bad_body(
-            "a field's value, or there is no SFU offer to answer, or the answer cannot be used"
+            "a field has a wrong value: there is no SFU offer to answer, or the answer cannot "
+            "be used"
         ),
         401: UNAUTHORIZED,
         404: _UNKNOWN_SESSION,
@@ -167,7 +169,7 @@ CLOSE_TRACKS = RouteDoc(
     answer="The closed tracks, in request order.",
     answers={
         400: _bad_body(
-            "a field's value, or a `mid` names no track of this session, or the offer "
+            "a field has a wrong value: a `mid` names no track of this session, or the offer "
             "cannot be used"
         ),
         401: UNAUTHORIZED,
