@@ -14,6 +14,7 @@ from sluice import __version__
 from sluice.config import Settings, get_settings
 from sluice.http.body_limit import BodyLimitMiddleware
 from sluice.http.errors import install_error_handlers
+from sluice.http.openapi import new_app
 from sluice.state.connection import async_client, sync_client
 from sluice.state.store import AdapterStore
 
@@ -34,22 +35,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = redis
         app.state.rq_redis = rq_redis
         app.state.service = AdapterService(settings, store, rq_redis, app.state.metrics)
+        app.state.sfu_client = sessions.sfu_client()
         try:
             yield
         finally:
+            await app.state.sfu_client.aclose()
             await redis.aclose()
             rq_redis.close()
 
-    app = FastAPI(
+    app = new_app(
         title="Sluice",
         version=__version__,
         summary="Stream media between WebRTC tracks and WebSocket endpoints.",
         description=(
             "Every route lives under `/v1/apps/{appId}/` and takes "
-            "`Authorization: Bearer <app secret>`. Errors are "
-            '`{"errorCode": ..., "errorDescription": ...}`.'
+            "`Authorization: Bearer <app secret>` (**Authorize** above). Errors are "
+            '`{"errorCode": ..., "errorDescription": ...}`. The sessions API is served by '
+            "the SFU behind this same base URL."
         ),
         lifespan=lifespan,
+        request_models=sessions.REQUEST_MODELS,
     )
     app.state.metrics = ApiMetrics()
     app.dependency_overrides[get_settings] = lambda: settings

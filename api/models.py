@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
+from sluice.http.errors import ErrorBody
+
 MAX_TRACKS_PER_CREATE = 4
 MAX_TRACKS_PER_CLOSE = 64
 
@@ -80,11 +82,6 @@ class CreateRequest(BaseModel):
     tracks: Annotated[list[TrackRequest], Field(min_length=1, max_length=MAX_TRACKS_PER_CREATE)]
 
 
-class ErrorBody(BaseModel):
-    errorCode: str
-    errorDescription: str
-
-
 class CreateTrackResult(BaseModel):
     """One item of a create answer: the adapter, or why it could not be made."""
 
@@ -124,6 +121,18 @@ class CloseResponse(BaseModel):
     tracks: list[CloseTrackResult]
     errorCode: str | None = None
     errorDescription: str | None = None
+
+
+class CreateFailed(ErrorBody):
+    """A create answer in which every item failed: the first failure, and every item's."""
+
+    tracks: list[CreateTrackResult]
+
+
+class CloseFailed(ErrorBody):
+    """A close answer in which every item failed: the first failure, and every item's."""
+
+    tracks: list[CloseTrackResult]
 
 
 class Counters(BaseModel):
@@ -181,3 +190,11 @@ class UsageResponse(BaseModel):
     hours: list[UsageHour] = Field(description="The hours with any traffic, oldest first.")
 
     model_config = ConfigDict(populate_by_name=True)
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unready"]
+    checks: dict[str, str | int] = Field(
+        description="Per dependency (`redis`, `workers`, `sfu`): `ok` or the count of "
+        "workers, else why it is not ready."
+    )

@@ -14,6 +14,7 @@ from sluice import __version__
 from sluice.config import Settings, get_settings
 from sluice.http.body_limit import BodyLimitMiddleware
 from sluice.http.errors import install_error_handlers
+from sluice.http.openapi import new_app
 from sluice.http.probes import run_check
 from sluice.media.aiortc_internals import register_codecs
 from sluice.state.connection import async_client
@@ -38,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await manager.stop()
             await redis.aclose()
 
-    app = FastAPI(
+    app = new_app(
         title="Sluice SFU",
         version=__version__,
         summary="Sessions API (Cloudflare Realtime compatible subset): push and pull tracks.",

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 
 from sfu.manager import SessionManager
 from sfu.session import Session
+from sluice.http import sessions_docs as docs
 from sluice.http.auth import AppDep
 from sluice.http.sessions_models import (
     CloseTracksRequest,
@@ -28,7 +29,7 @@ def get_manager(request: Request) -> SessionManager:
 ManagerDep = Annotated[SessionManager, Depends(get_manager)]
 
 
-def get_session(
+def find_session(
     app_id: AppDep,
     manager: ManagerDep,
     session_id: Annotated[str, Path(alias="sessionId")],
@@ -36,25 +37,12 @@ def get_session(
     return manager.get(app_id, session_id)
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(find_session)]
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    400: {"description": "invalid body (`decoding_error`, `invalid_params`)"},
-    401: {"description": "missing or wrong Bearer token"},
-    404: {"description": "unknown app or session (`not_found_session_error`)"},
-    406: {"description": "more than 64 tracks in one request"},
-    413: {"description": "body too large"},
-}
-
-router = APIRouter(prefix="/v1/apps/{appId}/sessions", tags=["sessions"], responses=_ERRORS)
+router = APIRouter(prefix="/v1/apps/{appId}/sessions", tags=["sessions"])
 
 
-@router.post(
-    "/new",
-    status_code=201,
-    response_model_exclude_none=True,
-    summary="Create a session, optionally with the client's first offer",
-)
+@router.post("/new", response_model_exclude_none=True, **docs.NEW_SESSION.sfu())
 async def new_session(
     app_id: AppDep,
     manager: ManagerDep,
@@ -70,30 +58,24 @@ async def new_session(
     return NewSessionResponse(sessionId=session.id, sessionDescription=answer)
 
 
-@router.post(
-    "/{sessionId}/tracks/new",
-    response_model_exclude_none=True,
-    summary="Push and/or pull tracks",
-)
+@router.post("/{sessionId}/tracks/new", response_model_exclude_none=True, **docs.NEW_TRACKS.sfu())
 async def new_tracks(session: SessionDep, body: NewTracksRequest) -> TracksResponse:
     return await session.new_tracks(body)
 
 
-@router.put("/{sessionId}/renegotiate", summary="Answer the SFU's offer")
+@router.put("/{sessionId}/renegotiate", **docs.RENEGOTIATE.sfu())
 async def renegotiate(session: SessionDep, body: RenegotiateRequest) -> dict[str, str]:
     await session.renegotiate(body.sessionDescription)
     return {}
 
 
 @router.put(
-    "/{sessionId}/tracks/close",
-    response_model_exclude_none=True,
-    summary="Close tracks: pushed ones end for every subscriber",
+    "/{sessionId}/tracks/close", response_model_exclude_none=True, **docs.CLOSE_TRACKS.sfu()
 )
 async def close_tracks(session: SessionDep, body: CloseTracksRequest) -> TracksResponse:
     return await session.close_tracks(body)
 
 
-@router.get("/{sessionId}", summary="A session's tracks and their status")
-async def get_session_view(session: SessionDep) -> SessionView:
+@router.get("/{sessionId}", **docs.GET_SESSION.sfu())
+async def get_session(session: SessionDep) -> SessionView:
     return session.view()

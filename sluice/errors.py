@@ -58,6 +58,25 @@ BATCH_STATUS: dict[str, int] = {
     ErrorCode.INTERNAL_ERROR: 500,
 }
 
+# Seconds a client should wait before retrying an answer with this code (`Retry-After`).
+# Rate limits count per wall-clock second; the others last until something outside the
+# client's control changes (an adapter ends, a worker frees up, Redis or the SFU is back).
+RETRY_AFTER_S: dict[str, int] = {
+    ErrorCode.RATE_LIMITED: 1,
+    ErrorCode.TOO_MANY_ADAPTERS: 5,
+    ErrorCode.NO_CAPACITY: 5,
+    ErrorCode.SERVICE_UNAVAILABLE: 2,
+}
+
+
+def error_headers(code: str) -> dict[str, str]:
+    """The HTTP headers an answer whose (first) error has this code carries: how to
+    authenticate after a 401 (RFC 6750), when to retry after a 429 or a transient 503."""
+    if code == ErrorCode.UNAUTHORIZED:
+        return {"WWW-Authenticate": "Bearer"}
+    seconds = RETRY_AFTER_S.get(code)
+    return {"Retry-After": str(seconds)} if seconds is not None else {}
+
 
 class SluiceError(Exception):
     """Base of every error Sluice raises on purpose."""

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from rq import Queue, Worker
 
+from api.models import Readiness
 from sluice.http.auth import SettingsDep
 from sluice.http.probes import CHECK_TIMEOUT_S, run_check
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get("/healthz", summary="The process is alive", response_description='`{"status": "ok"}`')
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -24,7 +25,11 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Redis, a worker and the SFU are reachable",
-    responses={503: {"description": "not ready: `checks` says which part is missing"}},
+    response_model=Readiness,
+    response_description="Ready: creates can succeed.",
+    responses={
+        503: {"model": Readiness, "description": "Not ready: `checks` says which part is missing."}
+    },
 )
 async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
     """Ready when creates can succeed: Redis answers, at least one worker process is

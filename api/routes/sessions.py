@@ -1,71 +1,118 @@
 """The sessions API under the API's base URL, forwarded to the SFU.
 
 One base URL configures a client: `/v1/apps/{appId}/sessions/...` arrives here and goes
-to `settings.sfu_url` unchanged — method, body, Authorization, status, JSON. The SFU
-judges auth and bodies itself. Bodies are small SDP documents, so no streaming.
+to `settings.sfu_url` unchanged — method, body, query string, Authorization — and the
+SFU's status, JSON and auth/retry headers come back unchanged. The SFU judges auth and
+bodies itself, so these routes are described as the SFU's (`sluice.http.sessions_docs`)
+but pass the raw request on. Bodies are small SDP documents, so no streaming.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import quote
 
 import httpx
 import structlog
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Request, Response, Security
+from pydantic import BaseModel
 
+from sluice.config import Settings
 from sluice.errors import ErrorCode
-from sluice.http.auth import SettingsDep
+from sluice.http import sessions_docs as docs
+from sluice.http.auth import SettingsDep, bearer
+from sluice.http.errors import error_response
 
 log = structlog.get_logger("sluice.api")
 
-router = APIRouter()
-
 SFU_TIMEOUT_S = 15.0  # negotiation includes ICE gathering on the SFU
 _FORWARDED_HEADERS = ("authorization", "content-type", "accept")
+_RETURNED_HEADERS = ("www-authenticate", "retry-after")
+
+# The bodies these routes pass on unparsed; `api.main` adds their schemas to /openapi.json.
+REQUEST_MODELS: tuple[type[BaseModel], ...] = tuple(
+    route.body
+    for route in (docs.NEW_SESSION, docs.NEW_TRACKS, docs.RENEGOTIATE, docs.CLOSE_TRACKS)
+    if route.body is not None
+)
+
+# Bearer auth is declared here for the docs page and client generators; the SFU checks it.
+router = APIRouter(
+    prefix="/v1/apps/{appId}/sessions", tags=["sessions"], dependencies=[Security(bearer)]
+)
+
+AppId = Annotated[str, Path(description="The app, from SLUICE_APPS.")]
+SessionId = Annotated[str, Path(description="A session of this app, from `sessions/new`.")]
 
 
-async def forward_to_sfu(
-    appId: str, path: str, request: Request, settings: SettingsDep
+@router.post("/new", **docs.NEW_SESSION.forwarded())
+async def new_session(appId: AppId, request: Request, settings: SettingsDep) -> Response:
+    return await _forward(request, settings, appId, "new")
+
+
+@router.post("/{sessionId}/tracks/new", **docs.NEW_TRACKS.forwarded())
+async def new_tracks(
+    appId: AppId, sessionId: SessionId, request: Request, settings: SettingsDep
 ) -> Response:
-    if any(part in (".", "..") for part in path.split("/")):
-        return _error(404, ErrorCode.NOT_FOUND, "no such sessions route")
-    url = (
-        f"{settings.sfu_url.rstrip('/')}/v1/apps/{quote(appId, safe='')}"
-        f"/sessions/{quote(path, safe='/')}"
+    return await _forward(request, settings, appId, f"{_segment(sessionId)}/tracks/new")
+
+
+@router.put("/{sessionId}/renegotiate", **docs.RENEGOTIATE.forwarded())
+async def renegotiate(
+    appId: AppId, sessionId: SessionId, request: Request, settings: SettingsDep
+) -> Response:
+    return await _forward(request, settings, appId, f"{_segment(sessionId)}/renegotiate")
+
+
+@router.put("/{sessionId}/tracks/close", **docs.CLOSE_TRACKS.forwarded())
+async def close_tracks(
+    appId: AppId, sessionId: SessionId, request: Request, settings: SettingsDep
+) -> Response:
+    return await _forward(request, settings, appId, f"{_segment(sessionId)}/tracks/close")
+
+
+@router.get("/{sessionId}", **docs.GET_SESSION.forwarded())
+async def get_session(
+    appId: AppId, sessionId: SessionId, request: Request, settings: SettingsDep
+) -> Response:
+    return await _forward(request, settings, appId, _segment(sessionId))
+
+
+def _segment(value: str) -> str:
+    """One path segment, quoted; `.` and `..` too, so that no URL normalisation on the way
+    turns them into another route (the SFU then finds no such app or session)."""
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
+def sfu_client() -> httpx.AsyncClient:
+    """The app's one client for every forwarded call (`app.state.sfu_client`, closed with
+    the app): building a client loads the TLS trust store, ~0.1 s each time."""
+    return httpx.AsyncClient(
+        timeout=SFU_TIMEOUT_S, limits=httpx.Limits(max_connections=None), follow_redirects=False
     )
+
+
+async def _forward(request: Request, settings: Settings, app_id: str, path: str) -> Response:
+    url = f"{settings.sfu_url.rstrip('/')}/v1/apps/{_segment(app_id)}/sessions/{path}"
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS}
+    client: httpx.AsyncClient = request.app.state.sfu_client
     try:
-        async with httpx.AsyncClient(timeout=SFU_TIMEOUT_S) as client:
-            answer = await client.request(
-                request.method,
-                url,
-                params=request.query_params,
-                content=await request.body(),
-                headers=headers,
-            )
+        answer = await client.request(
+            request.method,
+            url,
+            params=request.query_params,
+            content=await request.body(),
+            headers=headers,
+        )
     except httpx.TransportError as exc:
         log.error("sfu_unreachable", url=settings.sfu_url, error=str(exc))
-        return _error(503, ErrorCode.SERVICE_UNAVAILABLE, "the SFU is unreachable; retry shortly")
+        return error_response(
+            503, ErrorCode.SERVICE_UNAVAILABLE, "the SFU is unreachable; retry shortly"
+        )
     return Response(
         content=answer.content,
         status_code=answer.status_code,
         media_type=answer.headers.get("content-type"),
+        headers={k: v for k, v in answer.headers.items() if k.lower() in _RETURNED_HEADERS},
     )
-
-
-# One route per method: OpenAPI needs a distinct operation id for each.
-for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-    router.add_api_route(
-        "/v1/apps/{appId}/sessions/{path:path}",
-        forward_to_sfu,
-        methods=[_method],
-        operation_id=f"sessions_{_method.lower()}",
-        tags=["sessions"],
-        summary=f"Sessions API, {_method} (served by the SFU)",
-        responses={503: {"description": "the SFU is unreachable (`service_unavailable`)"}},
-    )
-
-
-def _error(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse({"errorCode": code, "errorDescription": description}, status_code=status)

@@ -6,15 +6,32 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from pydantic import WithJsonSchema
 
-from api.models import ErrorBody, UsageHour, UsageResponse
+from api.models import UsageHour, UsageResponse
 from sluice.errors import InvalidParams
 from sluice.http.auth import AppDep
+from sluice.http.openapi import STATE_STORE_DOWN, UNAUTHORIZED, UNKNOWN_APP, error
 from sluice.state.usage import MAX_RANGE_HOURS, hour_start, hours_covering, read_usage
 
 router = APIRouter(prefix="/v1/apps/{appId}", tags=["usage"])
 
 DEFAULT_RANGE = timedelta(hours=24)
+
+# What pydantic reads as a datetime, said in the schema: an ISO 8601 time or date (UTC
+# when it names no zone), or a Unix time.
+Moment = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+                {"type": "number", "description": "Unix time"},
+            ]
+        }
+    ),
+]
 
 
 def _iso(moment: datetime) -> str:
@@ -28,11 +45,15 @@ def _utc(moment: datetime) -> datetime:
 @router.get(
     "/usage",
     response_model=UsageResponse,
+    response_description="The app's usage over whole UTC hours.",
     responses={
-        400: {"model": ErrorBody, "description": "A bad `from`/`to`, or a range over 31 days."},
-        401: {"model": ErrorBody, "description": "Missing or wrong Bearer secret."},
-        404: {"model": ErrorBody, "description": "Unknown app."},
-        503: {"model": ErrorBody, "description": "Redis is unreachable."},
+        400: error(
+            "`from` or `to` is not a time, `from` is not before `to`, or the range is over "
+            "31 days (`invalid_params`)."
+        ),
+        401: UNAUTHORIZED,
+        404: UNKNOWN_APP,
+        503: STATE_STORE_DOWN,
     },
     summary="Bytes the app's adapters moved, per UTC hour",
 )
@@ -40,12 +61,9 @@ async def get_usage(
     app_id: AppDep,
     request: Request,
     start: Annotated[
-        datetime | None,
-        Query(alias="from", description="ISO 8601; default: 24 hours before `to`."),
+        Moment | None, Query(alias="from", description="Default: 24 hours before `to`.")
     ] = None,
-    end: Annotated[
-        datetime | None, Query(alias="to", description="ISO 8601 (exclusive); default: now.")
-    ] = None,
+    end: Annotated[Moment | None, Query(alias="to", description="Exclusive; default: now.")] = None,
 ) -> UsageResponse:
     """Every hour overlapping [`from`, `to`) is counted whole: usage is kept per hour.
     Times without a zone are UTC. At most 31 days per request."""

@@ -5,18 +5,28 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Path
+from fastapi import Depends, Path, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sluice.config import Settings, get_settings
 from sluice.errors import AppNotFound, Unauthorized
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
+# Declares the `HTTPBearer` security scheme (the docs page's Authorize button; client
+# generators add the header). It never refuses by itself: `authorized_app` judges, so an
+# unknown app is 404 before a bad secret is 401, both in the contract's error shape.
+bearer = HTTPBearer(
+    description="`Authorization: Bearer <app secret>`; apps and secrets come from SLUICE_APPS.",
+    auto_error=False,
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+
 
 def authorized_app(
     settings: SettingsDep,
     app_id: Annotated[str, Path(alias="appId", description="The app, from SLUICE_APPS.")],
-    authorization: Annotated[str | None, Header(description="`Bearer <app secret>`")] = None,
+    credentials: BearerDep,
 ) -> str:
     """The request's app id, once its Bearer secret checks out.
 
@@ -27,11 +37,9 @@ def authorized_app(
     secret = settings.app_secrets.get(app_id)
     if secret is None:
         raise AppNotFound(f"app {app_id!r} does not exist")
-    scheme, _, token = (authorization or "").partition(" ")
+    token = credentials.credentials if credentials is not None else ""
     # compare_digest: the time taken must not tell how much of the secret was right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), secret.encode()
-    ):
+    if credentials is None or not hmac.compare_digest(token.encode(), secret.encode()):
         raise Unauthorized("missing or wrong Bearer token for this app")
     return app_id
 

@@ -238,3 +238,13 @@ def egress_item(
 
 def ingest_item(url: str, track: str = "tts") -> dict[str, str]:
     return {"location": "local", "trackName": track, "endpoint": url, "inputCodec": "pcm"}
+
+
+def spawn(command: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`sluice <command> --port <port>` as a real process, its log appended to `log`."""
+    return subprocess.Popen(
+        [str(BIN / "sluice"), command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "ab"),
+    )

@@ -188,6 +188,7 @@ async def test_no_capacity_leaves_nothing_behind(stack: Stack) -> None:
         elapsed = time.monotonic() - started
         assert resp.status_code == 503
         assert resp.json()["errorCode"] == "no_capacity"
+        assert int(resp.headers["Retry-After"]) >= 1  # capacity may come back
         assert elapsed < 1.5 + 1.0  # within a second beyond the connect timeout
         conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
         states = [
@@ -334,6 +335,7 @@ async def test_per_app_quotas(stack: Stack) -> None:
         assert first.status_code == 200
         over = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
         assert (over.status_code, over.json()["errorCode"]) == (429, "too_many_adapters")
+        assert int(over.headers["Retry-After"]) >= 1
         # Another app has its own quota.
         theirs = await other.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
         assert theirs.status_code == 200, theirs.text
@@ -345,6 +347,8 @@ async def test_per_app_quotas(stack: Stack) -> None:
                 "/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]}
             )
             codes.append((resp.status_code, resp.json().get("errorCode")))
+            if codes[-1] == (429, "rate_limited"):
+                assert resp.headers["Retry-After"] == "1"  # the limit counts per second
         assert codes.count((429, "rate_limited")) >= 4
         await asyncio.sleep(1.1)
         adapter_id = first.json()["tracks"][0]["adapterId"]
