@@ -29,7 +29,7 @@ class SessionManager:
     """All sessions of this process.
 
     Args:
-        settings: ICE setup and `sfu_session_idle_timeout_s`.
+        settings: ICE setup, the announced address and `sfu_session_idle_timeout_s`.
         redis: where the track registry lives.
     """
 
@@ -61,7 +61,9 @@ class SessionManager:
     # --- sessions -------------------------------------------------------------------
 
     async def create(self, app_id: str) -> Session:
-        session = Session(app_id, self._configuration, self)
+        session = Session(
+            app_id, self._configuration, self, announced_ip=self._settings.sfu_announced_ip
+        )
         self._sessions[session.id] = session
         session.log.info("session_created")
         await self.tracks_changed(session)
