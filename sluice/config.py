@@ -6,7 +6,7 @@ import ipaddress
 import re
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sluice.endpoint_policy import EndpointPolicy, parse_networks
@@ -213,16 +213,11 @@ class Settings(BaseSettings):
         parse_networks(value)
         return value
 
-    @field_validator("ice_udp_ports")
+    @field_validator("ice_udp_ports", "ice_servers")
     @classmethod
-    def _ports_parse(cls, value: str) -> str:
-        parse_port_range(value)
-        return value
-
-    @field_validator("ice_servers")
-    @classmethod
-    def _ice_servers_parse(cls, value: str) -> str:
-        parse_ice_servers(value)
+    def _ice_parse(cls, value: str, info: ValidationInfo) -> str:
+        parse = parse_port_range if info.field_name == "ice_udp_ports" else parse_ice_servers
+        parse(value)
         return value
 
     @field_validator("sfu_announced_ip")
