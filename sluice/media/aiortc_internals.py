@@ -470,7 +470,10 @@ def pin_ice_ports(ports: range | None) -> None:
         ValueError: `ports` is empty.
         SeamBroken: aioice or aiortc no longer has the shape the subclass relies on.
     """
-    if ports is not None and not ports:
+    if ports is None:
+        aiortc.rtcicetransport.Connection = aioice.Connection  # type: ignore[attr-defined]
+        return
+    if not ports:
         raise ValueError("the ICE port range is empty")
     gather = inspect.signature(aioice.Connection.get_component_candidates).parameters
     if (
@@ -481,6 +484,5 @@ def pin_ice_ports(ports: range | None) -> None:
         or not isinstance(getattr(aioice.Connection(False), "_protocols", None), list)
     ):
         raise SeamBroken("aioice's host candidate gathering is no longer where this relies on")
-    _PinnedPortsConnection.ports = ports or range(0)
-    agent = aioice.Connection if ports is None else _PinnedPortsConnection
-    aiortc.rtcicetransport.Connection = agent  # type: ignore[attr-defined]
+    _PinnedPortsConnection.ports = ports
+    aiortc.rtcicetransport.Connection = _PinnedPortsConnection  # type: ignore[attr-defined]
