@@ -44,6 +44,15 @@ class SessionManager:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        settings = self._settings
+        # What decides whether browsers can reach the media: docs/deploying.md.
+        log.info(
+            "ice_setup",
+            udp_ports=settings.ice_udp_ports or "any",
+            announced_ip=settings.sfu_announced_ip or None,
+            ice_servers=settings.ice_server_urls,
+            loopback=settings.ice_loopback,
+        )
         self._spawn(self._collect_idle())
         self._spawn(self._refresh_registry())
 

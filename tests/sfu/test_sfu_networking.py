@@ -9,6 +9,7 @@ hears it; every UDP socket the SFU process holds is inside the range.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +85,12 @@ async def test_media_reaches_the_announced_address_on_pinned_ports(
     finally:
         await publisher.close()
         await client.close()
+
+
+def test_the_sfu_logs_its_ice_setup(nat_sfu: Server) -> None:
+    lines = [
+        json.loads(line) for line in nat_sfu.log.read_text().splitlines() if "ice_setup" in line
+    ]
+    assert len(lines) == 1
+    assert lines[0]["udp_ports"] == f"{PORTS[0]}-{PORTS[-1]}"
+    assert lines[0]["announced_ip"] == ANNOUNCED
