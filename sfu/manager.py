@@ -29,7 +29,7 @@ class SessionManager:
     """All sessions of this process.
 
     Args:
-        settings: ICE setup and `sfu_session_idle_timeout_s`.
+        settings: ICE setup, the announced address and `sfu_session_idle_timeout_s`.
         redis: where the track registry lives.
     """
 
@@ -44,6 +44,15 @@ class SessionManager:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        settings = self._settings
+        # What decides whether browsers can reach the media: docs/deploying.md.
+        log.info(
+            "ice_setup",
+            udp_ports=settings.ice_udp_ports or "any",
+            announced_ip=settings.sfu_announced_ip or None,
+            ice_servers=settings.ice_server_urls,
+            loopback=settings.ice_loopback,
+        )
         self._spawn(self._collect_idle())
         self._spawn(self._refresh_registry())
 
@@ -61,7 +70,9 @@ class SessionManager:
     # --- sessions -------------------------------------------------------------------
 
     async def create(self, app_id: str) -> Session:
-        session = Session(app_id, self._configuration, self)
+        session = Session(
+            app_id, self._configuration, self, announced_ip=self._settings.sfu_announced_ip
+        )
         self._sessions[session.id] = session
         session.log.info("session_created")
         await self.tracks_changed(session)

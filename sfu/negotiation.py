@@ -22,10 +22,15 @@ class Negotiator:
     Args:
         configuration: ICE setup (`sluice.media.ice.rtc_configuration`).
         on_frame: gets each encoded frame received, with the mid it arrived on.
+        announced_ip: an address to add beside the host candidates of every description
+            the SFU gives out (`sdp.announce`); empty: none.
     """
 
-    def __init__(self, configuration: RTCConfiguration, on_frame: FrameHandler) -> None:
+    def __init__(
+        self, configuration: RTCConfiguration, on_frame: FrameHandler, announced_ip: str = ""
+    ) -> None:
         self.pc = RTCPeerConnection(configuration)
+        self._announced_ip = announced_ip
         self.taps: dict[str, ReceiverTap] = {}
         self.known_mids: set[str] = set()  # every mid of an applied description
         self.remote_sections: dict[str, sdp.MediaSection] = {}  # as the client last wrote
@@ -74,7 +79,8 @@ class Negotiator:
             self.known_mids.add(section.mid)
             if local.type == "answer":
                 self.codecs[section.mid] = section.codec
-        return SessionDescription(type=local.type, sdp=local.sdp)
+        text = sdp.announce(local.sdp, self._announced_ip) if self._announced_ip else local.sdp
+        return SessionDescription(type=local.type, sdp=text)
 
     def _tap_new_receivers(self) -> None:
         # Every receiver is tapped, named or not, so aiortc never decodes media here.

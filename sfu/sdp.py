@@ -6,7 +6,11 @@ the text first lets bad input become a clean 400 with the session left as it was
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
+
+from aioice import Candidate
+from aioice.candidate import candidate_foundation, candidate_priority
 
 from sluice.errors import InvalidParams
 from sluice.state.records import MediaKind
@@ -131,3 +135,40 @@ def by_mid(sections: list[MediaSection]) -> dict[str, MediaSection]:
 
 def has_candidates(sdp: str) -> bool:
     return "a=candidate:" in sdp
+
+
+def announce(text: str, address: str) -> str:
+    """Adds `address` beside each UDP host candidate of its IP family, on the same port.
+
+    Behind a 1:1 NAT (a cloud VM's public address) the SFU's sockets are reachable at the
+    public address on their own ports, which is what a STUN server would report: the new
+    candidates are server-reflexive ones with the host candidate as their base. The host
+    candidates stay, for peers on the same network (`SLUICE_SFU_ANNOUNCED_IP`).
+    """
+    version = ipaddress.ip_address(address).version
+    out: list[str] = []
+    for line in text.splitlines(keepends=True):
+        out.append(line)
+        body = line.rstrip("\r\n")
+        if not body.startswith("a=candidate:"):
+            continue
+        try:
+            host = Candidate.from_sdp(body[len("a=candidate:") :])
+            same_family = ipaddress.ip_address(host.host).version == version
+        except ValueError:
+            continue  # not ours to judge: an mDNS name, or a line aiortc would not write
+        if host.type != "host" or host.transport.lower() != "udp" or not same_family:
+            continue
+        reflexive = Candidate(
+            foundation=candidate_foundation("srflx", "udp", host.host),
+            component=host.component,
+            transport=host.transport,
+            priority=candidate_priority(host.component, "srflx"),
+            host=address,
+            port=host.port,
+            type="srflx",
+            related_address=host.host,
+            related_port=host.port,
+        )
+        out.append(f"a=candidate:{reflexive.to_sdp()}{line[len(body) :]}")
+    return "".join(out)

@@ -49,10 +49,16 @@ class Session:
         app_id: the owning app; other apps never see the session.
         configuration: ICE setup for its peer connection.
         hub: the holder of every session (lookups, registry, closing).
+        announced_ip: the public address its descriptions announce (`sdp.announce`).
     """
 
     def __init__(
-        self, app_id: str, configuration: RTCConfiguration, hub: Hub, session_id: str = ""
+        self,
+        app_id: str,
+        configuration: RTCConfiguration,
+        hub: Hub,
+        session_id: str = "",
+        announced_ip: str = "",
     ) -> None:
         self.id = session_id or new_session_id()
         self.app_id = app_id
@@ -60,7 +66,7 @@ class Session:
         self.last_media_at = time.monotonic()
         self.closed = False
         self.tracks: dict[str, SessionTrack] = {}  # by mid
-        self._neg = Negotiator(configuration, self._on_frame)
+        self._neg = Negotiator(configuration, self._on_frame, announced_ip)
         self.pc = self._neg.pc
         self.pc.on("connectionstatechange", self._on_connection_state)
         self._hub = hub

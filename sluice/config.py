@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import lru_cache
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sluice.endpoint_policy import EndpointPolicy, parse_networks
@@ -32,6 +34,48 @@ def parse_apps(spec: str) -> dict[str, str]:
             raise ValueError(f"SLUICE_APPS names app {app_id!r} twice")
         apps[app_id] = secret
     return apps
+
+
+# Ports below this need privileges the services never have (they run as a plain user).
+LOWEST_ICE_PORT = 1024
+_PORT_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+_ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[^\s,]+$")
+
+
+def parse_port_range(spec: str) -> range | None:
+    """Parses `low-high` (or one port) into the ports it names; empty means none.
+
+    Raises:
+        ValueError: not `low-high`, `low` above `high`, or outside 1024-65535.
+    """
+    if not spec.strip():
+        return None
+    match = _PORT_RANGE.match(spec)
+    if match is None:
+        raise ValueError(f"SLUICE_ICE_UDP_PORTS {spec!r} must look like 50000-50999")
+    low = int(match.group(1))
+    high = int(match.group(2) or low)
+    if not LOWEST_ICE_PORT <= low <= high <= 65535:
+        raise ValueError(
+            f"SLUICE_ICE_UDP_PORTS {spec!r} must be low-high with "
+            f"{LOWEST_ICE_PORT} <= low <= high <= 65535"
+        )
+    return range(low, high + 1)
+
+
+def parse_ice_servers(spec: str) -> list[str]:
+    """Splits the comma-separated STUN/TURN URLs.
+
+    Raises:
+        ValueError: an entry is not a stun:, stuns:, turn: or turns: URL.
+    """
+    urls = [url.strip() for url in spec.split(",") if url.strip()]
+    for url in urls:
+        if not _ICE_URL.match(url):
+            raise ValueError(
+                f"SLUICE_ICE_SERVERS entry {url!r} must be a stun:, stuns:, turn: or turns: URL"
+            )
+    return urls
 
 
 class Settings(BaseSettings):
@@ -140,6 +184,19 @@ class Settings(BaseSettings):
         False, description="Offer 127.0.0.1 host candidates (dev and tests)."
     )
     ice_servers: str = Field("", description="Comma-separated STUN/TURN URLs.")
+    ice_username: str = Field("", description="Username for the TURN server of ice_servers.")
+    ice_credential: SecretStr = Field(
+        SecretStr(""), description="Password for the TURN server of ice_servers."
+    )
+    ice_udp_ports: str = Field(
+        "",
+        description="UDP ports (low-high) for ICE host candidates of the SFU and the "
+        "pipelines; empty: any port the OS picks.",
+    )
+    sfu_announced_ip: str = Field(
+        "",
+        description="Public IP the SFU announces beside its host candidates (1:1 NAT).",
+    )
     sfu_session_idle_timeout_s: float = Field(
         30.0, gt=0, description="An SFU session with no media this long is closed."
     )
@@ -156,10 +213,38 @@ class Settings(BaseSettings):
         parse_networks(value)
         return value
 
+    @field_validator("ice_udp_ports", "ice_servers")
+    @classmethod
+    def _ice_parse(cls, value: str, info: ValidationInfo) -> str:
+        parse = parse_port_range if info.field_name == "ice_udp_ports" else parse_ice_servers
+        parse(value)
+        return value
+
+    @field_validator("sfu_announced_ip")
+    @classmethod
+    def _announced_ip_parse(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"SLUICE_SFU_ANNOUNCED_IP {value!r} must be an IP address (not a host name)"
+            ) from None
+        if address.is_unspecified or address.is_multicast:
+            raise ValueError(f"SLUICE_SFU_ANNOUNCED_IP {value!r} cannot receive media")
+        return str(address)
+
     @model_validator(mode="after")
     def _dev_defaults(self) -> Settings:
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_ttl_s must be longer than heartbeat_interval_s")
+        turn = any(url.startswith("turn") for url in self.ice_server_urls)
+        if turn and not (self.ice_username and self.ice_credential.get_secret_value()):
+            raise ValueError(
+                "SLUICE_ICE_SERVERS names a TURN server: set SLUICE_ICE_USERNAME and "
+                "SLUICE_ICE_CREDENTIAL too"
+            )
         if not self.dev and not parse_apps(self.apps):
             raise ValueError(
                 "SLUICE_APPS is empty: set it to appId:secret pairs, or SLUICE_DEV=1 for a demo app"
@@ -184,7 +269,12 @@ class Settings(BaseSettings):
 
     @property
     def ice_server_urls(self) -> list[str]:
-        return [url.strip() for url in self.ice_servers.split(",") if url.strip()]
+        return parse_ice_servers(self.ice_servers)
+
+    @property
+    def ice_port_range(self) -> range | None:
+        """The ports ICE host candidates bind to; None: the OS's ephemeral ports."""
+        return parse_port_range(self.ice_udp_ports)
 
 
 @lru_cache

@@ -12,7 +12,6 @@ Exceptions raised here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 from sluice.errors import SluiceError
 from sluice.wire.packet_pb2 import Packet
@@ -110,9 +109,11 @@ def decode(data: BytesLike) -> DecodedPacket:
         PacketDecodeError: the bytes are not a `Packet`; the only error this raises.
     """
     message = Packet()
+    # WebSocket messages are `bytes` already; a view is copied (at most 32 KiB) because
+    # the upb backend before protobuf 5.29 takes nothing else.
+    raw = data if isinstance(data, bytes) else bytes(data)
     try:
-        # Typed as `bytes` in the stubs; every backend takes any buffer without a copy.
-        message.ParseFromString(cast(bytes, data))
+        message.ParseFromString(raw)
     except Exception as exc:
         # The input is untrusted bytes and a crash here would end the adapter, while the
         # spec says to skip and count. upb raises `DecodeError`; the pure-Python fallback

@@ -321,3 +321,22 @@ async def test_vp9_and_h265_relay_byte_for_byte_and_never_decode(
     pictures = [p for i, f in enumerate(received) for p in decoder.decode(f, i * 3000)]
     assert len(pictures) == len(received)
     assert (pictures[-1].width, pictures[-1].height) == (320, 240)
+
+
+def test_ice_agent_seam() -> None:
+    """`pin_ice_ports` finds aioice's gathering where it relies on, and aiortc takes it up.
+
+    Media over pinned ports: tests/sfu/test_ice.py.
+    """
+    import aioice
+    from aiortc.rtcicetransport import RTCIceGatherer
+
+    from sluice.media.aiortc_internals import pin_ice_ports
+
+    try:
+        pin_ice_ports(range(20_000, 20_010))
+        agent = RTCIceGatherer()._connection
+        assert type(agent) is not aioice.Connection and isinstance(agent, aioice.Connection)
+    finally:
+        pin_ice_ports(None)
+    assert type(RTCIceGatherer()._connection) is aioice.Connection
