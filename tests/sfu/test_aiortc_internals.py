@@ -25,6 +25,7 @@ from sluice.media.aiortc_internals import (
     ReceiverTap,
     on_keyframe_request,
     register_codecs,
+    renumber_like_source,
     restrict_codecs,
     tap_receiver,
 )
@@ -154,6 +155,38 @@ async def test_keyframe_request_reaches_publisher_and_sender_hook(
     await asyncio.sleep(0.3)  # let a few packets through so the subscriber knows the SSRC
     sub_tap.request_keyframe()
     await wait_for(lambda: bool(asked), within=5)
+
+
+async def test_renumbered_sender_keeps_the_source_gaps_and_order(
+    pcs: list[RTCPeerConnection],
+) -> None:
+    """Each packet leaves under its source number plus a constant: late stays late."""
+    sender_pc, receiver_pc = new_pc(), new_pc()
+    pcs += [sender_pc, receiver_pc]
+    outbound = PacketTrack("audio")
+    transceiver = sender_pc.addTransceiver(outbound, direction="sendonly")
+    renumber_like_source(transceiver.sender, lambda: outbound.sequence)
+    await sender_pc.setLocalDescription(await sender_pc.createOffer())
+    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+    received: list[EncodedFrame] = []
+    tap_receiver(receiver_pc.getTransceivers()[0].receiver, "audio", received.append)
+    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+
+    payloads = encode_opus_tone(440.0, 12)
+    # Source numbers across the wrap, with a loss (3) and a late packet (5 after 6).
+    order = [0, 1, 2, 4, 6, 5, 7, 8, 9, 10, 11]
+    for n in order:  # queued until the sender starts reading
+        outbound.push(make_packet(payloads[n], n * SAMPLES, 48_000), (65_530 + n) % 65_536)
+    await wait_for(lambda: len(received) == len(order), within=10)
+
+    sent_order = [payloads.index(f.data) for f in received]
+    assert sent_order == order
+    shifts = {
+        ((f.sequence_number or 0) - 65_530 - n) % 65_536
+        for f, n in zip(received, order, strict=True)
+    }
+    assert len(shifts) == 1, [f.sequence_number for f in received]
 
 
 async def test_sender_stop_sends_bye_and_ends_the_remote_track(
