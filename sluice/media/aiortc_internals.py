@@ -23,9 +23,11 @@ its async `getStats()` reports, without awaiting (a metrics scrape is synchronou
 
 Codecs: aiortc knows Opus, G722, PCMU, PCMA, VP8 and H264 only. `register_codecs` teaches
 every peer connection of the process VP9 and H265 (`sluice.media.passthrough`): forwarded
-as they came, never encoded or decoded by the SFU. It patches aiortc's module globals, so
-nothing calls it at import time: each process's entry point does, once, before it makes a
-peer connection (the SFU app, the worker host, the benchmarks and the tests).
+as they came, never encoded or decoded by the SFU; and has Opus offered and answered with
+`useinbandfec=1`, so that browsers send the in-band FEC egress conceals losses with. It
+patches aiortc's module globals, so nothing calls it at import time: each process's entry
+point does, once, before it makes a peer connection (the SFU app, the worker host, the
+benchmarks and the tests).
 """
 
 from __future__ import annotations
@@ -379,6 +381,11 @@ def register_codecs() -> None:
     tables = getattr(aiortc.codecs, "CODECS", None)
     if not isinstance(tables, dict) or not isinstance(tables.get("video"), list):
         raise SeamBroken("aiortc.codecs.CODECS is no longer a dict of codec lists")
+    for codec in tables.get("audio", []):
+        if codec.mimeType.lower() == "audio/opus":
+            # Tells a publisher (a browser) to send in-band FEC, which egress uses to
+            # rebuild a lost frame; aiortc writes it in every opus fmtp line.
+            codec.parameters["useinbandfec"] = 1
     video: list[RTCRtpCodecParameters] = tables["video"]
     payload_type = 1 + max(c.payloadType for codecs in tables.values() for c in codecs)
     for spec in passthrough.PASSTHROUGH_CODECS:

@@ -268,6 +268,18 @@ def test_registered_codecs_come_after_aiortc_own_and_only_once() -> None:
     assert {"nack", "pli"} <= {f.parameter or f.type for f in vp9.rtcpFeedback}
 
 
+async def test_opus_is_negotiated_with_inband_fec(pcs: list[RTCPeerConnection]) -> None:
+    """What tells a browser to send the FEC that egress rebuilds lost frames from."""
+    offerer, answerer = new_pc(), new_pc()
+    pcs += [offerer, answerer]
+    offerer.addTransceiver("audio", direction="recvonly")
+    answerer.addTransceiver("audio", direction="sendonly")
+    await negotiate(offerer, answerer)
+    for description in (offerer.localDescription, answerer.localDescription):
+        fmtp = [line for line in description.sdp.splitlines() if line.startswith("a=fmtp:")]
+        assert any("useinbandfec=1" in line for line in fmtp), description.sdp
+
+
 def test_aiortc_looks_the_codec_functions_up_where_they_are_extended() -> None:
     """Each function is read from its module's globals at call time; pins both halves."""
     import inspect
