@@ -15,10 +15,11 @@ import pytest
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from sluice.media.aiortc_internals import on_keyframe_request
 from sluice.media.calls_client import SessionsClient
 from sluice.media.types import EncodedFrame
 from tests.netsim import Impairment, publish_via_relay
-from tests.sfu.media import SAMPLES, ToneTrack
+from tests.sfu.media import SAMPLES, ColourTrack, ToneTrack
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -93,3 +94,49 @@ async def test_lost_audio_stays_a_gap_in_the_numbering(client: SessionsClient) -
     print(f"relay: {stats.datagrams} datagrams, {stats.lost} lost; {missing} frames missing")
     assert stats.lost >= 5 and missing >= 3
     assert renumbered(tapped) == {0}
+
+
+async def test_a_lost_keyframe_request_is_repeated_until_one_comes(client: SessionsClient) -> None:
+    """Frames lost, and the PLIs that ask for a keyframe lost too: the SFU asks again."""
+    outage_at, pli_outage_s = 2.0, 1.0
+    upstream = Impairment(outage_every_s=100, outage_ms=200, outage_offset_s=outage_at)
+    downstream = Impairment(
+        outage_every_s=100, outage_ms=pli_outage_s * 1000, outage_offset_s=outage_at
+    )
+    peer, relay = await publish_via_relay(
+        client, [ColourTrack((200, 40, 40))], ["cam"], upstream=upstream,
+        downstream=downstream, seed=3,
+    )  # fmt: skip
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # Every PLI that reaches the publisher, then what aiortc does with it (a keyframe).
+    sender = peer.pc.getTransceivers()[0].sender
+    make_keyframe = sender._send_keyframe
+    plis: list[float] = []
+
+    def on_pli() -> None:
+        plis.append(round(loop.time() - started - outage_at, 2))
+        make_keyframe()
+
+    on_keyframe_request(sender, on_pli)
+    try:
+        frames: list[EncodedFrame] = []
+        await client.pull(peer.session_id, "cam", kind="video", on_frame=frames.append)
+        await asyncio.sleep(outage_at + 2.0 - (loop.time() - started))
+    finally:
+        await peer.close()
+        relay.close()
+    keyframes = [
+        round(f.received_at - started - outage_at, 2)
+        for f in frames
+        if f.keyframe and f.received_at - started > outage_at
+    ]
+    print(
+        f"relay: up {relay.upstream.stats.outage} and down {relay.downstream.stats.outage} "
+        f"datagrams dropped; PLIs at {plis}, keyframes at {keyframes} s from the outage"
+    )
+    assert relay.upstream.stats.outage >= 3 and relay.downstream.stats.outage >= 1
+    # The PLIs sent during the outage were lost; the next retry reached the publisher.
+    after = [t for t in plis if t >= pli_outage_s]
+    assert after and after[0] < pli_outage_s + 0.5
+    assert keyframes and keyframes[0] < pli_outage_s + 0.8
