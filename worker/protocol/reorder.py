@@ -3,9 +3,11 @@
 The receiver tap hands over Opus packets as they arrive, late ones included. This puts
 them in sequence-number order and decides what a hole becomes:
 
-- a packet merely late waits in a small window: while at most `hold_packets` newer
-  packets have come, and for at most `max_wait_s` (latency is paid only when something
-  is missing, and only up to then);
+- a packet merely late waits in a small window: while at most `hold` newer packets have
+  come, and for at most `max_wait_s` (latency is paid only when something is missing,
+  and only up to then). `hold` adapts: 0 while the network only loses (a loss is
+  concealed as soon as the next packet is in), one more each time a packet arrives after
+  its hole was given up (up to `hold_packets`), one less after `calm_s` without that;
 - a hole given up on of at most `conceal_max_samples` (100 ms) is concealed: one
   `Conceal` per lost frame, the last of them from the next packet's in-band FEC when it
   carries some, the others by packet-loss concealment; so the timestamps carry on;
@@ -27,6 +29,7 @@ TS_MOD = 1 << 32
 MAX_MISORDER = 1000
 HOLD_PACKETS = 2  # 40 ms of 20 ms packets: ±20 ms of jitter reorders by up to two
 MAX_WAIT_S = 0.06
+CALM_S = 60.0
 CONCEAL_MAX_SAMPLES = 4_800  # 100 ms at 48 kHz
 DEFAULT_FRAME_SAMPLES = 960
 
@@ -79,9 +82,12 @@ class AudioReorder:
     """Packets in (any order), what to play out (in order).
 
     Args:
-        hold_packets: newer packets that may wait behind a hole before it is given up.
+        hold_packets: the most newer packets that may wait behind a hole before it is
+            given up (the window grows to this on a network that reorders).
         max_wait_s: the longest a packet waits behind a hole.
         conceal_max_samples: the longest hole concealed (48 kHz samples).
+        calm_s: the window shrinks by one after this long without a late packet.
+        start_hold: the window to start with.
     """
 
     def __init__(
@@ -89,8 +95,13 @@ class AudioReorder:
         hold_packets: int = HOLD_PACKETS,
         max_wait_s: float = MAX_WAIT_S,
         conceal_max_samples: int = CONCEAL_MAX_SAMPLES,
+        calm_s: float = CALM_S,
+        start_hold: int = 0,
     ) -> None:
-        self._hold = hold_packets
+        self._hold_max = hold_packets
+        self._hold = min(start_hold, hold_packets)
+        self._calm_s = calm_s
+        self._last_late = 0.0
         self._max_wait_s = max_wait_s
         self._conceal_max = conceal_max_samples
         self._held: dict[int, _Held] = {}
@@ -98,6 +109,11 @@ class AudioReorder:
         self._last_ts = 0  # RTP timestamp of the last packet played
         self._last_samples = DEFAULT_FRAME_SAMPLES  # its duration
         self.counts = ReorderCounts()
+
+    @property
+    def hold(self) -> int:
+        """Newer packets that may wait behind a hole now."""
+        return self._hold
 
     def push(self, seq: int, timestamp: int, data: bytes, now: float) -> list[Play]:
         """Feeds one packet as it arrives; returns what can be played now, in order."""
@@ -110,7 +126,12 @@ class AudioReorder:
             return out + self.push(seq, timestamp, data, now)
         if ahead < 0:
             self.counts.late += 1
+            self._hold = min(self._hold_max, self._hold + 1)  # this network reorders
+            self._last_late = now
             return []
+        if self._hold and now - self._last_late > self._calm_s:
+            self._hold -= 1
+            self._last_late = now
         if seq in self._held:
             self.counts.duplicates += 1
             return []

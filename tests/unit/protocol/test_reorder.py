@@ -38,7 +38,7 @@ def test_in_order_packets_play_at_once() -> None:
 
 
 def test_a_late_packet_is_put_in_its_place() -> None:
-    r = AudioReorder(hold_packets=2)
+    r = AudioReorder(hold_packets=2, start_hold=2)
     push(r, 0, 0.0)
     assert push(r, 2, 0.04) == []  # 1 missing: wait
     assert r.deadline() == 0.04 + 0.06
@@ -47,7 +47,7 @@ def test_a_late_packet_is_put_in_its_place() -> None:
 
 
 def test_a_hole_is_given_up_after_hold_packets_and_concealed() -> None:
-    r = AudioReorder(hold_packets=2)
+    r = AudioReorder(hold_packets=2, start_hold=2)
     push(r, 0, 0.0)
     push(r, 2, 0.04)
     push(r, 3, 0.06)
@@ -60,7 +60,7 @@ def test_a_hole_is_given_up_after_hold_packets_and_concealed() -> None:
 
 
 def test_a_hole_is_given_up_after_max_wait() -> None:
-    r = AudioReorder(hold_packets=2, max_wait_s=0.06)
+    r = AudioReorder(hold_packets=2, max_wait_s=0.06, start_hold=2)
     push(r, 0, 0.0)
     push(r, 2, 0.04)
     assert r.expire(0.09) == []
@@ -94,8 +94,20 @@ def test_a_source_gap_is_not_a_loss() -> None:
     assert [type(p) for p in out] == [Decode] and r.counts == type(r.counts)()
 
 
+def test_the_window_opens_on_a_network_that_reorders_and_closes_when_it_stops() -> None:
+    r = AudioReorder(hold_packets=2, calm_s=10.0)
+    push(r, 0, 0.0)
+    assert timestamps(push(r, 2, 0.04)) == [1, 2]  # no wait: 1 concealed at once
+    assert push(r, 1, 0.05) == [] and (r.counts.late, r.hold) == (1, 1)  # it was late
+    assert push(r, 4, 0.08) == []  # now one packet may wait behind a hole
+    assert timestamps(push(r, 3, 0.09)) == [3, 4]
+    assert r.counts.concealed == 1
+    push(r, 6, 10.2)
+    assert r.hold == 0  # 10 s without a late packet
+
+
 def test_duplicates_and_a_restarted_source() -> None:
-    r = AudioReorder()
+    r = AudioReorder(start_hold=2)
     push(r, 0, 0.0)
     push(r, 2, 0.04)
     assert push(r, 2, 0.05) == [] and r.counts.duplicates == 1
@@ -105,7 +117,7 @@ def test_duplicates_and_a_restarted_source() -> None:
 
 
 def test_sequence_numbers_wrap() -> None:
-    r = AudioReorder()
+    r = AudioReorder(start_hold=2)
     r.push(65535, 0, CELT, 0.0)
     assert r.push(1, 1920, CELT, 0.04) == []
     assert [p.timestamp for p in r.push(0, 960, CELT, 0.05)] == [960, 1920]
@@ -120,7 +132,7 @@ def test_any_arrival_order_plays_each_frame_once_in_order(seed: int, loss: float
         if rng.random() >= loss:
             arrivals.append((n * 0.02 + rng.uniform(0.01, 0.05), n))
     arrivals.sort()
-    r = AudioReorder()
+    r = AudioReorder(start_hold=rng.randint(0, 2))
     out: list[Play] = []
     for now, n in arrivals:
         out += r.expire(now) + push(r, n, now)
