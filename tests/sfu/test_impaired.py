@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import itertools
 
+import av
 import pytest
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
@@ -19,7 +21,7 @@ from sluice.media.aiortc_internals import on_keyframe_request
 from sluice.media.calls_client import SessionsClient
 from sluice.media.types import EncodedFrame
 from tests.netsim import Impairment, publish_via_relay
-from tests.sfu.media import SAMPLES, ColourTrack, ToneTrack
+from tests.sfu.media import FPS, SAMPLES, VIDEO_CLOCK, PacedTrack, ToneTrack, encode_vp8_colour
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,6 +98,26 @@ async def test_lost_audio_stays_a_gap_in_the_numbering(client: SessionsClient) -
     assert renumbered(tapped) == {0}
 
 
+class KeyframeOnRequest(PacedTrack):
+    """Pre-encoded VP8 at 30 fps that sends a keyframe only when asked (a PLI)."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames = encode_vp8_colour((200, 40, 40), 30, gop=1000)
+        self.want_keyframe = True
+
+    async def recv(self) -> av.Packet:
+        await self._wait_turn(FPS)
+        index, self.want_keyframe = 0 if self.want_keyframe else 1 + self._n % 29, False
+        packet = av.Packet(self._frames[index])
+        packet.pts = self._n * (VIDEO_CLOCK // FPS)
+        packet.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._n += 1
+        return packet
+
+
 async def test_a_lost_keyframe_request_is_repeated_until_one_comes(client: SessionsClient) -> None:
     """Frames lost, and the PLIs that ask for a keyframe lost too: the SFU asks again."""
     outage_at, pli_outage_s = 2.0, 1.0
@@ -103,22 +125,19 @@ async def test_a_lost_keyframe_request_is_repeated_until_one_comes(client: Sessi
     downstream = Impairment(
         outage_every_s=100, outage_ms=pli_outage_s * 1000, outage_offset_s=outage_at
     )
+    source = KeyframeOnRequest()
     peer, relay = await publish_via_relay(
-        client, [ColourTrack((200, 40, 40))], ["cam"], upstream=upstream,
-        downstream=downstream, seed=3,
-    )  # fmt: skip
+        client, [source], ["cam"], upstream=upstream, downstream=downstream, seed=3
+    )
     loop = asyncio.get_running_loop()
     started = loop.time()
-    # Every PLI that reaches the publisher, then what aiortc does with it (a keyframe).
-    sender = peer.pc.getTransceivers()[0].sender
-    make_keyframe = sender._send_keyframe
-    plis: list[float] = []
+    plis: list[float] = []  # when each PLI reached the publisher, from the outage
 
     def on_pli() -> None:
         plis.append(round(loop.time() - started - outage_at, 2))
-        make_keyframe()
+        source.want_keyframe = True
 
-    on_keyframe_request(sender, on_pli)
+    on_keyframe_request(peer.pc.getTransceivers()[0].sender, on_pli)
     try:
         frames: list[EncodedFrame] = []
         await client.pull(peer.session_id, "cam", kind="video", on_frame=frames.append)
