@@ -110,12 +110,11 @@ class _Tap:
             if self._video and keyframe:
                 self._requests.got_keyframe()
             after_gap = frame.after_gap or self._gap_unreported
-            self._gap_unreported = (
-                not self._deliver(
-                    codec, frame.data, frame.timestamp, keyframe, now, frame.first_seq, after_gap
-                )
-                and after_gap
+            delivered = self._deliver(
+                codec, frame.data, frame.timestamp, keyframe, now, frame.first_seq, after_gap
             )
+            # A gap before an empty frame (padding) belongs to the next one delivered.
+            self._gap_unreported = after_gap and not delivered
         if assembler.lost:
             assembler.lost = False
             self._requests.want()
