@@ -64,6 +64,14 @@ ADAPTER_COUNTERS = {
         "sluice_adapter_playout_underruns",
         "Ingest: 20 ms frames played as silence because the endpoint sent too little.",
     ),
+    "c_concealed": (
+        "sluice_adapter_concealed_frames",
+        "Egress audio: frames the network lost, made up by in-band FEC or concealment.",
+    ),
+    "c_lost": (
+        "sluice_adapter_lost_frames",
+        "Egress audio: frames lost in network holes too long to conceal (over 100 ms).",
+    ),
 }
 CREATE_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

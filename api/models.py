@@ -146,6 +146,12 @@ class Counters(BaseModel):
     maxLoopLagMs: int = Field(
         0, description="The pipeline's worst event-loop lag: how late its timers ran."
     )
+    concealed: int = Field(
+        0, description="Egress audio: 20 ms frames the network lost, made up (FEC or PLC)."
+    )
+    lost: int = Field(
+        0, description="Egress audio: frames lost in holes over 100 ms (the timestamp jumps)."
+    )
 
 
 class AdapterSettings(BaseModel):

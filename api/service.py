@@ -278,6 +278,8 @@ class AdapterService:
                 underruns=record.counters["underruns"],
                 maxBufferMs=record.counters["max_buffer_ms"],
                 maxLoopLagMs=record.counters["max_loop_lag_ms"],
+                concealed=record.counters["concealed"],
+                lost=record.counters["lost"],
             ),
             settings=AdapterSettings(**record.options),
         )

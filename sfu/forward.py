@@ -2,7 +2,10 @@
 
 One `av.Packet` is built per frame and shared by every subscriber: the senders only read
 it in `pack()`. A video subscriber starts at a keyframe (a decoder cannot start on a
-delta frame), so it drops frames until one arrives and asks the publisher for one.
+delta frame), so it drops frames until one arrives and asks the publisher for one; so
+does every subscriber after frames were lost, since the next delta frame would decode to
+a broken picture. Audio goes out packet by packet with its source sequence number, late
+packets included (`sluice.media.renumber`): the subscribers' jitter buffers reorder.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from sluice.media.packet_track import PacketTrack, make_packet
 from sluice.media.types import EncodedFrame
 from sluice.state.records import MediaKind
 
-KEYFRAME_REQUEST_INTERVAL_S = 0.5  # one PLI serves every subscriber waiting meanwhile
+KEYFRAME_REQUEST_INTERVAL_S = 0.3  # one PLI serves every subscriber waiting meanwhile
 AUDIO_QUEUE_FRAMES = 10  # 200 ms: a late-starting sender must not begin with stale audio
 VIDEO_QUEUE_FRAMES = 90  # 3 s at 30 fps: from a keyframe until the sender reads
 
@@ -93,7 +96,10 @@ class Fanout:
         packet = None
         starving = False
         video = self.kind == MediaKind.VIDEO
+        broken = video and frame.after_gap and not frame.keyframe
         for sub in self.subscribers:
+            if broken:
+                sub.waiting_keyframe = True  # the publisher was asked for one (a loss)
             if video and sub.track.full:
                 # Its sender is not reading; dropping a video frame would break the chain
                 # of references, so restart it at a keyframe instead.
@@ -108,7 +114,7 @@ class Fanout:
                 sub.waiting_keyframe = False
             if packet is None:
                 packet = make_packet(frame.data, pts, frame.codec.clock_rate)
-            sub.track.push(packet)
+            sub.track.push(packet, frame.sequence_number)
             self.forwarded += 1
         if starving:
             self.keyframe_needed()

@@ -34,8 +34,13 @@ from sluice.http.sessions_models import (
     TrackStatus,
     TrackView,
 )
-from sluice.media.aiortc_internals import on_keyframe_request, restrict_codecs
+from sluice.media.aiortc_internals import (
+    on_keyframe_request,
+    renumber_like_source,
+    restrict_codecs,
+)
 from sluice.media.types import EncodedFrame
+from sluice.state.records import MediaKind
 
 
 def new_session_id() -> str:
@@ -228,7 +233,7 @@ class Session:
                 transceiver.direction = "sendonly"
                 self._restrict(transceiver, source)
                 transceiver.sender.replaceTrack(sub.track)
-                on_keyframe_request(transceiver.sender, source.fanout.keyframe_needed)
+                self._forward_to(transceiver.sender, sub)
                 self.tracks[section.mid] = SessionTrack(
                     Location.REMOTE, section.mid, source.name, source.kind,
                     source.source_session_id, TrackStatus.ACTIVE, transceiver,
@@ -292,7 +297,7 @@ class Session:
             sub = source.fanout.subscribe(self._source_end_callback_later())
             transceiver = self.pc.addTransceiver(sub.track, direction="sendonly")
             self._restrict(transceiver, source)
-            on_keyframe_request(transceiver.sender, source.fanout.keyframe_needed)
+            self._forward_to(transceiver.sender, sub)
             pulls.append((i, source, sub, transceiver))
             results.append(TrackResult())
         for i, section, name in pushes:
@@ -356,6 +361,14 @@ class Session:
             "track_pulled", track_name=track.name, source_session_id=track.source_session_id,
             mid=track.mid, kind=track.kind, codec=track.codec, flow=flow,
         )  # fmt: skip
+
+    @staticmethod
+    def _forward_to(sender: Any, sub: Subscriber) -> None:
+        """Hooks a subscriber's sender: its keyframe requests, its audio's numbering."""
+        on_keyframe_request(sender, sub.fanout.keyframe_needed)
+        if sub.fanout.kind == MediaKind.AUDIO:
+            track = sub.track
+            renumber_like_source(sender, lambda: track.sequence)
 
     @staticmethod
     def _restrict(transceiver: Any, source: SessionTrack) -> None:

@@ -6,21 +6,28 @@ to its private `JitterBuffer.add()`, whose `(pli_flag, frame)` result decides wh
 PLI goes to the publisher and whether a frame reaches the decoder thread. `tap_receiver`
 swaps that one object for a `_Tap` with the same `add()`: frames leave through a callback
 as soon as they are complete (`sluice.media.frames.FrameAssembler`), nothing is ever
-decoded, and a keyframe request rides out on the next `pli_flag`. Everything aiortc does around it
+decoded, and a keyframe request rides out on the next `pli_flag` (and again, as
+`sluice.media.keyframes` paces it, until a keyframe comes). Everything aiortc does around it
 (RTCP reports, NACK, BYE handling, ending the track) keeps working.
 
 Send side (`sluice.media.packet_track` feeds senders pre-encoded packets): a subscriber's
 PLI/FIR ends in the sender's private `_send_keyframe()`, which `on_keyframe_request` replaces.
-`restrict_codecs` narrows a transceiver's negotiated codecs to the forwarded one.
+`restrict_codecs` narrows a transceiver's negotiated codecs to the forwarded one. A sender
+numbers its packets itself, one by one, in a local variable of its private `_run_rtp`;
+`renumber_like_source` rewrites the number in each serialized RTP packet on its way to
+the DTLS transport's private `_send_rtp` (before SRTP), so that a forwarded audio stream
+keeps its source's gaps and order (`sluice.media.renumber`).
 
 Statistics: `receive_counts` reads a receiver's private per-SSRC statistics, the figures
 its async `getStats()` reports, without awaiting (a metrics scrape is synchronous).
 
 Codecs: aiortc knows Opus, G722, PCMU, PCMA, VP8 and H264 only. `register_codecs` teaches
 every peer connection of the process VP9 and H265 (`sluice.media.passthrough`): forwarded
-as they came, never encoded or decoded by the SFU. It patches aiortc's module globals, so
-nothing calls it at import time: each process's entry point does, once, before it makes a
-peer connection (the SFU app, the worker host, the benchmarks and the tests).
+as they came, never encoded or decoded by the SFU; and has Opus offered and answered with
+`useinbandfec=1`, so that browsers send the in-band FEC egress conceals losses with. It
+patches aiortc's module globals, so nothing calls it at import time: each process's entry
+point does, once, before it makes a peer connection (the SFU app, the worker host, the
+benchmarks and the tests).
 
 ICE ports: aioice binds each host candidate's socket to a port the OS picks, with no
 option to choose. `pin_ice_ports` has aiortc build its ICE agents from a subclass that
@@ -38,6 +45,7 @@ import itertools
 import random
 import socket
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -57,10 +65,13 @@ from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
+from aiortc.rtp import is_rtcp
 
 from sluice.errors import MediaError
 from sluice.media import passthrough
 from sluice.media.frames import FrameAssembler, PayloadFrameAssembler, is_keyframe, starts_frame
+from sluice.media.keyframes import KeyframeRequests
+from sluice.media.renumber import SequenceMap
 from sluice.media.types import Codec, EncodedFrame, FrameSink
 from sluice.state.records import MediaKind
 
@@ -71,6 +82,7 @@ _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _CODECS_ATTR = "_RTCRtpReceiver__codecs"
 _STREAMS_ATTR = "_RTCRtpReceiver__remote_streams"  # SSRC → StreamStatistics
 DEFAULT_VIDEO_HOLD_FRAMES = 2  # ~66 ms at 30 fps for a NACK to fill a hole
+RTP_HEADER_BYTES = 12
 
 
 class SeamBroken(MediaError):
@@ -89,11 +101,12 @@ class _Tap:
         )
         self._codecs: dict[int, Codec] = {}
         self._by_payload: dict[str, PayloadFrameAssembler] = {}  # codec name → assembler
-        self._keyframe_wanted = False
+        self._requests = KeyframeRequests()  # one per stream, whoever wants a keyframe
+        self._gap_unreported = False  # a gap came before an empty frame that was not delivered
         self.capacity = 512  # JitterBuffer's attribute, in case anything reads it
 
     def request_keyframe(self) -> None:
-        self._keyframe_wanted = True
+        self._requests.want()
 
     def add(self, packet: Any) -> tuple[bool, None]:
         codec = self._codecs.get(packet.payload_type) or self._learn(packet.payload_type)
@@ -102,30 +115,47 @@ class _Tap:
         by_payload = self._by_payload.get(codec.name)
         if by_payload is not None:
             # VP9 and H265 frame edges and keyframes are in the raw payload, not `_data`.
+            # Their assemblers return only a keyframe after a loss: no frame is broken.
             for done in by_payload.add(seq, ts, marker, packet.payload):
-                self._deliver(codec, done.data, done.timestamp, done.keyframe, now)
-            lost = by_payload.keyframe_due(now)
-        else:
-            assembler = self._assembler
-            starts = not assembler.synced and starts_frame(codec.name, packet.payload)
-            for frame in assembler.add(seq, ts, marker, packet._data, starts):
-                keyframe = is_keyframe(codec.name, frame.data) if self._video else True
-                self._deliver(codec, frame.data, frame.timestamp, keyframe, now)
-            lost, assembler.lost = assembler.lost, False
-        pli = self._video and (self._keyframe_wanted or lost)
-        if pli:
-            self._keyframe_wanted = False
-        return pli, None
+                self._deliver(codec, done.data, done.timestamp, done.keyframe, now, None, False)
+            pli = by_payload.keyframe_due(now)
+            return self._video and pli, None
+        assembler = self._assembler
+        starts = not assembler.synced and starts_frame(codec.name, packet.payload)
+        for frame in assembler.add(seq, ts, marker, packet._data, starts):
+            keyframe = is_keyframe(codec.name, frame.data) if self._video else True
+            if self._video and keyframe:
+                self._requests.got_keyframe()
+            after_gap = frame.after_gap or self._gap_unreported
+            delivered = self._deliver(
+                codec, frame.data, frame.timestamp, keyframe, now, frame.first_seq, after_gap
+            )
+            # A gap before an empty frame (padding) belongs to the next one delivered.
+            self._gap_unreported = after_gap and not delivered
+        if assembler.lost:
+            assembler.lost = False
+            self._requests.want()
+        return self._video and self._requests.due(now), None
 
-    def _deliver(self, codec: Codec, data: bytes, ts: int, keyframe: bool, now: float) -> None:
+    def _deliver(
+        self,
+        codec: Codec,
+        data: bytes,
+        ts: int,
+        keyframe: bool,
+        now: float,
+        seq: int | None,
+        after_gap: bool,
+    ) -> bool:
         if not data:
-            return  # padding or a payload descriptor alone: no media, and decoders choke
+            return False  # padding or a payload descriptor alone: no media, and decoders choke
         try:
-            self._sink(EncodedFrame(data, ts, codec, keyframe, now))
+            self._sink(EncodedFrame(data, ts, codec, keyframe, now, seq, after_gap))
         except Exception:
             # This runs inside aiortc's transport loop: an escaping error would stop
             # every stream of the connection, not just this consumer.
             log.exception("frame_sink_failed", codec=codec.name)
+        return True
 
     def _learn(self, payload_type: int) -> Codec:
         params = getattr(self._receiver, _CODECS_ATTR)[payload_type]
@@ -134,7 +164,7 @@ class _Tap:
         spec = passthrough.find(codec.name)
         if self._video and spec is not None and codec.name not in self._by_payload:
             self._by_payload[codec.name] = PayloadFrameAssembler(
-                spec.new_assembler(), spec.payload_error
+                spec.new_assembler(), spec.payload_error, self._requests
             )
         return codec
 
@@ -146,7 +176,8 @@ class ReceiverTap:
         self._tap = tap
 
     def request_keyframe(self) -> None:
-        """Sends a PLI to the publisher with the next packet (video only)."""
+        """Asks the publisher for a keyframe with the next packet, and again until one
+        comes (video only; `sluice.media.keyframes` paces it)."""
         self._tap.request_keyframe()
 
 
@@ -192,6 +223,65 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     if not callable(getattr(sender, "_send_keyframe", None)):
         raise SeamBroken("RTCRtpSender has no _send_keyframe()")
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+_RENUMBERED: weakref.WeakKeyDictionary[Any, dict[int, Callable[[bytes], bytes]]] = (
+    weakref.WeakKeyDictionary()
+)  # DTLS transport → its senders' rewriters by SSRC
+
+
+def renumber_like_source(sender: RTCRtpSender, source_sequence: Callable[[], int | None]) -> None:
+    """Makes `sender` send each packet under its source's sequence number plus a constant.
+
+    For single-packet frames (audio) only: the sender must send exactly one RTP packet
+    per packet its track returns. `source_sequence()` is read as each packet goes out:
+    the source number of the packet the track returned last (None: number as usual).
+    Call before the sender starts (right after the transceiver gets its track).
+
+    Raises:
+        SeamBroken: the sender or its transport no longer has the shape this relies on.
+    """
+    if not isinstance(getattr(sender, "_ssrc", None), int) or not callable(sender.send):
+        raise SeamBroken("RTCRtpSender has no _ssrc or send()")
+    numbers = SequenceMap()
+
+    def rewrite(packet: bytes) -> bytes:
+        source = source_sequence()
+        if source is None:
+            return packet
+        number = numbers.outgoing(source, int.from_bytes(packet[2:4], "big"))
+        return packet[:2] + number.to_bytes(2, "big") + packet[4:]
+
+    original_send = sender.send
+
+    async def send(parameters: Any) -> None:
+        # The transport is final once aiortc starts the sender (bundling may replace it
+        # during negotiation).
+        _rewriters(sender.transport)[sender._ssrc] = rewrite
+        await original_send(parameters)
+
+    sender.send = send  # type: ignore[method-assign]
+
+
+def _rewriters(transport: Any) -> dict[int, Callable[[bytes], bytes]]:
+    table = _RENUMBERED.get(transport)
+    if table is not None:
+        return table
+    original = getattr(transport, "_send_rtp", None)
+    if not callable(original):
+        raise SeamBroken("RTCDtlsTransport has no _send_rtp()")
+    table = {}
+
+    async def send_rtp(data: bytes) -> None:
+        if len(data) >= RTP_HEADER_BYTES and not is_rtcp(data):
+            rewrite = table.get(int.from_bytes(data[8:12], "big"))
+            if rewrite is not None:
+                data = rewrite(data)
+        await original(data)
+
+    transport._send_rtp = send_rtp
+    _RENUMBERED[transport] = table
+    return table
 
 
 def restrict_codecs(transceiver: RTCRtpTransceiver, codec_name: str) -> None:
@@ -307,6 +397,11 @@ def register_codecs() -> None:
     tables = getattr(aiortc.codecs, "CODECS", None)
     if not isinstance(tables, dict) or not isinstance(tables.get("video"), list):
         raise SeamBroken("aiortc.codecs.CODECS is no longer a dict of codec lists")
+    for codec in tables.get("audio", []):
+        if codec.mimeType.lower() == "audio/opus":
+            # Tells a publisher (a browser) to send in-band FEC, which egress uses to
+            # rebuild a lost frame; aiortc writes it in every opus fmtp line.
+            codec.parameters["useinbandfec"] = 1
     video: list[RTCRtpCodecParameters] = tables["video"]
     payload_type = 1 + max(c.payloadType for codecs in tables.values() for c in codecs)
     for spec in passthrough.PASSTHROUGH_CODECS:

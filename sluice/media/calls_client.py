@@ -27,7 +27,7 @@ from aiortc import (
 )
 
 from sluice.errors import SluiceError
-from sluice.media.aiortc_internals import tap_receiver
+from sluice.media.aiortc_internals import ReceiverTap, tap_receiver
 from sluice.media.types import FrameSink
 
 
@@ -140,6 +140,7 @@ class Peer:
         self.client = client
         self.session_id = session_id
         self.pc = pc
+        self.taps: list[ReceiverTap] = []  # of the tracks pulled with `on_frame`, in order
 
     async def publish(
         self,
@@ -193,7 +194,7 @@ class Peer:
         as they are complete — `hold_frames` newer frames may wait behind a missing packet
         (see `sluice.media.aiortc_internals.tap_receiver`) — and the returned track only
         reports the end of the stream; `sluice.media.aiortc_internals.FrameDecoder`
-        decodes them.
+        decodes them, and `taps` gets the tap (to ask for keyframes).
 
         Raises:
             SessionsApiError: the call or this track failed (e.g. not_found_track_error).
@@ -202,7 +203,9 @@ class Peer:
         if kind is not None:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             if on_frame is not None:
-                tap_receiver(transceiver.receiver, kind, on_frame, hold_frames=hold_frames)
+                self.taps.append(
+                    tap_receiver(transceiver.receiver, kind, on_frame, hold_frames=hold_frames)
+                )
             await self.pc.setLocalDescription(await self.pc.createOffer())
             body = {"sessionDescription": self._local(), "tracks": [item]}
             answer = await self._path_call("POST", "/tracks/new", body)
@@ -215,7 +218,11 @@ class Peer:
         await self.pc.setRemoteDescription(_description(answer["sessionDescription"]))
         transceiver = self._transceiver(result["mid"])
         if on_frame is not None:
-            tap_receiver(transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames)
+            self.taps.append(
+                tap_receiver(
+                    transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames
+                )
+            )
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self._path_call("PUT", "/renegotiate", {"sessionDescription": self._local()})
         return transceiver.receiver.track

@@ -5,14 +5,18 @@ aiortc's `JitterBuffer` releases a frame only when a packet of the *next* frame 
 hop even on a perfect network. A forwarder wants the opposite: release a frame the moment
 its last packet is in, and wait only when a packet is actually missing — for at most
 `hold_frames` newer frames, so a NACK retransmission can still fill the hole.
+
+Audio packets are whole frames and are never held: each goes out as it arrives, a late
+one too (within `LATE_WINDOW` packets), so whoever receives them puts late ones in place
+(the SFU's subscribers in their jitter buffers, the egress pipeline in its reorder window).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from sluice.media.keyframes import KeyframeRequests
 from sluice.media.rtp import h265, vp9
 
 SEQ_MOD = 1 << 16
@@ -22,7 +26,7 @@ H264_NAL_SPS = 7
 H264_NAL_AUD = 9
 H264_STAP_A = 24
 MAX_MISORDER = 1000  # packets: further behind than this, a stream has restarted
-KEYFRAME_RETRY_S = 0.5  # a lost PLI (or a keyframe lost too) is asked for again this often
+LATE_WINDOW = 64  # audio packets: one later than this behind the newest is of no use (1.3 s)
 
 
 def seq_distance(a: int, b: int) -> int:
@@ -36,6 +40,7 @@ class AssembledFrame:
     timestamp: int  # RTP timestamp, as sent by the publisher
     data: bytes  # the depayloaded encoded frame (what a decoder eats)
     first_seq: int
+    after_gap: bool = False  # packets were given up between the previous frame and this one
 
 
 @dataclass(slots=True)
@@ -53,8 +58,9 @@ class FrameAssembler:
             codecs aiortc carries); video frames end at the marker bit or where the
             timestamp changes.
         hold_frames: how many newer complete frames may wait behind a missing packet
-            before it is given up on. 0 never waits (lowest latency; a reordered packet
-            is dropped); waiting happens only when something is missing.
+            before it is given up on. 0 never waits (lowest latency); waiting happens only
+            when something is missing. A video packet later than that is dropped; an
+            audio packet is still delivered, late, if it is not a duplicate.
         capacity: packets kept at most; past that the hole is given up on.
     """
 
@@ -67,6 +73,8 @@ class FrameAssembler:
         self._pending: dict[int, _Pkt] = {}
         self._next: int | None = None  # sequence number the next frame starts at
         self._synced = single_packet_frames  # video: a frame start has been seen
+        self._after_gap = False  # the next frame follows packets given up on
+        self._recent = [-1] * LATE_WINDOW  # audio: sequence numbers delivered, by seq % size
         self.lost = False  # set when a gap was given up on; the caller resets it
 
     @property
@@ -95,6 +103,8 @@ class FrameAssembler:
         if self._next is None:
             self._next = seq
         elif (behind := seq_distance(seq, self._next)) < 0:
+            if self._single and behind >= -LATE_WINDOW:
+                return self._late(seq, timestamp, data)
             if behind >= -MAX_MISORDER:
                 return []  # late: its frame was released or given up already
             # Far behind: the sender restarted its numbering. Start over rather than drop
@@ -103,15 +113,25 @@ class FrameAssembler:
             # error and the keyframe asked for (`lost`) repair it.
             self._pending.clear()
             self._next = None
-            self.lost = True
+            self.lost = self._after_gap = True
             return self.add(seq, timestamp, marker, data, starts_frame)
+        if seq in self._pending:
+            return []  # a duplicate
         self._pending[seq] = _Pkt(timestamp, marker, data)
         frames = self._drain()
         if self._pending and self._gap_is_hopeless():
             self._skip_gap()
-            self.lost = True
+            self.lost = self._after_gap = True
             frames += self._drain()
         return frames
+
+    def _late(self, seq: int, timestamp: int, data: bytes) -> list[AssembledFrame]:
+        """An audio packet behind the newest: delivered unless it already was."""
+        slot = seq % LATE_WINDOW
+        if self._recent[slot] == seq:
+            return []
+        self._recent[slot] = seq
+        return [AssembledFrame(timestamp, data, seq)]
 
     def _drain(self) -> list[AssembledFrame]:
         frames: list[AssembledFrame] = []
@@ -127,15 +147,18 @@ class FrameAssembler:
         first = self._pending.get(start)
         if first is None:
             return None
+        after_gap, self._after_gap = self._after_gap, False
         if self._single:
             del self._pending[start]
             self._next = (start + 1) % SEQ_MOD
-            return AssembledFrame(first.timestamp, first.data, start)
+            self._recent[start % LATE_WINDOW] = start
+            return AssembledFrame(first.timestamp, first.data, start, after_gap)
         seqs = [start]
         pkt = first
         while not pkt.marker:
             following = self._pending.get((seqs[-1] + 1) % SEQ_MOD)
             if following is None:
+                self._after_gap = after_gap
                 return None  # incomplete so far
             if following.timestamp != pkt.timestamp:
                 break  # the marker packet never came, but the next frame has begun
@@ -143,7 +166,7 @@ class FrameAssembler:
             pkt = following
         data = b"".join(self._pending.pop(s).data for s in seqs)
         self._next = (seqs[-1] + 1) % SEQ_MOD
-        return AssembledFrame(first.timestamp, data, start)
+        return AssembledFrame(first.timestamp, data, start, after_gap)
 
     def _gap_is_hopeless(self) -> bool:
         if len(self._pending) >= self._capacity:
@@ -278,25 +301,25 @@ class PayloadFrameAssembler:
     These codecs need their RTP payloads parsed to find frame edges and keyframes, which
     `FrameAssembler` never does. Their assemblers release a frame the moment it is
     complete and, after a loss, only a keyframe; so a lost frame asks for one at once,
-    and again every `retry_s` while none has come (the PLI or the keyframe may be lost).
+    and again as `requests` paces it while none has come (the PLI or the keyframe may
+    be lost).
 
     Args:
         assembler: a fresh `sluice.media.rtp` assembler.
         payload_error: what it raises for a malformed payload (the packet is skipped).
-        retry_s: seconds between keyframe requests while one is awaited.
+        requests: the keyframe requests of the stream (shared with whoever else asks).
     """
 
     def __init__(
         self,
         assembler: PayloadAssembler,
         payload_error: type[Exception],
-        retry_s: float = KEYFRAME_RETRY_S,
+        requests: KeyframeRequests | None = None,
     ) -> None:
         self._assembler = assembler
         self._error = payload_error
-        self._retry_s = retry_s
+        self.requests = requests if requests is not None else KeyframeRequests()
         self._dropped = 0
-        self._asked_at: float | None = None  # a keyframe has been asked for, none came yet
         self.malformed = 0
 
     def add(self, seq: int, timestamp: int, marker: bool, payload: bytes) -> list[Assembled]:
@@ -308,19 +331,15 @@ class PayloadFrameAssembler:
         except self._error:
             self.malformed += 1  # its frame cannot complete: counted as lost later
             return []
-        return [] if frame is None else [frame]
+        if frame is None:
+            return []
+        if frame.keyframe:
+            self.requests.got_keyframe()
+        return [frame]
 
     def keyframe_due(self, now: float) -> bool:
         """Whether to ask the publisher for a keyframe now (call after each `add`)."""
-        assembler = self._assembler
-        lost = assembler.frames_dropped > self._dropped
-        self._dropped = assembler.frames_dropped
-        if not assembler.needs_keyframe:
-            self._asked_at = None
-            return False
-        waiting = lost or self._asked_at is not None
-        last = -math.inf if self._asked_at is None else self._asked_at
-        if waiting and now - last >= self._retry_s:
-            self._asked_at = now
-            return True
-        return False
+        if self._assembler.frames_dropped > self._dropped:
+            self.requests.want()
+        self._dropped = self._assembler.frames_dropped
+        return self.requests.due(now)

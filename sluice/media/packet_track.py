@@ -21,6 +21,8 @@ class PacketTrack(MediaStreamTrack):
     """A track whose `recv()` returns pre-encoded `av.Packet`s for a sender to `pack()`.
 
     Bounded: while its sender does not read (not connected yet) the oldest packets go.
+    A packet may come with the sequence number its source sent it under; `sequence` is
+    that of the packet `recv()` returned last (what `renumber_like_source` reads).
 
     Args:
         kind: "audio" or "video".
@@ -30,18 +32,19 @@ class PacketTrack(MediaStreamTrack):
     def __init__(self, kind: str, max_queue: int = 64) -> None:
         super().__init__()
         self.kind = kind
-        self._queue: deque[Packet[Any]] = deque(maxlen=max_queue)
+        self._queue: deque[tuple[Packet[Any], int | None]] = deque(maxlen=max_queue)
         self._wakeup = asyncio.Event()
         self._ended = False
         self.reading = False  # its sender has started pulling packets
+        self.sequence: int | None = None  # source sequence number of the packet last read
 
     @property
     def full(self) -> bool:
         return len(self._queue) == self._queue.maxlen
 
-    def push(self, packet: Packet[Any]) -> None:
+    def push(self, packet: Packet[Any], sequence: int | None = None) -> None:
         if not self._ended:
-            self._queue.append(packet)
+            self._queue.append((packet, sequence))
             self._wakeup.set()
 
     def clear(self) -> None:
@@ -59,7 +62,8 @@ class PacketTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._wakeup.clear()
             await self._wakeup.wait()
-        return self._queue.popleft()
+        packet, self.sequence = self._queue.popleft()
+        return packet
 
 
 def make_packet(data: bytes, pts: int, clock_rate: int) -> Packet[Any]:

@@ -23,6 +23,8 @@ class EncodedFrame:
     codec: Codec
     keyframe: bool
     received_at: float  # time.monotonic() when its last packet arrived
+    sequence_number: int | None = None  # RTP sequence number of its first packet
+    after_gap: bool = False  # frames were lost just before it (a delta frame is then broken)
 
 
 FrameSink = Callable[[EncodedFrame], None]

@@ -49,6 +49,8 @@ COUNTER_NAMES = (
     "underruns",
     "max_buffer_ms",
     "max_loop_lag_ms",
+    "concealed",
+    "lost",
 )
 
 

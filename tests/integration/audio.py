@@ -26,6 +26,22 @@ def tone_pcm(freq_left: float, freq_right: float, seconds: float, amplitude: int
     return np.column_stack([left, right]).astype("<i2").tobytes()
 
 
+def opus_tone_packets(seconds: float, freqs: tuple[float, float], *, fec: bool) -> list[bytes]:
+    """A stereo tone as 20 ms Opus packets, with in-band FEC as a browser sends it or not."""
+    codec = av.CodecContext.create("libopus", "w")
+    codec.bit_rate, codec.format, codec.layout = 64_000, "s16", "stereo"
+    codec.sample_rate, codec.time_base = RATE, fractions.Fraction(1, RATE)
+    codec.options = {"application": "voip", "fec": "1" if fec else "0", "packet_loss": "10"}
+    pcm = np.frombuffer(tone_pcm(*freqs, seconds), dtype="<i2").reshape(1, -1)
+    out: list[bytes] = []
+    for i in range(pcm.shape[1] // (2 * FRAME)):
+        chunk = pcm[:, i * 2 * FRAME : (i + 1) * 2 * FRAME]
+        frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = RATE, i * FRAME
+        out += [bytes(p) for p in codec.encode(frame)]
+    return out
+
+
 def dominant_frequency(mono: npt.NDArray[np.float64]) -> float:
     spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono))))
     return float(np.fft.rfftfreq(len(mono), 1 / RATE)[int(np.argmax(spectrum))])

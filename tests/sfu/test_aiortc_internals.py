@@ -25,6 +25,7 @@ from sluice.media.aiortc_internals import (
     ReceiverTap,
     on_keyframe_request,
     register_codecs,
+    renumber_like_source,
     restrict_codecs,
     tap_receiver,
 )
@@ -156,6 +157,38 @@ async def test_keyframe_request_reaches_publisher_and_sender_hook(
     await wait_for(lambda: bool(asked), within=5)
 
 
+async def test_renumbered_sender_keeps_the_source_gaps_and_order(
+    pcs: list[RTCPeerConnection],
+) -> None:
+    """Each packet leaves under its source number plus a constant: late stays late."""
+    sender_pc, receiver_pc = new_pc(), new_pc()
+    pcs += [sender_pc, receiver_pc]
+    outbound = PacketTrack("audio")
+    transceiver = sender_pc.addTransceiver(outbound, direction="sendonly")
+    renumber_like_source(transceiver.sender, lambda: outbound.sequence)
+    await sender_pc.setLocalDescription(await sender_pc.createOffer())
+    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+    received: list[EncodedFrame] = []
+    tap_receiver(receiver_pc.getTransceivers()[0].receiver, "audio", received.append)
+    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+
+    payloads = encode_opus_tone(440.0, 12)
+    # Source numbers across the wrap, with a loss (3) and a late packet (5 after 6).
+    order = [0, 1, 2, 4, 6, 5, 7, 8, 9, 10, 11]
+    for n in order:  # queued until the sender starts reading
+        outbound.push(make_packet(payloads[n], n * SAMPLES, 48_000), (65_530 + n) % 65_536)
+    await wait_for(lambda: len(received) == len(order), within=10)
+
+    sent_order = [payloads.index(f.data) for f in received]
+    assert sent_order == order
+    shifts = {
+        ((f.sequence_number or 0) - 65_530 - n) % 65_536
+        for f, n in zip(received, order, strict=True)
+    }
+    assert len(shifts) == 1, [f.sequence_number for f in received]
+
+
 async def test_sender_stop_sends_bye_and_ends_the_remote_track(
     pcs: list[RTCPeerConnection],
 ) -> None:
@@ -233,6 +266,18 @@ def test_registered_codecs_come_after_aiortc_own_and_only_once() -> None:
     assert vp9.parameters == {"profile-id": "0"} and vp9.clockRate == 90_000
     assert h265.parameters["profile-id"] == "1" and h265.clockRate == 90_000
     assert {"nack", "pli"} <= {f.parameter or f.type for f in vp9.rtcpFeedback}
+
+
+async def test_opus_is_negotiated_with_inband_fec(pcs: list[RTCPeerConnection]) -> None:
+    """What tells a browser to send the FEC that egress rebuilds lost frames from."""
+    offerer, answerer = new_pc(), new_pc()
+    pcs += [offerer, answerer]
+    offerer.addTransceiver("audio", direction="recvonly")
+    answerer.addTransceiver("audio", direction="sendonly")
+    await negotiate(offerer, answerer)
+    for description in (offerer.localDescription, answerer.localDescription):
+        fmtp = [line for line in description.sdp.splitlines() if line.startswith("a=fmtp:")]
+        assert any("useinbandfec=1" in line for line in fmtp), description.sdp
 
 
 def test_aiortc_looks_the_codec_functions_up_where_they_are_extended() -> None:

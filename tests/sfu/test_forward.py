@@ -29,7 +29,7 @@ def test_video_subscriber_starts_at_a_keyframe_and_asks_for_one() -> None:
     assert not sub.track.full and len(sub.track._queue) == 0
     fanout.deliver(frame(3000, key=True))
     fanout.deliver(frame(6000, key=False))
-    queued = list(sub.track._queue)
+    queued = [packet for packet, _ in sub.track._queue]
     assert [bytes(p) for p in queued] == [b"k", b"d"]
     assert [p.pts for p in queued] == [3000, 6000]
 
@@ -50,8 +50,21 @@ def test_keyframe_requests_are_throttled_and_shared() -> None:
 def test_one_packet_object_is_shared_by_all_subscribers() -> None:
     fanout = Fanout("audio", lambda: None)
     a, b = fanout.subscribe(lambda: None), fanout.subscribe(lambda: None)
-    fanout.deliver(EncodedFrame(b"o", 960, Codec("opus", "audio/opus", 48_000, 111), True, 0.0))
-    assert a.track._queue[0] is b.track._queue[0]
+    opus = Codec("opus", "audio/opus", 48_000, 111)
+    fanout.deliver(EncodedFrame(b"o", 960, opus, True, 0.0, sequence_number=7))
+    assert a.track._queue[0][0] is b.track._queue[0][0]
+    assert a.track._queue[0][1] == 7  # the source number, for the sender to keep
+
+
+def test_after_a_loss_every_subscriber_waits_for_a_keyframe() -> None:
+    """A delta frame right after lost ones would decode to a broken picture."""
+    fanout = Fanout("video", lambda: None)
+    sub = fanout.subscribe(lambda: None)
+    fanout.deliver(frame(0, key=True))
+    fanout.deliver(EncodedFrame(b"d", 3000, VP8, False, 0.0, after_gap=True))
+    fanout.deliver(frame(6000, key=False))
+    fanout.deliver(frame(9000, key=True))
+    assert [bytes(p) for p, _ in sub.track._queue] == [b"k", b"k"]
 
 
 def test_end_ends_every_subscriber_and_tells_it() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sluice.media.frames import (
+    LATE_WINDOW,
     FrameAssembler,
     PayloadFrameAssembler,
     TimestampUnwrapper,
@@ -11,6 +12,7 @@ from sluice.media.frames import (
     seq_distance,
     starts_frame,
 )
+from sluice.media.keyframes import KeyframeRequests
 from sluice.media.rtp import vp9
 
 
@@ -26,11 +28,16 @@ def test_audio_packets_are_frames_at_once() -> None:
     assert [f.data for f in a.add(11, 1920, False, b"b")] == [b"b"]
 
 
-def test_audio_gap_is_skipped_without_waiting_and_late_packets_dropped() -> None:
+def test_audio_gap_is_skipped_without_waiting_and_a_late_packet_still_delivered() -> None:
+    """A forwarder leaves ordering to the receivers' jitter buffers: late is not lost."""
     a = FrameAssembler(single_packet_frames=True)
     a.add(10, 0, False, b"a")
-    assert [f.data for f in a.add(12, 0, False, b"c")] == [b"c"]
-    assert a.add(11, 0, False, b"b") == []
+    assert [f.data for f in a.add(12, 1920, False, b"c")] == [b"c"]
+    assert [(f.data, f.first_seq) for f in a.add(11, 960, False, b"b")] == [(b"b", 11)]
+    assert a.add(11, 960, False, b"b") == []  # a duplicate
+    assert a.add(12, 1920, False, b"c") == []
+    assert a.add(12 - LATE_WINDOW, 0, False, b"old") == []  # too late to be of use
+    assert [f.data for f in a.add(13, 2880, False, b"d")] == [b"d"]
 
 
 def test_audio_hold_waits_for_a_reordered_packet() -> None:
@@ -69,6 +76,32 @@ def test_video_gives_up_on_a_hole_and_flags_loss() -> None:
     assert a.add(102, 6000, True, b"y") == []
     assert a.lost
     assert [f.data for f in a.add(103, 9000, True, b"z")] == [b"z"]
+
+
+def test_the_frame_after_a_given_up_hole_says_so() -> None:
+    """A delta frame after a lost one decodes to a broken picture: its consumer must know."""
+    a = video(hold=0)
+    assert [f.after_gap for f in a.add(100, 3000, True, b"x")] == [False]
+    # 101 lost: 102 may be the tail of its frame, so the frame after it is the next one.
+    assert a.add(102, 6000, True, b"z") == [] and a.lost
+    assert [(f.data, f.after_gap) for f in a.add(103, 9000, True, b"w")] == [(b"w", True)]
+    assert [f.after_gap for f in a.add(104, 12000, True, b"v")] == [False]
+
+
+def test_keyframe_requests_retry_until_one_comes_then_back_off() -> None:
+    r = KeyframeRequests(retry_s=0.3, max_interval_s=1.0, fast_tries=3)
+    assert not r.due(0.0)  # nothing wanted
+    r.want()
+    assert r.due(0.0) and not r.due(0.1)
+    r.want()  # another subscriber asks meanwhile: the same request
+    assert not r.due(0.2) and r.due(0.3) and r.due(0.6)
+    assert not r.due(0.8) and r.due(0.9)  # the third try unanswered: backing off
+    assert not r.due(1.4) and r.due(1.5)  # 0.6 s
+    assert not r.due(2.4) and r.due(2.5)  # 1.0 s at most
+    r.got_keyframe()
+    assert not r.due(5.0) and r.sent == 6
+    r.want()
+    assert r.due(5.0)  # a new loss asks at once
 
 
 def test_video_syncs_on_a_frame_start_hint() -> None:
@@ -119,7 +152,9 @@ def vp9_payloads(keyframe: bool) -> list[bytes]:
 
 
 def test_payload_assembler_asks_for_a_keyframe_after_a_loss_and_again_until_one() -> None:
-    a = PayloadFrameAssembler(vp9.Vp9FrameAssembler(), vp9.Vp9PayloadError, retry_s=0.5)
+    a = PayloadFrameAssembler(
+        vp9.Vp9FrameAssembler(), vp9.Vp9PayloadError, KeyframeRequests(retry_s=0.5)
+    )
     seq = 0
 
     def send(keyframe: bool, ts: int, skip: int | None = None) -> list[bool]:

@@ -52,8 +52,19 @@ class FakeRemoteTrack:
         raise MediaStreamError
 
 
+class FakeTap:
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def request_keyframe(self) -> None:
+        self.requests += 1
+
+
 class FakePeer:
     pc = SimpleNamespace(connectionState="connected")
+
+    def __init__(self) -> None:
+        self.taps = [FakeTap()]
 
     async def state(self) -> dict[str, Any]:
         return {}

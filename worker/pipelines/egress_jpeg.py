@@ -1,13 +1,17 @@
 """Egress video (`outputCodec: "jpeg"`): the latest picture as a JPEG about once a second.
 
 Every frame is decoded (on a worker thread, see `snapshots`); a drift-free 1 s pacer
-encodes the newest picture, the first one as soon as a picture exists. While the
-endpoint is away only the latest JPEG is kept, and it is sent first on reconnect.
+encodes the newest picture, the first one as soon as a picture exists. After a frame was
+lost or failed to decode, nothing is decoded until a keyframe, which is asked for at once
+and again until it comes (a tick with no new picture sends nothing): a snapshot never
+shows a picture decoded from a damaged reference. While the endpoint is away only the
+latest JPEG is kept, and it is sent first on reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,23 +49,41 @@ class JpegEgressPipeline(EgressPipeline):
         self._decode_error: BaseException | None = None  # the first decode that raised
 
     def _on_frame(self, frame: EncodedFrame) -> None:
+        if frame.after_gap and not frame.keyframe:
+            self._request_keyframe()  # the tap asked already; a retry merges with it
         if self._skipping and not frame.keyframe:
             return
         if self._pending >= MAX_PENDING_FRAMES:
             self._skipping = True
             self.ctx.counters["skipped"] += 1
+            self._request_keyframe()  # decoding resumes at one
             return
         self._skipping = False
         self._pending += 1
-        future = asyncio.get_running_loop().run_in_executor(
-            self._thread, self.decoder.decode, frame.codec.name, frame.data, frame.timestamp
+        decode = functools.partial(
+            self.decoder.decode,
+            frame.codec.name,
+            frame.data,
+            frame.timestamp,
+            keyframe=frame.keyframe,
+            after_gap=frame.after_gap,
         )
+        future = asyncio.get_running_loop().run_in_executor(self._thread, decode)
         future.add_done_callback(self._decoded)
+
+    def _request_keyframe(self) -> None:
+        """Asks the publisher for a keyframe now, and again until one comes."""
+        if self._client is not None:
+            for peer in self._client.peers:
+                for tap in peer.taps:
+                    tap.request_keyframe()
 
     def _decoded(self, future: asyncio.Future[bool]) -> None:
         self._pending -= 1
         if future.cancelled():
             return  # the executor was shut down with the pipeline
+        if self.decoder.needs_keyframe:
+            self._request_keyframe()
         if (exc := future.exception()) is not None:
             # `decode` answers False for any frame FFmpeg rejects (fuzzed in
             # test_jpeg_fuzz): what it raises is a decoder that cannot work (a codec

@@ -1,30 +1,119 @@
-"""Opus → the wire's PCM (s16le, 48 kHz, stereo interleaved), straight from libopus."""
+"""Opus → the wire's PCM (s16le, 48 kHz, stereo interleaved), straight from libopus.
+
+Concealing a lost frame needs libopus's own calls: `opus_decode` with no packet
+(packet-loss concealment, PLC) and with the next packet and `decode_fec=1` (in-band
+FEC). PyAV cannot make either: FFmpeg's libopus decoder has no FEC option (only
+`apply_phase_inv`), and an empty packet ends its stream for good rather than conceal.
+So this binds libopus with ctypes: the copy PyAV's wheel ships (already loaded, and
+there wherever PyAV is), else the system's (`libopus0`).
+"""
 
 from __future__ import annotations
 
-from av import CodecContext, Packet
+import ctypes
+import ctypes.util
+import functools
+import weakref
+from pathlib import Path
+from typing import Any
 
+import av
+
+from sluice.errors import MediaError
+
+SAMPLE_RATE = 48_000
+CHANNELS = 2
 BYTES_PER_SAMPLE_STEREO = 4
+MAX_FRAME_SAMPLES = 5_760  # 120 ms, the longest Opus packet
+OPUS_OK = 0
+
+
+class OpusUnavailable(MediaError):
+    """No libopus could be loaded."""
+
+
+@functools.cache
+def libopus() -> Any:
+    """The libopus this process decodes with (loaded once).
+
+    Raises:
+        OpusUnavailable: neither PyAV's copy nor a system one is there.
+    """
+    package = Path(av.__file__).parent
+    bundled = sorted(package.parent.glob("av.libs/libopus*.so*"))
+    bundled += sorted((package / ".dylibs").glob("libopus*.dylib"))
+    system = ctypes.util.find_library("opus")
+    for path in [str(p) for p in bundled] + ([system] if system else []):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        _declare(lib)
+        return lib
+    raise OpusUnavailable("no libopus found (PyAV's wheel ships one; or install libopus0)")
+
+
+def _declare(lib: Any) -> None:
+    lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    lib.opus_decoder_create.restype = ctypes.c_void_p
+    lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+    lib.opus_decoder_destroy.restype = None
+    lib.opus_decode.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int32,
+        ctypes.POINTER(ctypes.c_int16),
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
+    lib.opus_decode.restype = ctypes.c_int
 
 
 class OpusPcmDecoder:
-    """Decodes Opus frames to interleaved stereo s16le bytes, one chunk per frame.
+    """Decodes Opus packets to interleaved stereo s16le bytes, and conceals lost ones.
 
     libopus decodes to the format we ask for, so no resampler or numpy conversion runs
     per frame; mono sources come out duplicated on both channels.
+
+    Raises:
+        OpusUnavailable: no libopus could be loaded.
     """
 
     def __init__(self) -> None:
-        self._codec = CodecContext.create("libopus", "r")
-        self._codec.format = "s16"
-        self._codec.layout = "stereo"
-        self._codec.sample_rate = 48_000
+        lib = libopus()
+        error = ctypes.c_int(0)
+        state = lib.opus_decoder_create(SAMPLE_RATE, CHANNELS, ctypes.byref(error))
+        if error.value != OPUS_OK or not state:
+            raise OpusUnavailable(f"opus_decoder_create failed ({error.value})")
+        self._lib = lib
+        self._state = state
+        self._pcm = (ctypes.c_int16 * (MAX_FRAME_SAMPLES * CHANNELS))()
+        weakref.finalize(self, lib.opus_decoder_destroy, state)
 
     def decode(self, data: bytes) -> list[bytes]:
         """PCM of one Opus packet (20 ms gives 3 840 bytes); [] if it does not decode."""
-        chunks = []
-        for frame in self._codec.decode(Packet(data)):
-            size = frame.samples * BYTES_PER_SAMPLE_STEREO
-            # The plane may be padded past the samples; the wire carries exactly them.
-            chunks.append(bytes(frame.planes[0])[:size])
-        return chunks
+        if not data:
+            return []  # an empty payload would mean "lost" to libopus
+        pcm = self._run(data, MAX_FRAME_SAMPLES, fec=False)
+        return [pcm] if pcm else []
+
+    def conceal(self, samples: int, fec: bytes | None = None) -> bytes:
+        """`samples` (per channel) of made-up audio for a lost frame.
+
+        Args:
+            samples: the lost frame's length at 48 kHz (a multiple of 2.5 ms).
+            fec: the packet that follows the lost frame, if it carries in-band FEC: the
+                frame is rebuilt from it (decode it normally afterwards). Without it,
+                libopus extrapolates from what it decoded last (PLC).
+        """
+        pcm = self._run(fec, min(samples, MAX_FRAME_SAMPLES), fec=fec is not None)
+        return pcm or bytes(samples * BYTES_PER_SAMPLE_STEREO)
+
+    def _run(self, data: bytes | None, frame_samples: int, *, fec: bool) -> bytes:
+        length = len(data) if data else 0
+        decoded = self._lib.opus_decode(
+            self._state, data, length, self._pcm, frame_samples, int(fec)
+        )
+        if decoded <= 0:
+            return b""
+        return ctypes.string_at(self._pcm, decoded * BYTES_PER_SAMPLE_STEREO)

@@ -16,6 +16,8 @@ import av
 from av import VideoFrame
 from av.video.codeccontext import VideoCodecContext
 
+from worker.protocol.picture_chain import ReferenceChain
+
 # SDP codec names → FFmpeg decoders.
 DECODERS = {"VP8": "vp8", "H264": "h264", "VP9": "vp9", "H265": "hevc"}
 JPEG_TIME_BASE = Fraction(1, 90_000)
@@ -52,15 +54,38 @@ class SnapshotDecoder:
         self._decoder: VideoCodecContext | None = None
         self._encoder: VideoCodecContext | None = None
         self._encoded = 0
+        self._chain = ReferenceChain()
         self.decode_errors = 0
+        self.withheld = 0  # frames not decoded because their reference chain was broken
 
     @property
     def latest(self) -> Picture | None:
         with self._lock:
             return self._latest
 
-    def decode(self, codec_name: str, data: bytes, rtp_timestamp: int) -> bool:
-        """Decodes one encoded frame (worker thread); True if it produced a picture."""
+    @property
+    def needs_keyframe(self) -> bool:
+        """Whether pictures wait for a keyframe (a frame was lost or did not decode)."""
+        return self._chain.broken
+
+    def decode(
+        self,
+        codec_name: str,
+        data: bytes,
+        rtp_timestamp: int,
+        *,
+        keyframe: bool = True,
+        after_gap: bool = False,
+    ) -> bool:
+        """Decodes one encoded frame (worker thread); True if it produced a picture.
+
+        Args:
+            keyframe: the frame needs no earlier one (`EncodedFrame.keyframe`).
+            after_gap: frames were lost just before it (`EncodedFrame.after_gap`).
+
+        After a loss or a decode error nothing is decoded until a keyframe
+        (`needs_keyframe`): a picture of a delta frame would come from a damaged reference.
+        """
         if codec_name != self._codec_name:
             name = DECODERS.get(codec_name)
             if name is None:
@@ -70,25 +95,32 @@ class SnapshotDecoder:
         assert self._decoder is not None
         if not data:
             return False  # an empty packet would tell FFmpeg the stream ended
+        if not self._chain.admit(keyframe, after_gap):
+            self.withheld += 1
+            return False
         try:
             frames = self._decoder.decode(av.Packet(data))
         except av.error.EOFError:
             # Ended anyway (e.g. a decoder flushed): a fresh one takes the next keyframe.
             self._decoder = _new_decoder(DECODERS[codec_name])
-            self.decode_errors += 1
-            return False
+            return self._failed()
         except av.error.FFmpegError:
-            self.decode_errors += 1  # a damaged frame: the next keyframe repairs it
-            return False
+            return self._failed()  # a damaged frame: the next keyframe repairs it
         if not frames:
             return False
+        if frames[-1].is_corrupt:
+            return self._failed()  # FFmpeg concealed damage it found: not what was sent
         if frames[-1].width > MAX_SIDE or frames[-1].height > MAX_SIDE:
-            self.decode_errors += 1  # concealed from a hostile header: no real picture
-            return False
+            return self._failed()  # concealed from a hostile header: no real picture
         picture = Picture(frames[-1], rtp_timestamp)
         with self._lock:
             self._latest = picture
         return True
+
+    def _failed(self) -> bool:
+        self.decode_errors += 1
+        self._chain.fail()
+        return False
 
     def encode_jpeg(self, picture: Picture) -> bytes:
         """One complete JPEG of `picture` at its own resolution (worker thread)."""
