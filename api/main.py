@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api.metrics import ApiMetrics
 from api.routes import adapters, health, operations, sessions, usage
 from api.service import AdapterService
+from api.sfu_routing import SfuRouter
 from sluice import __version__
 from sluice.config import Settings, get_settings
 from sluice.http.body_limit import BodyLimitMiddleware
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await redis.aclose()
+            await app.state.sfu_router.aclose()
             rq_redis.close()
 
     app = FastAPI(
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = ApiMetrics()
+    app.state.sfu_router = SfuRouter(settings)
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
     app.include_router(adapters.router)

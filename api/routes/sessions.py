@@ -1,8 +1,9 @@
-"""The sessions API under the API's base URL, forwarded to the SFU.
+"""The sessions API under the API's base URL, forwarded to the SFU node of the session.
 
 One base URL configures a client: `/v1/apps/{appId}/sessions/...` arrives here and goes
-to `settings.sfu_url` unchanged — method, body, Authorization, status, JSON. The SFU
-judges auth and bodies itself. Bodies are small SDP documents, so no streaming.
+unchanged — method, body, Authorization, status, JSON — to the node `api.sfu_routing`
+picks (a new session's placement, or the node holding the session). The node judges
+bodies itself. Bodies are small SDP documents, so no streaming.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from api.sfu_routing import node_url
 from sluice.errors import ErrorCode
 from sluice.http.auth import SettingsDep
 
@@ -30,10 +32,8 @@ async def forward_to_sfu(
 ) -> Response:
     if any(part in (".", "..") for part in path.split("/")):
         return _error(404, ErrorCode.NOT_FOUND, "no such sessions route")
-    url = (
-        f"{settings.sfu_url.rstrip('/')}/v1/apps/{quote(appId, safe='')}"
-        f"/sessions/{quote(path, safe='/')}"
-    )
+    base = await node_url(request, appId, path, settings)
+    url = f"{base}/v1/apps/{quote(appId, safe='')}/sessions/{quote(path, safe='/')}"
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS}
     try:
         async with httpx.AsyncClient(timeout=SFU_TIMEOUT_S) as client:
@@ -45,7 +45,7 @@ async def forward_to_sfu(
                 headers=headers,
             )
     except httpx.TransportError as exc:
-        log.error("sfu_unreachable", url=settings.sfu_url, error=str(exc))
+        log.error("sfu_unreachable", url=base, error=str(exc))
         return _error(503, ErrorCode.SERVICE_UNAVAILABLE, "the SFU is unreachable; retry shortly")
     return Response(
         content=answer.content,

@@ -27,7 +27,7 @@ from aiortc import (
 )
 
 from sluice.errors import SluiceError
-from sluice.media.aiortc_internals import tap_receiver
+from sluice.media.aiortc_internals import ReceiverTap, tap_receiver
 from sluice.media.types import FrameSink
 
 
@@ -140,6 +140,17 @@ class Peer:
         self.client = client
         self.session_id = session_id
         self.pc = pc
+        self._taps: dict[str, ReceiverTap] = {}  # receiving track id → its tap
+
+    def request_keyframe(self, track: MediaStreamTrack) -> None:
+        """Asks the SFU for a keyframe of a track pulled with `on_frame` (a PLI).
+
+        aiortc asks by itself only when its own jitter buffer sees a loss; a tapped
+        receiver's consumer (e.g. a forwarder) decides when it needs one.
+        """
+        tap = self._taps.get(track.id)
+        if tap is not None:
+            tap.request_keyframe()
 
     async def publish(
         self,
@@ -202,7 +213,9 @@ class Peer:
         if kind is not None:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             if on_frame is not None:
-                tap_receiver(transceiver.receiver, kind, on_frame, hold_frames=hold_frames)
+                self._taps[transceiver.receiver.track.id] = tap_receiver(
+                    transceiver.receiver, kind, on_frame, hold_frames=hold_frames
+                )
             await self.pc.setLocalDescription(await self.pc.createOffer())
             body = {"sessionDescription": self._local(), "tracks": [item]}
             answer = await self._path_call("POST", "/tracks/new", body)
@@ -215,7 +228,9 @@ class Peer:
         await self.pc.setRemoteDescription(_description(answer["sessionDescription"]))
         transceiver = self._transceiver(result["mid"])
         if on_frame is not None:
-            tap_receiver(transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames)
+            self._taps[transceiver.receiver.track.id] = tap_receiver(
+                transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames
+            )
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self._path_call("PUT", "/renegotiate", {"sessionDescription": self._local()})
         return transceiver.receiver.track
