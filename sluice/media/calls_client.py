@@ -21,6 +21,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -140,7 +141,8 @@ class Peer:
         self.client = client
         self.session_id = session_id
         self.pc = pc
-        self._taps: dict[str, ReceiverTap] = {}  # receiving track id → its tap
+        # Tapped receivers (their track exists only once the answer is applied).
+        self._taps: list[tuple[RTCRtpReceiver, ReceiverTap]] = []
 
     def request_keyframe(self, track: MediaStreamTrack) -> None:
         """Asks the SFU for a keyframe of a track pulled with `on_frame` (a PLI).
@@ -148,9 +150,9 @@ class Peer:
         aiortc asks by itself only when its own jitter buffer sees a loss; a tapped
         receiver's consumer (e.g. a forwarder) decides when it needs one.
         """
-        tap = self._taps.get(track.id)
-        if tap is not None:
-            tap.request_keyframe()
+        for receiver, tap in self._taps:
+            if receiver.track is track:
+                tap.request_keyframe()
 
     async def publish(
         self,
@@ -213,9 +215,8 @@ class Peer:
         if kind is not None:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             if on_frame is not None:
-                self._taps[transceiver.receiver.track.id] = tap_receiver(
-                    transceiver.receiver, kind, on_frame, hold_frames=hold_frames
-                )
+                tap = tap_receiver(transceiver.receiver, kind, on_frame, hold_frames=hold_frames)
+                self._taps.append((transceiver.receiver, tap))
             await self.pc.setLocalDescription(await self.pc.createOffer())
             body = {"sessionDescription": self._local(), "tracks": [item]}
             answer = await self._path_call("POST", "/tracks/new", body)
@@ -228,9 +229,10 @@ class Peer:
         await self.pc.setRemoteDescription(_description(answer["sessionDescription"]))
         transceiver = self._transceiver(result["mid"])
         if on_frame is not None:
-            self._taps[transceiver.receiver.track.id] = tap_receiver(
+            tap = tap_receiver(
                 transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames
             )
+            self._taps.append((transceiver.receiver, tap))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self._path_call("PUT", "/renegotiate", {"sessionDescription": self._local()})
         return transceiver.receiver.track
