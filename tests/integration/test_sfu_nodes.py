@@ -293,7 +293,7 @@ async def test_sigkill_of_a_node(three: Stack) -> None:
 
             # Restarted, node 2 rejoins as a new node and takes new sessions.
             node2.start()
-            wait_until(lambda: _count_nodes(three.redis_url) == 3, 20, "node 2 back")
+            await _until_nodes(three.redis_url, 3, 40)
             fresh = node2.sessions()
             try:
                 session_id, _ = await fresh.publish(StereoToneTrack(440, 660), "again")
@@ -364,6 +364,14 @@ async def _eventually(read: Any, expected: float, within_s: float) -> None:
     while (value := await read()) != expected:
         assert time.monotonic() < deadline, f"still {value}, wanted {expected}"
         await asyncio.sleep(0.2)
+
+
+async def _until_nodes(redis_url: str, count: int, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    async with Redis.from_url(redis_url) as redis:
+        while len(await sfu_nodes.live_nodes(redis)) != count:
+            assert time.monotonic() < deadline, f"not {count} nodes after {within_s} s"
+            await asyncio.sleep(0.2)
 
 
 async def _until_404(api: httpx.AsyncClient, session_id: str, within_s: float) -> float:
