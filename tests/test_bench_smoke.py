@@ -31,6 +31,7 @@ EXPECTED = {
     "capacity": {"kinds", "where", "config"},
     "control": {"idle", "filling", "full", "burst", "rate_worker_fail", "rate_api_refused"},
     "sfu": {"kinds", "where", "config"},
+    "sfu_scale": {"forwarded_streams", "ratio", "ramps", "cascade", "where", "config"},
 }
 
 
