@@ -7,9 +7,9 @@
    late by over 100 ms, or `--max`. A subscriber here is cheap on purpose: its
    datagrams are taken off aiortc's receive path (`aiortc_internals.divert_rtp`) and
    only their RTP headers (which SRTP leaves readable) are timed, so on two cores the
-   load generator does not take the CPU the second node needs. A frame is late when it
-   arrives over 100 ms after its due time = timestamp / 48 kHz + the subscriber's
-   smallest (arrival - timestamp / 48 kHz) so far; frames that never arrive count late.
+   load generator does not take the CPU the second node needs. A frame is late when its
+   delay (arrival - when the publisher sent it, found by timestamp) exceeds the
+   subscriber's smallest delay by over 100 ms; frames that never arrive count late.
    The result: streams sustained with one node (n1) and two (n2), and n2 / n1.
 2. `cascade`, on the two-node stack: `--cascade-n` publishers on node 1, each first
    with one subscriber on node 1 (direct), then also one on node 2 (a cascade per
@@ -17,7 +17,7 @@
    publisher frame → subscriber for both paths at once, paired per frame (each frame
    carries its number, and the SFU never looks inside a payload).
 
-    python -m bench.sfu_scale [--step 20] [--max 400] [--cascade-n 20]
+    python -m bench.sfu_scale [--step 10] [--max 400] [--cascade-n 10]
                               [--rounds 1] [--priority] [--warmup 3] [--window 8]
                               [--quick]
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import fractions
 import os
@@ -61,14 +62,36 @@ WHERE = {
 # --- cheap subscribers --------------------------------------------------------------------
 
 
+class SentTimes(OpusReplayTrack):
+    """The replayed tone, remembering when each frame left (`sent[n]`, monotonic)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[float] = []
+
+    async def recv(self) -> av.Packet[Any]:
+        packet = await super().recv()
+        self.sent.append(time.monotonic())
+        return packet
+
+
 class Timed:
-    """One subscriber's RTP arrivals; late ones counted while `tally.measuring`."""
+    """One subscriber's RTP arrivals; late ones counted while `tally.measuring`.
 
-    __slots__ = ("_unwrap", "base", "late", "received", "tally", "worst_s")
+    A frame's delay is measured from when the publisher sent it, so the publisher's own
+    scheduling (it shares this process) is not blamed on the SFU: the subscriber's first
+    frame is taken to be the last one sent before it arrived, the next ones follow by
+    timestamp. That guess may be a frame off, the same for every frame: delays are
+    counted from the subscriber's smallest one.
+    """
 
-    def __init__(self, tally: Tally) -> None:
+    __slots__ = ("_first", "_source", "_unwrap", "base", "late", "received", "tally", "worst_s")
+
+    def __init__(self, tally: Tally, source: SentTimes) -> None:
         self.tally = tally
+        self._source = source
         self._unwrap = TimestampUnwrapper()
+        self._first: tuple[int, int] | None = None  # (timestamp, frame number) of the first
         self.base = float("inf")
         self.received = self.late = 0
         self.worst_s = 0.0
@@ -76,7 +99,14 @@ class Timed:
     def on_datagram(self, data: bytes, now: float) -> None:
         if len(data) < 12 or 192 <= data[1] <= 223:
             return  # RTCP (RFC 5761: packet types 192-223 in the second byte)
-        offset = now - self._unwrap.unwrap(int.from_bytes(data[4:8], "big")) / RATE
+        ts = self._unwrap.unwrap(int.from_bytes(data[4:8], "big"))
+        sent = self._source.sent
+        if self._first is None:
+            self._first = (ts, bisect.bisect_right(sent, now) - 1)
+        frame = self._first[1] + (ts - self._first[0]) // FRAME
+        if not 0 <= frame < len(sent):
+            return
+        offset = now - sent[frame]
         if offset < self.base:
             self.base = offset
         if self.tally.measuring:
@@ -95,8 +125,8 @@ class Tally:
         self.measuring = False
         self.subscribers: list[Timed] = []
 
-    def new(self) -> Timed:
-        timed = Timed(self)
+    def new(self, source: SentTimes) -> Timed:
+        timed = Timed(self, source)
         self.subscribers.append(timed)
         return timed
 
@@ -131,15 +161,16 @@ async def ramp(
     steps: list[dict[str, Any]] = []
     stopped_by = "max"
     try:
-        sources = [(await c.publish(OpusReplayTrack(), "src"))[0] for c in clients]
+        tracks = [SentTimes() for _ in clients]
+        sources = [(await c.publish(t, "src"))[0] for c, t in zip(clients, tracks, strict=True)]
         n = 0
         while n < most:
             target = min(most, n + step)
             for start in range(n, target, BATCH):
                 await asyncio.gather(
                     *(
-                        _subscribe(clients[j % nodes], sources[j % nodes], tally)
-                        for j in range(start, min(target, start + BATCH))
+                        _subscribe(clients[k], sources[k], tally.new(tracks[k]))
+                        for k in (j % nodes for j in range(start, min(target, start + BATCH)))
                     )
                 )
             n = target
@@ -175,10 +206,10 @@ async def ramp(
     return {"nodes": nodes, "steps": steps, "sustained_n": sustained, "stopped_by": stopped_by}
 
 
-async def _subscribe(client: Any, source: str, tally: Tally) -> None:
+async def _subscribe(client: Any, source: str, timed: Timed) -> None:
     peer = await client.new_peer()
     await peer.pull(source, "src", kind="audio")
-    divert_rtp(peer.pc.getTransceivers()[0].receiver, tally.new().on_datagram)
+    divert_rtp(peer.pc.getTransceivers()[0].receiver, timed.on_datagram)
 
 
 # --- the cascade hop ------------------------------------------------------------------------
@@ -348,9 +379,9 @@ def show(result: dict[str, Any]) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.sfu_scale", description=__doc__)
-    parser.add_argument("--step", type=int, default=20, help="subscribers added per step")
+    parser.add_argument("--step", type=int, default=10, help="subscribers added per step")
     parser.add_argument("--max", type=int, default=400, help="most subscribers")
-    parser.add_argument("--cascade-n", type=int, default=20, help="cascaded streams")
+    parser.add_argument("--cascade-n", type=int, default=10, help="cascaded streams")
     parser.add_argument("--rounds", type=int, default=1, help="one node then two, this often")
     parser.add_argument(
         "--priority",
