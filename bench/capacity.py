@@ -327,7 +327,10 @@ def by_sfu_nodes(args: argparse.Namespace, counts: list[int]) -> dict[str, Any]:
     """The audio ramp with each number of SFU nodes, one after the other."""
     ramps: dict[str, Any] = {}
     for count in counts:
-        with running_stack(workers=args.max, settings=STACK_ENV, sfu_nodes=count) as stack:
+        # Creates of a step start together: on a busy machine a worker process may take
+        # longer than the default second to pick one up (`no_capacity` is not the SFU).
+        env = {**STACK_ENV, "SLUICE_PICKUP_TIMEOUT_S": "10"}
+        with running_stack(workers=args.max, settings=env, sfu_nodes=count) as stack:
             progress(f"capacity: audio with {count} SFU node(s), by {args.step} up to {args.max}")
             ramps[str(count)] = asyncio.run(
                 ramp(stack, "audio", args.step, args.max, args.warmup, args.window)

@@ -81,8 +81,9 @@ class Timed:
     A frame's delay is measured from when the publisher sent it, so the publisher's own
     scheduling (it shares this process) is not blamed on the SFU: the subscriber's first
     frame is taken to be the last one sent before it arrived, the next ones follow by
-    timestamp. That guess may be a frame off, the same for every frame: delays are
-    counted from the subscriber's smallest one.
+    timestamp. That guess may be too new (a frame that cannot have been sent yet moves
+    it back); any error is the same for every frame, and delays are counted from the
+    subscriber's smallest one.
     """
 
     __slots__ = ("_first", "_source", "_unwrap", "base", "late", "received", "tally", "worst_s")
@@ -104,7 +105,12 @@ class Timed:
         if self._first is None:
             self._first = (ts, bisect.bisect_right(sent, now) - 1)
         frame = self._first[1] + (ts - self._first[0]) // FRAME
-        if not 0 <= frame < len(sent):
+        if frame >= len(sent):
+            # The first frame was older than guessed: this one cannot be unsent yet.
+            shift = frame - len(sent) + 1
+            self._first = (self._first[0], self._first[1] - shift)
+            frame -= shift
+        if frame < 0:
             return
         offset = now - sent[frame]
         if offset < self.base:
