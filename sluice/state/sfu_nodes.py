@@ -69,6 +69,7 @@ async def beat(redis: Redis, node: NodeInfo) -> None:
         pipe.hset(key, mapping=mapping)
         pipe.pexpire(key, NODE_TTL_MS)
         pipe.zadd(keys.SFU_NODES, {node.node_id: now_ms})
+        pipe.pexpire(keys.SFU_NODES, NODE_TTL_MS)  # with every node gone, the index goes too
         await pipe.execute()
 
 
