@@ -328,8 +328,8 @@ def by_sfu_nodes(args: argparse.Namespace, counts: list[int]) -> dict[str, Any]:
     ramps: dict[str, Any] = {}
     for count in counts:
         # Creates of a step start together: on a busy machine a worker process may take
-        # longer than the default second to pick one up (`no_capacity` is not the SFU).
-        env = {**STACK_ENV, "SLUICE_PICKUP_TIMEOUT_S": "10"}
+        # longer than the defaults to pick one up and connect (neither is the SFU's doing).
+        env = {**STACK_ENV, "SLUICE_PICKUP_TIMEOUT_S": "10", "SLUICE_CONNECT_TIMEOUT_S": "15"}
         with running_stack(workers=args.max, settings=env, sfu_nodes=count) as stack:
             progress(f"capacity: audio with {count} SFU node(s), by {args.step} up to {args.max}")
             ramps[str(count)] = asyncio.run(

@@ -133,8 +133,12 @@ def _sessions_client(sfu_url: str) -> Any:
     from sluice.media.ice import rtc_configuration
 
     settings = Settings(apps=f"{APP}:{SECRET}", ice_loopback=True)
+    # Generous: on a loaded machine a negotiation through a cascade takes seconds.
     return SessionsClient(
-        f"{sfu_url}/v1/apps/{APP}", SECRET, configuration=rtc_configuration(settings)
+        f"{sfu_url}/v1/apps/{APP}",
+        SECRET,
+        configuration=rtc_configuration(settings),
+        timeout_s=30.0,
     )
 
 

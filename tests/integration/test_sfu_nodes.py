@@ -189,9 +189,20 @@ async def test_cascade_adapters_and_one_upstream_per_track(three: Stack) -> None
         indices = [colour_index(decode_jpeg(j.payload)) for j in jpegs]
         assert explained_by_one_phase([j.timestamp / 90_000 for j in jpegs], indices)
 
+        # Late video subscribers get a picture as fast across the hop as on the publisher's
+        # node: the keyframe request travels node 2 → node 1 → publisher.
+        waits = {}
+        for name, client in (("node 1", publisher_client), ("node 2", subscriber_client)):
+            started = time.monotonic()
+            late = await client.pull(source, "cam", kind="video")
+            await asyncio.wait_for(late.recv(), 10)
+            waits[name] = time.monotonic() - started
+        print(f"late video subscriber, subscribe → first picture: {waits}")
+        assert waits["node 2"] < 5.0
+
         # The subscribers leave: node 2 closes its upstreams, node 1 stops forwarding.
-        await first.close()
-        await second.close()
+        for peer in subscriber_client.peers:
+            await peer.close()
         await _eventually(lambda: _metric(node2.url, "sluice_sfu_upstreams", ""), 0, 10)
     finally:
         await subscriber_client.close()
