@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
+    SESSION_NICE,
     Stack,
     cpu_seconds,
     egress_item,
     endpoint,
+    prioritized_session,
     progress,
     running_stack,
 )
@@ -319,6 +321,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="instead: the audio ramp once per SFU node count given (e.g. 1,2), each on a "
         "stack of its own with one source per node; writes capacity_sfu_nodes.json",
     )
+    parser.add_argument(
+        "--priority",
+        action="store_true",
+        help="with --sfu-nodes: run this session at autogroup nice -19 (Linux, root; see "
+        "bench.harness.prioritized_session)",
+    )
     parser.add_argument("--results-dir", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -337,6 +345,7 @@ def by_sfu_nodes(args: argparse.Namespace, counts: list[int]) -> dict[str, Any]:
             )
     return {
         "sustained_n": {count: r["sustained_n"] for count, r in ramps.items()},
+        "session_nice": SESSION_NICE if args.priority else 0,
         "ramps": ramps,
         "config": {
             "late_ms": LATE_S * 1000,
@@ -356,7 +365,8 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
     args = parse(argv)
     if args.sfu_nodes:
         counts = [int(count) for count in args.sfu_nodes.split(",")]
-        compared = by_sfu_nodes(args, counts)
+        with prioritized_session() if args.priority else contextlib.nullcontext():
+            compared = by_sfu_nodes(args, counts)
         path = write_result("capacity_sfu_nodes", compared, args.results_dir)
         show({"kinds": {f"audio, {k} node(s)": r for k, r in compared["ramps"].items()}})
         print(f"written to {path}")

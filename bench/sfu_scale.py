@@ -40,7 +40,14 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from bench.harness import CpuWindow, Stack, progress, running_stack
+from bench.harness import (
+    SESSION_NICE,
+    CpuWindow,
+    Stack,
+    prioritized_session,
+    progress,
+    running_stack,
+)
 from bench.media import FRAME, FRAME_S, RATE, OpusReplayTrack
 from bench.report import distribution, print_table, ratio, write_result
 from sluice.media.aiortc_internals import divert_rtp, register_codecs
@@ -51,7 +58,6 @@ from sluice.media.types import EncodedFrame
 LATE_S = 0.1
 PASS_LATE_PCT = 0.5
 BATCH = 10  # subscribers negotiated at once
-PRIORITY = -10  # `--priority`: CFS gives a nice -10 process ~9x a nice 0 one's share
 NODE_COUNTS = (1, 2)
 WHERE = {
     "sfu nodes": "`sluice sfu` node processes: RTP passthrough to every subscriber",
@@ -326,9 +332,6 @@ def run(args: argparse.Namespace, log_dir: Path | None) -> dict[str, Any]:
     for round_ in range(args.rounds):
         for nodes in NODE_COUNTS:
             with running_stack(workers=0, log_dir=log_dir, sfu_nodes=nodes) as stack:
-                if args.priority:
-                    for pid in (os.getpid(), *stack.sfu_pids()):
-                        os.setpriority(os.PRIO_PROCESS, pid, PRIORITY)
                 progress(f"sfu_scale: round {round_ + 1}, {nodes} node(s), by {args.step}")
                 ramps[str(nodes)].append(
                     asyncio.run(ramp(stack, args.step, args.max, args.warmup, args.window))
@@ -352,7 +355,7 @@ def run(args: argparse.Namespace, log_dir: Path | None) -> dict[str, Any]:
             "step": args.step,
             "max": args.max,
             "rounds": args.rounds,
-            "nice": PRIORITY if args.priority else 0,
+            "session_nice": SESSION_NICE if args.priority else 0,
             "warmup_s": args.warmup,
             "window_s": args.window,
             "cpus": os.cpu_count(),
@@ -392,8 +395,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--priority",
         action="store_true",
-        help=f"run the nodes and this process at nice {PRIORITY} (needs root), so that other "
-        "work on a shared machine does not decide the result",
+        help=f"run this session (the nodes and this process) at autogroup nice {SESSION_NICE} "
+        "(Linux, root), so that other work on a shared machine does not decide the result",
     )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before a window")
     parser.add_argument("--window", type=float, default=8.0, help="measured seconds a step")
@@ -408,7 +411,8 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
     args = parse(argv)
     if args.quick:
         args.step, args.max, args.cascade_n, args.warmup, args.window = 2, 2, 1, 0.5, 1.0
-    result = run(args, None)
+    with prioritized_session() if args.priority else contextlib.nullcontext():
+        result = run(args, None)
     result["quick"] = args.quick
     path = write_result("sfu_scale", result, args.results_dir)
     show(result)
