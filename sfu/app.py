@@ -85,10 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if redis_ok is not True:
             return _unready(redis_ok)
         node: Node = request.app.state.node
-        checks = {"redis": "ok", "node": node.id, "registered": node.registered}
         if not node.registered:
+            checks = {"redis": "ok", "directory": f"node {node.id} is not registered yet"}
             return JSONResponse({"status": "unready", "checks": checks}, 503)
-        return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse({"status": "ready", "checks": {"redis": "ok"}})
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app
