@@ -422,5 +422,4 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        main()
+    main()
