@@ -67,7 +67,7 @@ class Upstream:
             Location.LOCAL, "", info.track_name, info.kind, info.session_id,
             TrackStatus.ACTIVE, None, info.codec, fanout=self.fanout,
         )  # fmt: skip
-        self.opened_at = time.monotonic()
+        self.wanted_at = time.monotonic()  # last asked for: a pull is being planned
         self._client = client
         self._peer: Peer | None = None
         self._remote: MediaStreamTrack | None = None
@@ -112,7 +112,7 @@ class Upstream:
                     idle_since = None
                 elif idle_since is None:
                     idle_since = now
-                elif now - idle_since >= LINGER_S:
+                elif now - max(idle_since, self.wanted_at) >= LINGER_S:
                     return "unused"
         finally:
             await cancel_and_wait([source_ended], log=self.log)
@@ -165,6 +165,7 @@ class Cascades:
         key = (app_id, session_id, track_name)
         current = self._upstreams.get(key)
         if current is not None and not current.fanout.ended:
+            current.wanted_at = time.monotonic()  # not closed while the pull is planned
             return
         opening = self._opening.get(key)
         if opening is None:
