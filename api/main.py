@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api.metrics import ApiMetrics
 from api.routes import adapters, health, operations, sessions, usage
 from api.service import AdapterService
+from api.sfu_routing import SfuRouter
 from sluice import __version__
 from sluice.config import Settings, get_settings
 from sluice.http.body_limit import BodyLimitMiddleware
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.sfu_client.aclose()
             await redis.aclose()
+            await app.state.sfu_router.aclose()
             rq_redis.close()
 
     app = new_app(
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request_models=sessions.REQUEST_MODELS,
     )
     app.state.metrics = ApiMetrics()
+    app.state.sfu_router = SfuRouter(settings)
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
     app.include_router(adapters.router)

@@ -1,11 +1,12 @@
 """Runs every benchmark on one shared stack: `python -m bench [--quick] [--only ...]`.
 
 Each also runs alone (`python -m bench.latency`, `bench.cost`, `bench.drift`,
-`bench.capacity`, `bench.control`, `bench.sfu`) with its own options; here they take
-their defaults, or their smoke configuration with `--quick` — except drift, which runs
-`DRIFT_SECONDS` here (600 s alone) so that the whole run stays under 15 minutes.
-`capacity` starts its own stack when its worker pool must be larger than the shared
-one. The shared stack lifts the app's create-rate limit (see `bench.control`).
+`bench.capacity`, `bench.control`, `bench.sfu`, `bench.sfu_scale`) with its own
+options; here they take their defaults, or their smoke configuration with `--quick` —
+except drift, which runs `DRIFT_SECONDS` here (600 s alone) so that the whole run stays
+under 15 minutes. `capacity` starts its own stack when its worker pool must be larger
+than the shared one, and `sfu_scale` its own stacks of one and two SFU nodes. The shared
+stack lifts the app's create-rate limit (see `bench.control`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import capacity, control, cost, drift, latency, sfu
+from bench import capacity, control, cost, drift, latency, sfu, sfu_scale
 from bench.harness import progress, running_stack
 
 BENCHES = {
@@ -25,6 +26,7 @@ BENCHES = {
     "capacity": capacity,
     "control": control,
     "sfu": sfu,
+    "sfu_scale": sfu_scale,
 }
 DRIFT_SECONDS = 180
 

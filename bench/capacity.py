@@ -19,7 +19,7 @@ stack's worker pool is as large as the larger `--max`, and the app's create-rate
 adapter limits are lifted for this stack (they would cap the ramp, not the machine).
 
     python -m bench.capacity [--step 10] [--max 80] [--jpeg-step 5] [--jpeg-max 40]
-                             [--warmup 3] [--window 10] [--quick]
+                             [--warmup 3] [--window 10] [--quick] [--sfu-nodes 1,2]
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
+    SESSION_NICE,
     Stack,
     cpu_seconds,
     egress_item,
     endpoint,
+    prioritized_session,
     progress,
     running_stack,
 )
@@ -144,7 +146,8 @@ async def ramp(
 ) -> dict[str, Any]:
     set_loopback(True)
     tally = LateTally(kind)
-    sessions = stack.sessions()
+    # One source per SFU node; adapters take them in turn (each sits on its source's node).
+    clients = [stack.sessions_at(url) for url in stack.sfu_urls or [stack.sfu_url]]
     adapters: dict[str, str] = {}  # path → adapter id
     pids: dict[str, int] = {}
     steps: list[dict[str, Any]] = []
@@ -152,11 +155,13 @@ async def ramp(
     async with endpoint(tally.on_message) as ep:
         try:
             if kind == "audio":
-                session_id, _ = await sessions.publish(OpusReplayTrack(), "mic")
+                sources = [(await c.publish(OpusReplayTrack(), "mic"))[0] for c in clients]
                 track, codec = "mic", "pcm"
             else:
-                video = PatternVideoTrack(640, 480)
-                session_id, _ = await sessions.publish(video, "cam", codec="VP8")
+                sources = [
+                    (await c.publish(PatternVideoTrack(640, 480), "cam", codec="VP8"))[0]
+                    for c in clients
+                ]
                 track, codec = "cam", "jpeg"
             n = 0
             while n < most:
@@ -164,8 +169,10 @@ async def ramp(
                 paths = [f"{kind}-{i}" for i in range(n, target)]
                 created = await asyncio.gather(
                     *(
-                        stack.create(egress_item(ep.url(p), session_id, track, codec))
-                        for p in paths
+                        stack.create(
+                            egress_item(ep.url(p), sources[i % len(sources)], track, codec)
+                        )
+                        for i, p in enumerate(paths, start=n)
                     ),
                     return_exceptions=True,
                 )
@@ -180,7 +187,8 @@ async def ramp(
                     progress(f"capacity: {kind} N={n}: {stopped_by}")
                     break
                 await asyncio.sleep(warmup_s)
-                others = {"sfu": stack.pid("sfu"), "worker": stack.pid("worker")}
+                sfu_pids = {f"sfu{i}": pid for i, pid in enumerate(stack.sfu_pids())}
+                others = {**sfu_pids, "worker": stack.pid("worker")}
                 others["bench"] = os.getpid()
                 before = _cpu({**pids, **others})
                 started = time.monotonic()
@@ -202,7 +210,7 @@ async def ramp(
                     "passed": late["late_pct"] is not None
                     and late["late_pct"] < PASS_LATE_PCT
                     and not gone,
-                    "cpu_pct_sfu": round(pct.get("sfu", 0.0), 1),
+                    "cpu_pct_sfu": round(sum(pct.get(name, 0.0) for name in sfu_pids), 1),
                     "cpu_pct_adapters_sum": round(sum(pct.get(p, 0.0) for p in pids), 1),
                     "cpu_pct_worker_parent": round(pct.get("worker", 0.0), 1),
                     "cpu_pct_bench": round(pct.get("bench", 0.0), 1),
@@ -222,7 +230,8 @@ async def ramp(
             views = [await stack.view(a) for a in adapters.values()]
             await stack.close(list(adapters.values()))
         finally:
-            await sessions.close()
+            for client in clients:
+                await client.close()
     passed = [s["n"] for s in steps if s["passed"]]
     return {
         "steps": steps,
@@ -306,14 +315,62 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before a window")
     parser.add_argument("--window", type=float, default=10.0, help="measured seconds a step")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1-2 adapters, 2 s")
+    parser.add_argument(
+        "--sfu-nodes",
+        default="",
+        help="instead: the audio ramp once per SFU node count given (e.g. 1,2), each on a "
+        "stack of its own with one source per node; writes capacity_sfu_nodes.json",
+    )
+    parser.add_argument(
+        "--priority",
+        action="store_true",
+        help="with --sfu-nodes: run this session at autogroup nice -19 (Linux, root; see "
+        "bench.harness.prioritized_session)",
+    )
     parser.add_argument("--results-dir", type=Path, default=None)
     return parser.parse_args(argv)
+
+
+def by_sfu_nodes(args: argparse.Namespace, counts: list[int]) -> dict[str, Any]:
+    """The audio ramp with each number of SFU nodes, one after the other."""
+    ramps: dict[str, Any] = {}
+    for count in counts:
+        # Creates of a step start together: on a busy machine a worker process may take
+        # longer than the defaults to pick one up and connect (neither is the SFU's doing).
+        env = {**STACK_ENV, "SLUICE_PICKUP_TIMEOUT_S": "10", "SLUICE_CONNECT_TIMEOUT_S": "15"}
+        with running_stack(workers=args.max, settings=env, sfu_nodes=count) as stack:
+            progress(f"capacity: audio with {count} SFU node(s), by {args.step} up to {args.max}")
+            ramps[str(count)] = asyncio.run(
+                ramp(stack, "audio", args.step, args.max, args.warmup, args.window)
+            )
+    return {
+        "sustained_n": {count: r["sustained_n"] for count, r in ramps.items()},
+        "session_nice": SESSION_NICE if args.priority else 0,
+        "ramps": ramps,
+        "config": {
+            "late_ms": LATE_S * 1000,
+            "pass_below_late_pct": PASS_LATE_PCT,
+            "step": args.step,
+            "max": args.max,
+            "warmup_s": args.warmup,
+            "window_s": args.window,
+            "cpus": os.cpu_count(),
+        },
+    }
 
 
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
     """Runs on its own stack: its worker pool must hold `--max` adapters at once."""
     register_codecs()  # this process makes peer connections of its own
     args = parse(argv)
+    if args.sfu_nodes:
+        counts = [int(count) for count in args.sfu_nodes.split(",")]
+        with prioritized_session() if args.priority else contextlib.nullcontext():
+            compared = by_sfu_nodes(args, counts)
+        path = write_result("capacity_sfu_nodes", compared, args.results_dir)
+        show({"kinds": {f"audio, {k} node(s)": r for k, r in compared["ramps"].items()}})
+        print(f"written to {path}")
+        return compared
     if args.quick:
         limits, warmup, window, settle = {"audio": (1, 2), "jpeg": (1, 1)}, 1.0, 2.0, 0.5
     else:

@@ -1,7 +1,12 @@
-"""The SFU process's HTTP app: the sessions API under `/v1/apps/{appId}/sessions/`."""
+"""One SFU node's HTTP app: the sessions API under `/v1/apps/{appId}/sessions/`.
+
+Each `sluice sfu` node process serves one of these on its own port and registers in the
+node directory in Redis (`sfu.node`), where the API finds it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from sfu import metrics, routes
 from sfu.manager import SessionManager
+from sfu.node import Node
 from sluice import __version__
 from sluice.config import Settings, get_settings
 from sluice.http.body_limit import BodyLimitMiddleware
@@ -18,6 +24,8 @@ from sluice.http.openapi import new_app
 from sluice.http.probes import run_check
 from sluice.media.aiortc_internals import register_codecs
 from sluice.state.connection import async_client
+from sluice.state.sfu_nodes import NodeLoad
+from sluice.tasks import cancel_and_wait
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,14 +36,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = async_client(settings)
-        manager = SessionManager(settings, redis)
+        manager: SessionManager | None = None
+        node = Node(settings, redis, lambda: manager.load() if manager else NodeLoad())
+        manager = SessionManager(settings, redis, node.id)
         app.state.redis = redis
         app.state.sessions = manager
+        app.state.node = node
         app.state.metrics = metrics.new_registry(manager)
         await manager.start()
+        heartbeat = asyncio.create_task(node.heartbeat(), name="sfu_node_heartbeat")
         try:
             yield
         finally:
+            # Out of the directory first: no new session is placed here while closing.
+            await cancel_and_wait([heartbeat], log=node.log)
+            await node.leave()
             await manager.stop()
             await redis.aclose()
 
@@ -57,18 +72,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/readyz",
         tags=["health"],
-        summary="Redis (the track registry) answers",
+        summary="Redis answers and this node is in the node directory",
         responses={503: {"description": "not ready: `checks` says why"}},
     )
     async def readyz(request: Request) -> JSONResponse:
-        """Ready when Redis answers PING within 1 s.
+        """Ready when Redis answers PING within 1 s and the last heartbeat reached it.
 
         Without Redis media keeps flowing, but the track registry, which the API checks
-        egress requests against, cannot be written: no new egress can start from here.
+        egress requests against, cannot be written, and the API cannot route new
+        sessions here: no new session or egress can start on this node.
         """
         redis_ok = await run_check(request.app.state.redis.ping())
         if redis_ok is not True:
             return _unready(redis_ok)
+        node: Node = request.app.state.node
+        if not node.registered:
+            checks = {"redis": "ok", "directory": f"node {node.id} is not registered yet"}
+            return JSONResponse({"status": "unready", "checks": checks}, 503)
         return JSONResponse({"status": "ready", "checks": {"redis": "ok"}})
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

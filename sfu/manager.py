@@ -1,4 +1,4 @@
-"""Holds every session of the SFU process: lookup, idle collection, the Redis track registry."""
+"""Holds every session of the SFU node: lookup, cascades, idle collection, the track registry."""
 
 from __future__ import annotations
 
@@ -12,31 +12,37 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from sfu.cascade import Cascades
 from sfu.metrics import Totals
 from sfu.session import Session
 from sfu.tracks import SessionTrack
 from sluice.config import Settings
 from sluice.errors import SessionNotFound, TrackNotFound
-from sluice.http.sessions_models import Location, TrackStatus
+from sluice.http.sessions_models import Location, TrackRequest, TrackStatus
 from sluice.media.ice import rtc_configuration
 from sluice.state import track_registry
 from sluice.state.records import MediaKind
+from sluice.state.sfu_nodes import NodeLoad
 
 log = structlog.get_logger("sluice.sfu")
 
 
 class SessionManager:
-    """All sessions of this process.
+    """All sessions of this node, and the tracks it pulls from other nodes.
 
     Args:
-        settings: ICE setup, the announced address and `sfu_session_idle_timeout_s`.
-        redis: where the track registry lives.
+        settings: ICE setup, the announced address, app secrets and
+            `sfu_session_idle_timeout_s`.
+        redis: where the track registry and the node directory live.
+        node_id: this node's id in the directory, recorded with each session.
     """
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(self, settings: Settings, redis: Redis, node_id: str = "") -> None:
         self._settings = settings
         self._redis = redis
+        self.node_id = node_id
         self._configuration = rtc_configuration(settings)
+        self.cascades = Cascades(settings, redis, node_id, self._configuration)
         self._idle_timeout_s = settings.sfu_session_idle_timeout_s
         self._sessions: dict[str, Session] = {}
         self._closing: set[Session] = set()  # their counters are not in `totals` yet
@@ -57,11 +63,12 @@ class SessionManager:
         self._spawn(self._refresh_registry())
 
     async def stop(self) -> None:
-        """Closes every session, then stops the background tasks."""
+        """Closes every session and upstream, then stops the background tasks."""
         await asyncio.gather(
             *(self.close(s, "shutdown") for s in list(self._sessions.values())),
             return_exceptions=True,
         )
+        await self.cascades.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -85,7 +92,29 @@ class SessionManager:
             raise SessionNotFound(f"session {session_id!r} does not exist")
         return session
 
+    async def prepare_pulls(self, app_id: str, items: list[TrackRequest]) -> None:
+        """Pulls here, once per track, what `items` pull from other nodes' sessions."""
+        remote = {
+            (item.sessionId, item.trackName)
+            for item in items
+            if item.location is Location.REMOTE
+            and item.sessionId
+            and item.trackName
+            and item.sessionId not in self._sessions
+        }
+        await asyncio.gather(
+            *(self.cascades.ensure(app_id, sid, name) for sid, name in remote if sid and name)
+        )
+
     def find_published(self, app_id: str, session_id: str, track_name: str) -> SessionTrack:
+        """A published track to subscribe to: a local session's, or an upstream's.
+
+        Raises:
+            SessionNotFound: no live session of the app has that id.
+            TrackNotFound: the session publishes no such track.
+        """
+        if session_id not in self._sessions:
+            return self.cascades.find(app_id, session_id, track_name)
         session = self.get(app_id, session_id)
         for track in session.tracks.values():
             if (
@@ -120,6 +149,19 @@ class SessionManager:
     def open_sessions(self) -> list[Session]:
         return list(self._sessions.values())
 
+    def load(self) -> NodeLoad:
+        """What this node carries now, for its heartbeat (a walk over the sessions)."""
+        published = forwarded = 0
+        for session in self._sessions.values():
+            for track in session.tracks.values():
+                if track.status is TrackStatus.INACTIVE:
+                    continue
+                if track.location is Location.LOCAL:
+                    published += 1
+                else:
+                    forwarded += 1
+        return NodeLoad(len(self._sessions), published, forwarded, len(self.cascades))
+
     def closing_sessions(self) -> list[Session]:
         """Sessions being closed: no longer open, their figures not yet in `totals`."""
         return list(self._closing)
@@ -131,7 +173,7 @@ class SessionManager:
         if session.closed:
             return
         try:
-            await track_registry.write_session(self._redis, _record(session))
+            await track_registry.write_session(self._redis, _record(session, self.node_id))
         except (RedisError, OSError) as exc:
             # Media must not depend on Redis; the periodic refresh rewrites the record.
             session.log.warning("registry_write_failed", error=str(exc))
@@ -160,11 +202,12 @@ class SessionManager:
         task.add_done_callback(self._tasks.discard)
 
 
-def _record(session: Session) -> track_registry.SessionRecord:
+def _record(session: Session, node_id: str) -> track_registry.SessionRecord:
     return track_registry.SessionRecord(
         app_id=session.app_id,
         session_id=session.id,
         created_at_ms=session.created_at_ms,
+        node_id=node_id,
         tracks=tuple(
             track_registry.TrackInfo(
                 app_id=session.app_id,

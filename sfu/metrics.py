@@ -99,6 +99,7 @@ class Totals:
 @dataclass
 class _Scrape:
     sessions: int
+    upstreams: int
     tracks: dict[str, int]
     subscribers: dict[str, int]
     counts: dict[str, KindCounts]
@@ -149,10 +150,17 @@ class SfuCollector:
             # other counters only grow: closed sessions' figures are kept in `totals`.
             lost = max(counts[kind].packets_lost, self._lost[kind])
             counts[kind].packets_lost = self._lost[kind] = lost
-        return _Scrape(len(open_sessions), tracks, subscribers, counts, dict(totals.closes))
+        upstreams = len(self._manager.cascades)
+        return _Scrape(
+            len(open_sessions), upstreams, tracks, subscribers, counts, dict(totals.closes)
+        )
 
     def _families(self, scrape: _Scrape | None) -> Iterator[Metric]:
         sessions = GaugeMetricFamily("sluice_sfu_sessions", "Open sessions.")
+        upstreams = GaugeMetricFamily(
+            "sluice_sfu_upstreams",
+            "Tracks of other nodes' sessions this node pulls once for its subscribers.",
+        )
         tracks = GaugeMetricFamily(
             "sluice_sfu_tracks", "Published tracks not ended, by kind.", labels=["kind"]
         )
@@ -170,6 +178,7 @@ class SfuCollector:
         )
         if scrape is not None:
             sessions.add_metric([], scrape.sessions)
+            upstreams.add_metric([], scrape.upstreams)
             for kind in KINDS:
                 tracks.add_metric([kind], scrape.tracks[kind])
                 subscribers.add_metric([kind], scrape.subscribers[kind])
@@ -177,7 +186,7 @@ class SfuCollector:
                     family.add_metric([kind], getattr(scrape.counts[kind], field))
             for reason, value in scrape.closes.items():
                 closes.add_metric([reason], value)
-        yield from (sessions, tracks, subscribers)
+        yield from (sessions, upstreams, tracks, subscribers)
         yield from (family for family, _ in counters)
         yield closes
 

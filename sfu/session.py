@@ -97,6 +97,10 @@ class Session:
         items = req.tracks or []
         if not items and not req.autoDiscover and req.sessionDescription is None:
             raise InvalidParams("tracks/new needs tracks, autoDiscover or a sessionDescription")
+        self._check_open()
+        # A track of another node's session is pulled here first (a network round trip
+        # to that node), outside the lock, so the plan below finds it like a local one.
+        await self._hub.prepare_pulls(self.app_id, items)
         async with self._lock:
             self._check_open()
             if req.sessionDescription is not None:

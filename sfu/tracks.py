@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sfu.forward import Fanout, Subscriber
-from sluice.http.sessions_models import Location, TrackResult, TrackStatus
+from sluice.http.sessions_models import Location, TrackRequest, TrackResult, TrackStatus
 
 if TYPE_CHECKING:
     from sfu.session import Session
@@ -34,6 +34,9 @@ class SessionTrack:
 
 class Hub(Protocol):
     """What a session needs from the process that holds every session."""
+
+    async def prepare_pulls(self, app_id: str, items: list[TrackRequest]) -> None:
+        """Readies tracks of other nodes that `items` pull (before the request is planned)."""
 
     def find_published(self, app_id: str, session_id: str, track_name: str) -> SessionTrack: ...
 

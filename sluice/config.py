@@ -105,7 +105,20 @@ class Settings(BaseSettings):
     )
     sfu_url: str = Field(
         "http://127.0.0.1:8081",
-        description="Base URL of the sessions API the pipelines (and the API's proxy) talk to.",
+        description=(
+            "The sessions API used while no SFU node is registered in Redis: a single "
+            "unregistered SFU, or a hosted Calls-compatible one."
+        ),
+    )
+    sfu_nodes: int = Field(
+        0,
+        ge=0,
+        description="SFU node processes `sluice sfu` runs (0: one per core; 1 in dev mode).",
+    )
+    sfu_advertise_host: str = Field(
+        "",
+        description="Host the API and other SFU nodes reach this machine's nodes at "
+        "(default: SLUICE_SFU_HOST, or the host name when that is a wildcard).",
     )
     log_format: str = Field("auto", pattern="^(auto|json|console)$")
     log_level: str = "info"

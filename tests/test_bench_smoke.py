@@ -13,7 +13,7 @@ from sluice.cli.devserver import redis_server_binary
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(340),
     pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server"),
 ]
 
@@ -31,6 +31,7 @@ EXPECTED = {
     "capacity": {"kinds", "where", "config"},
     "control": {"idle", "filling", "full", "burst", "rate_worker_fail", "rate_api_refused"},
     "sfu": {"kinds", "where", "config"},
+    "sfu_scale": {"forwarded_streams", "ratio", "ramps", "cascade", "where", "config"},
 }
 
 
@@ -40,7 +41,7 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
         cwd=repo_root,
         capture_output=True,
         text=True,
-        timeout=230,
+        timeout=330,  # sfu_scale starts two stacks of its own
     )
     assert done.returncode == 0, done.stderr[-4000:]
     for name, keys in EXPECTED.items():

@@ -142,6 +142,7 @@ class AdapterRunner:
             set_state=self._set_state,
             counters=dict(record.counters),
             resume=await self._resume_point(record) if resuming else None,
+            redis=self.store.redis,
         )
         pipeline = make_pipeline(ctx)
         self._pipeline = pipeline

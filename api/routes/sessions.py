@@ -1,10 +1,12 @@
-"""The sessions API under the API's base URL, forwarded to the SFU.
+"""The sessions API under the API's base URL, forwarded to the SFU node of the session.
 
 One base URL configures a client: `/v1/apps/{appId}/sessions/...` arrives here and goes
-to `settings.sfu_url` unchanged — method, body, query string, Authorization — and the
-SFU's status, JSON and auth/retry headers come back unchanged. The SFU judges auth and
-bodies itself, so these routes are described as the SFU's (`sluice.http.sessions_docs`)
-but pass the raw request on. Bodies are small SDP documents, so no streaming.
+to the SFU node `api.sfu_routing` picks (a new session's placement, or the node holding
+the session; `settings.sfu_url` when no node is registered) unchanged — method, body,
+query string, Authorization — and the node's status, JSON and auth/retry headers come
+back unchanged. The node judges bodies itself, so these routes are described as the
+SFU's (`sluice.http.sessions_docs`) but pass the raw request on. Bodies are small SDP
+documents, so no streaming.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import structlog
 from fastapi import APIRouter, Path, Request, Response, Security
 from pydantic import BaseModel
 
+from api.sfu_routing import node_url
 from sluice.config import Settings
 from sluice.errors import ErrorCode
 from sluice.http import sessions_docs as docs
@@ -94,7 +97,8 @@ def sfu_client() -> httpx.AsyncClient:
 
 
 async def _forward(request: Request, settings: Settings, app_id: str, path: str) -> Response:
-    url = f"{settings.sfu_url.rstrip('/')}/v1/apps/{_segment(app_id)}/sessions/{path}"
+    base = await node_url(request, app_id, path, settings)
+    url = f"{base.rstrip('/')}/v1/apps/{_segment(app_id)}/sessions/{path}"
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS}
     client: httpx.AsyncClient = request.app.state.sfu_client
     try:
@@ -106,7 +110,7 @@ async def _forward(request: Request, settings: Settings, app_id: str, path: str)
             headers=headers,
         )
     except httpx.TransportError as exc:
-        log.error("sfu_unreachable", url=settings.sfu_url, error=str(exc))
+        log.error("sfu_unreachable", url=base, error=str(exc))
         return error_response(
             503, ErrorCode.SERVICE_UNAVAILABLE, "the SFU is unreachable; retry shortly"
         )

@@ -25,7 +25,7 @@ from rq.job import Job
 
 from api.service import AdapterService
 from sluice.config import Settings
-from sluice.state import keys
+from sluice.state import keys, sfu_nodes
 from sluice.state.connection import async_client
 from sluice.state.jobs import JOB_FUNCTION
 from sluice.state.records import (
@@ -36,6 +36,7 @@ from sluice.state.records import (
     MediaKind,
     redact_endpoint,
 )
+from sluice.state.sfu_nodes import NodeInfo
 from sluice.state.store import AdapterStore
 from sluice.state.track_registry import TrackInfo, session_key, tracks_key
 
@@ -282,6 +283,7 @@ class SessionInfo:
     created_at_ms: int
     age_s: float
     tracks: list[TrackInfo]
+    node_id: str = ""  # the SFU node holding it ("" if its SFU names none)
 
 
 async def list_sessions(redis: Redis, *, app_id: str | None = None) -> list[SessionInfo]:
@@ -312,9 +314,9 @@ async def list_sessions(redis: Redis, *, app_id: str | None = None) -> list[Sess
             for name, value in raw_tracks.items()
         ]
         tracks.sort(key=lambda track: track.track_name)
-        sessions.append(
-            SessionInfo(session_id, owner, created_ms, (now_ms - created_ms) / 1000, tracks)
-        )
+        age_s = (now_ms - created_ms) / 1000
+        node_id = fields.get("node", "")
+        sessions.append(SessionInfo(session_id, owner, created_ms, age_s, tracks, node_id))
     sessions.sort(key=lambda session: session.created_at_ms, reverse=True)
     return sessions
 
@@ -335,6 +337,11 @@ def _track_info(app_id: str, session_id: str, name: str, value: str) -> TrackInf
         status=str(data.get("status", "?")),
         mid=str(data.get("mid", "")),
     )
+
+
+async def list_sfu_nodes(redis: Redis) -> list[NodeInfo]:
+    """The SFU nodes alive now (`sluice.state.sfu_nodes`), oldest first."""
+    return await sfu_nodes.live_nodes(redis)
 
 
 # --- workers ------------------------------------------------------------------------

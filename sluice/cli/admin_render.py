@@ -26,6 +26,7 @@ from sluice.cli.admin import (
     WorkersReport,
 )
 from sluice.state.records import COUNTER_NAMES, AdapterState
+from sluice.state.sfu_nodes import NodeInfo
 
 _STATE_STYLES = {
     AdapterState.CONNECTING: "yellow",
@@ -229,17 +230,45 @@ def print_close(result: CloseResult, adapter_id: str) -> None:
 
 
 def sessions_table(sessions: Iterable[SessionInfo]) -> Table:
-    table = _table("SESSION", "APP", "AGE", "TRACKS")
+    """One session per row; its SFU node (when it names one) under its id."""
+    table = _table("SESSION / NODE", "APP", "AGE", "TRACKS")
     table.columns[0].no_wrap = True
     for session in sessions:
         tracks = [f"{t.track_name} {t.kind}/{t.codec or '?'} {t.status}" for t in session.tracks]
         table.add_row(
-            Text(session.session_id),
+            _lines(session.session_id, *([(session.node_id, "dim")] if session.node_id else [])),
             Text(session.app_id),
             human_duration(session.age_s),
             Text("\n".join(tracks) or "-"),
         )
     return table
+
+
+def sfu_nodes_table(nodes: Iterable[NodeInfo]) -> Table:
+    """One SFU node per row: where it answers, and the load its last heartbeat gave."""
+    table = _table("NODE / URL", "SESSIONS", "PUBLISHED", "FORWARDED", "CASCADES IN", "CPU")
+    table.columns[0].no_wrap = True
+    for node in nodes:
+        load = node.load
+        table.add_row(
+            _lines(node.node_id, (node.url, "dim")),
+            str(load.sessions),
+            str(load.published),
+            str(load.forwarded),
+            str(load.upstreams),
+            f"{load.cpu_pct:.0f} %",
+        )
+    return table
+
+
+def print_sfu_nodes(nodes: list[NodeInfo]) -> None:
+    out = console()
+    if not nodes:
+        out.print("no SFU node is registered (the API uses SLUICE_SFU_URL)")
+        return
+    out.print(sfu_nodes_table(nodes))
+    streams = sum(node.load.streams for node in nodes)
+    out.print(f"{_count(len(nodes), 'node')}, {streams} streams")
 
 
 def print_sessions(sessions: list[SessionInfo]) -> None:

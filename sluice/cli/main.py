@@ -57,12 +57,33 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _sfu(args: argparse.Namespace) -> int:
+    from sluice.cli.sfu_supervisor import node_count, node_ports, supervise
     from sluice.config import get_settings
 
     settings = get_settings()
-    return _serve(
-        "sfu.app:create_app", "sfu", args.host or settings.sfu_host, args.port or settings.sfu_port
-    )
+    host, port = args.host or settings.sfu_host, args.port or settings.sfu_port
+    count = node_count(settings, args.nodes)
+    if count > 1:
+        avoid = (settings.worker_health_port, settings.api_port)
+        return supervise(host, node_ports(port, count, avoid))
+    # The node registers the address it serves at: its settings must say where that is.
+    os.environ.update(SLUICE_SFU_HOST=host, SLUICE_SFU_PORT=str(port))
+    get_settings.cache_clear()
+    return _serve("sfu.app:create_app", "sfu", host, port)
+
+
+def _sfu_nodes(args: argparse.Namespace) -> int:
+    from sluice.cli import admin, admin_render
+
+    def command(settings: Settings) -> int:
+        nodes = admin.run_async(settings, admin.list_sfu_nodes)
+        if args.json:
+            admin_render.print_json(nodes)
+        else:
+            admin_render.print_sfu_nodes(nodes)
+        return 0
+
+    return _run_admin(command)
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -227,10 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--processes", type=int, help="pool size (SLUICE_WORKER_PROCESSES)")
     worker.set_defaults(func=_worker)
 
-    sfu = sub.add_parser("sfu", help="the embedded SFU (sessions API)")
+    sfu = sub.add_parser("sfu", help="the embedded SFU's nodes (sessions API); `nodes` lists them")
     sfu.add_argument("--host")
-    sfu.add_argument("--port", type=int)
+    sfu.add_argument("--port", type=int, help="the first node's port (SLUICE_SFU_PORT)")
+    sfu.add_argument("--nodes", type=int, help="node processes (SLUICE_SFU_NODES; 0: one per core)")
     sfu.set_defaults(func=_sfu)
+    sfu_sub = sfu.add_subparsers(dest="sfu_command")
+    sfu_nodes = sfu_sub.add_parser("nodes", help="the SFU nodes in Redis: address and load")
+    sfu_nodes.add_argument("--json", action="store_true", help="JSON instead of a table")
+    sfu_nodes.set_defaults(func=_sfu_nodes)
 
     dev = sub.add_parser("dev", help="everything on this machine, in development mode")
     dev.add_argument("--procfile", default="Procfile")

@@ -21,6 +21,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -140,7 +141,24 @@ class Peer:
         self.client = client
         self.session_id = session_id
         self.pc = pc
-        self.taps: list[ReceiverTap] = []  # of the tracks pulled with `on_frame`, in order
+        # Tapped receivers, in the order their tracks were pulled with `on_frame` (a
+        # receiver's track exists only once the answer is applied).
+        self._tapped: list[tuple[RTCRtpReceiver, ReceiverTap]] = []
+
+    @property
+    def taps(self) -> list[ReceiverTap]:
+        """The taps of the tracks pulled with `on_frame`, in order."""
+        return [tap for _, tap in self._tapped]
+
+    def request_keyframe(self, track: MediaStreamTrack) -> None:
+        """Asks the SFU for a keyframe of a track pulled with `on_frame` (a PLI).
+
+        aiortc asks by itself only when its own jitter buffer sees a loss; a tapped
+        receiver's consumer (e.g. a forwarder) decides when it needs one.
+        """
+        for receiver, tap in self._tapped:
+            if receiver.track is track:
+                tap.request_keyframe()
 
     async def publish(
         self,
@@ -203,9 +221,8 @@ class Peer:
         if kind is not None:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             if on_frame is not None:
-                self.taps.append(
-                    tap_receiver(transceiver.receiver, kind, on_frame, hold_frames=hold_frames)
-                )
+                tap = tap_receiver(transceiver.receiver, kind, on_frame, hold_frames=hold_frames)
+                self._tapped.append((transceiver.receiver, tap))
             await self.pc.setLocalDescription(await self.pc.createOffer())
             body = {"sessionDescription": self._local(), "tracks": [item]}
             answer = await self._path_call("POST", "/tracks/new", body)
@@ -218,11 +235,10 @@ class Peer:
         await self.pc.setRemoteDescription(_description(answer["sessionDescription"]))
         transceiver = self._transceiver(result["mid"])
         if on_frame is not None:
-            self.taps.append(
-                tap_receiver(
-                    transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames
-                )
+            tap = tap_receiver(
+                transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames
             )
+            self._tapped.append((transceiver.receiver, tap))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self._path_call("PUT", "/renegotiate", {"sessionDescription": self._local()})
         return transceiver.receiver.track

@@ -46,3 +46,12 @@ METRICS = f"{PREFIX}:metrics"  # hash: cluster-wide counter totals, `{direction}
 def usage(app_id: str, hour: int) -> str:
     """hash: `{direction}_bytes` one app's adapters moved during one hour (epoch hours)."""
     return f"{PREFIX}:usage:{app_id}:{hour}"
+
+
+# SFU nodes (`sluice.state.sfu_nodes`): the directory every node heartbeats into.
+SFU_NODES = f"{PREFIX}:sfu:nodes"  # zset: node id → last heartbeat (ms, Redis clock)
+
+
+def sfu_node(node_id: str) -> str:
+    """hash, with a TTL renewed by each heartbeat: one SFU node's address and load."""
+    return f"{PREFIX}:sfu:node:{node_id}"

@@ -29,6 +29,39 @@ BIN = Path(sys.executable).parent
 
 
 @dataclass
+class SfuNode:
+    """One `sluice sfu` node process on its own port; it can be killed and started again."""
+
+    port: int
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN / "sluice"), "sfu", "--nodes", "1", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "ab"),  # noqa: SIM115
+        )
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def sessions(self, secret: str = SECRET) -> Any:
+        """A sessions API client straight at this node (its new sessions live here)."""
+        return _sessions_client(self.url, secret)
+
+
+@dataclass
 class Stack:
     """`sluice api` + `sluice worker` as real processes against the test's Redis."""
 
@@ -40,6 +73,8 @@ class Stack:
     redis_url: str
     sfu_url: str
     worker_health_url: str = ""
+    # Every SFU node, the first being `sfu` at `sfu_url` (empty: `sfu` alone).
+    nodes: list[SfuNode] = field(default_factory=list)
 
     def client(self, secret: str = SECRET, app: str = APP) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -49,18 +84,12 @@ class Stack:
         )
 
     def sessions(self, secret: str = SECRET) -> Any:
-        """A sessions API client straight at the SFU, for test publishers/subscribers."""
-        from sluice.config import Settings
-        from sluice.media.calls_client import SessionsClient
-        from sluice.media.ice import rtc_configuration
-
-        settings = Settings(apps=f"{APP}:{SECRET}", ice_loopback=True)
-        return SessionsClient(
-            f"{self.sfu_url}/v1/apps/{APP}", secret, configuration=rtc_configuration(settings)
-        )
+        """A sessions API client for test publishers/subscribers: straight at the SFU,
+        or with several nodes through the API, whose placement picks their nodes."""
+        return _sessions_client(self.base_url if len(self.nodes) > 1 else self.sfu_url, secret)
 
     def stop(self) -> None:
-        procs = (self.worker, self.api, self.sfu)
+        procs = (self.worker, self.api, self.sfu, *(node.proc for node in self.nodes[1:]))
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -70,6 +99,17 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _sessions_client(sfu_url: str, secret: str) -> Any:
+    from sluice.config import Settings
+    from sluice.media.calls_client import SessionsClient
+    from sluice.media.ice import rtc_configuration
+
+    settings = Settings(apps=f"{APP}:{SECRET}", ice_loopback=True)
+    return SessionsClient(
+        f"{sfu_url}/v1/apps/{APP}", secret, configuration=rtc_configuration(settings)
+    )
 
 
 def stack_env(redis_url: str, **overrides: Any) -> dict[str, str]:
@@ -97,17 +137,31 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def start_stack(redis_url: str, processes: int, log_dir: Path, **overrides: Any) -> Stack:
+def start_stack(
+    redis_url: str,
+    processes: int,
+    log_dir: Path,
+    *,
+    sfu_nodes: int | None = None,
+    **overrides: Any,
+) -> Stack:
+    """Starts the API, a worker pool of `processes` and the SFU node(s).
+
+    Args:
+        sfu_nodes: SFU node processes, each on its own port (default: the environment's
+            `SLUICE_TEST_SFU_NODES`, else 1), logging to `sfu.log`, `sfu-2.log`, ...
+    """
+    if sfu_nodes is None:
+        sfu_nodes = int(os.environ.get("SLUICE_TEST_SFU_NODES") or 1)
     port, sfu_port = free_port(), free_port()
     overrides.setdefault("worker_health_port", free_port())
     sfu_url = f"http://127.0.0.1:{sfu_port}"
     env = stack_env(redis_url, sfu_url=sfu_url, **overrides)
-    sfu = subprocess.Popen(
-        [str(BIN / "sluice"), "sfu", "--port", str(sfu_port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(log_dir / "sfu.log", "ab"),  # noqa: SIM115
-    )
+    nodes = [
+        SfuNode(node_port, env, log_dir / ("sfu.log" if i == 0 else f"sfu-{i + 1}.log"))
+        for i, node_port in enumerate([sfu_port, *(free_port() for _ in range(sfu_nodes - 1))])
+    ]
+    sfu = nodes[0].proc
     api = subprocess.Popen(
         [str(BIN / "sluice"), "api", "--port", str(port)],
         env=env,
@@ -121,7 +175,9 @@ def start_stack(redis_url: str, processes: int, log_dir: Path, **overrides: Any)
         stderr=open(log_dir / "worker.log", "ab"),  # noqa: SIM115
     )
     health_url = f"http://127.0.0.1:{overrides['worker_health_port']}"
-    stack = Stack(f"http://127.0.0.1:{port}", env, api, worker, sfu, redis_url, sfu_url, health_url)
+    stack = Stack(
+        f"http://127.0.0.1:{port}", env, api, worker, sfu, redis_url, sfu_url, health_url, nodes
+    )
 
     def up(url: str) -> Callable[[], bool]:
         return lambda: answers_healthz(url)
@@ -129,8 +185,9 @@ def start_stack(redis_url: str, processes: int, log_dir: Path, **overrides: Any)
     conn = redis.Redis.from_url(redis_url)
     queue = Queue(env.get("SLUICE_QUEUE_NAME", "sluice-adapters"), connection=conn)
     try:
-        wait_until(up(stack.base_url), 20, "the API")
-        wait_until(up(sfu_url), 20, "the SFU")
+        wait_until(up(stack.base_url), 40, "the API")
+        for node in nodes:
+            wait_until(up(node.url), 40, f"the SFU node on port {node.port}")
         wait_until(lambda: len(Worker.all(queue=queue)) >= processes, 30, "the worker pool")
     except AssertionError:
         stack.stop()

@@ -89,10 +89,25 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="session")
 def sfu(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One SFU for the suite (sessions are independent); idle GC after 30 s as deployed."""
-    server = start_server("sfu", redis_url, tmp_path_factory.mktemp("sfu"))
-    yield server
-    stop_server(server)
+    """One SFU for the suite (sessions are independent); idle GC after 30 s as deployed.
+
+    With `SLUICE_TEST_SFU_NODES=N` (N > 1), N SFU nodes behind an API process instead:
+    the sessions API is then the API's, which places each session on a node and pulls
+    across nodes by cascade, so the same tests check that clients cannot tell.
+    """
+    log_dir = tmp_path_factory.mktemp("sfu")
+    nodes = [
+        start_server("sfu", redis_url, log_dir)
+        for _ in range(int(os.environ.get("SLUICE_TEST_SFU_NODES") or 1))
+    ]
+    if len(nodes) == 1:
+        yield nodes[0]
+    else:
+        front = start_server("api", redis_url, log_dir, {"SLUICE_SFU_URL": nodes[0].url})
+        yield front
+        stop_server(front)
+    for node in nodes:
+        stop_server(node)
 
 
 @pytest.fixture

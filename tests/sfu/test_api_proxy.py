@@ -82,7 +82,9 @@ async def test_the_sfu_judges_and_its_answers_come_back_unchanged(
 
 
 async def test_sfu_unreachable_is_503(redis_url: str) -> None:
-    settings = Settings(apps=APPS, redis_url=redis_url, sfu_url=f"http://127.0.0.1:{free_port()}")
+    # Another database: no SFU node is registered there, so the API uses `sfu_url`.
+    empty = redis_url.rsplit("/", 1)[0] + "/7"
+    settings = Settings(apps=APPS, redis_url=empty, sfu_url=f"http://127.0.0.1:{free_port()}")
     async with api_client(settings) as c:
         r = await c.post("/v1/apps/app1/sessions/new", headers={"Authorization": "Bearer secret1"})
     assert r.status_code == 503

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -17,10 +18,11 @@ from sluice.cli import admin
 from sluice.cli.admin_render import human_bytes, human_deadline, human_duration
 from sluice.cli.main import main
 from sluice.config import Settings, get_settings
-from sluice.state import keys
+from sluice.state import keys, sfu_nodes
 from sluice.state.connection import async_client, sync_client
 from sluice.state.jobs import JOB_FUNCTION
 from sluice.state.records import AdapterRecord, AdapterState, CloseReason, Direction
+from sluice.state.sfu_nodes import NodeInfo, NodeLoad
 from sluice.state.store import AdapterStore
 from sluice.state.track_registry import SessionRecord, TrackInfo, write_session
 from tests.conftest import free_port
@@ -392,3 +394,27 @@ def test_version_and_a_group_without_a_subcommand_print_rather_than_fail(
     for group, subcommand in (("adapters", "ls"), ("sessions", "ls")):
         assert main([group]) == 0
         assert subcommand in capsys.readouterr().out
+
+
+async def test_cli_shows_sfu_nodes_and_the_node_of_each_session(
+    cli_env: None, redis: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await asyncio.to_thread(main, ["sfu", "nodes"]) == 0
+    assert "no SFU node is registered" in capsys.readouterr().out
+    load = NodeLoad(sessions=2, published=1, forwarded=3, upstreams=1, cpu_pct=12.0)
+    await sfu_nodes.beat(redis, NodeInfo("vm-8081-abc", "http://127.0.0.1:8081", "vm", 7, 0, load))
+    seconds, _ = await redis.time()
+    record = dataclasses.replace(
+        session("s1", "app1", int(seconds) * 1000, "mic"), node_id="vm-8081-abc"
+    )
+    await write_session(redis, record)
+
+    assert await asyncio.to_thread(main, ["sfu", "nodes"]) == 0
+    out = capsys.readouterr().out
+    assert "vm-8081-abc" in out and "http://127.0.0.1:8081" in out and "12 %" in out
+    assert "1 node, 5 streams" in out
+    assert await asyncio.to_thread(main, ["sfu", "nodes", "--json"]) == 0
+    (shown,) = json.loads(capsys.readouterr().out)
+    assert shown["load"]["forwarded"] == 3 and shown["url"] == "http://127.0.0.1:8081"
+    assert await asyncio.to_thread(main, ["sessions", "ls", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["node_id"] == "vm-8081-abc"

@@ -122,7 +122,7 @@ async def endpoint() -> AsyncIterator[Endpoint]:
 @pytest.fixture
 def sessions(monkeypatch: pytest.MonkeyPatch) -> FakeSessions:
     fake = FakeSessions()
-    monkeypatch.setattr(egress, "sessions_client", lambda ctx: fake)
+    monkeypatch.setattr(egress, "sessions_client", lambda ctx, target=None: fake)
     return fake
 
 

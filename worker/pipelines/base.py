@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from redis.asyncio import Redis
 from structlog.stdlib import BoundLogger
 from websockets.asyncio.client import ClientConnection
 
@@ -37,6 +38,8 @@ class PipelineContext:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
     # Set when this pipeline takes over an egress adapter whose process was lost.
     resume: ResumePoint | None = None
+    # The SFU node directory (`worker.pipelines.sfu_link`); None: use `SLUICE_SFU_URL`.
+    redis: Redis | None = None
 
 
 class Pipeline(ABC):

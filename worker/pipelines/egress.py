@@ -34,7 +34,13 @@ from sluice.state.records import AdapterState, CloseReason
 from sluice.tasks import first_completed
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
-from worker.pipelines.sfu_link import close_sessions_client, session_lost, sessions_client
+from worker.pipelines.sfu_link import (
+    SfuTarget,
+    choose_sfu,
+    close_sessions_client,
+    session_lost,
+    sessions_client,
+)
 from worker.protocol.egress_session import EgressSession, SessionState
 from worker.protocol.reconnect import Backlog
 from worker.protocol.stamping import Stamper
@@ -59,6 +65,7 @@ class EgressPipeline(Pipeline):
         )
         self._ready = asyncio.Event()  # something was produced: the sender may have work
         self._client: SessionsClient | None = None
+        self._sfu: SfuTarget | None = None
         self._remote: MediaStreamTrack | None = None
         self._current: ClientConnection | None = None  # the endpoint connection, if open
         resume = ctx.resume
@@ -72,9 +79,14 @@ class EgressPipeline(Pipeline):
         return {"p_seq": self.stamper.next_sequence_number, "p_ts": self.stamper.last_timestamp}
 
     async def prepare(self) -> None:
-        """Pulls the track from the SFU, tapped before any media can flow."""
+        """Pulls the track from the SFU, tapped before any media can flow.
+
+        The pipeline's session goes on the node of the source session: no cascade.
+        """
         record = self.ctx.record
-        self._client = sessions_client(self.ctx)
+        self._sfu = await choose_sfu(self.ctx, near_session=record.session_id)
+        self.ctx.log.info("sfu_node_chosen", node_id=self._sfu.node_id, url=self._sfu.url)
+        self._client = sessions_client(self.ctx, self._sfu)
         try:
             self._remote = await self._client.pull(
                 record.session_id, record.track_name, kind=self.kind, on_frame=self._on_frame
@@ -216,7 +228,8 @@ class EgressPipeline(Pipeline):
                     await remote.recv()
 
         async def sfu_gone() -> None:
-            why = await session_lost(peer)
+            node_id = self._sfu.node_id if self._sfu is not None else ""
+            why = await session_lost(peer, self.ctx.redis, node_id)
             self.ctx.log.warning("sfu_session_lost", why=why)
 
         peer = self._client.peers[0]

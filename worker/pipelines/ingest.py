@@ -22,7 +22,13 @@ from sluice.tasks import first_completed
 from sluice.wire.packet import MAX_MESSAGE_BYTES, PacketDecodeError, decode
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.playout_track import PlayoutTrack
-from worker.pipelines.sfu_link import close_sessions_client, session_lost, sessions_client
+from worker.pipelines.sfu_link import (
+    SfuTarget,
+    choose_sfu,
+    close_sessions_client,
+    session_lost,
+    sessions_client,
+)
 from worker.protocol.pcm import FRAME_DURATION_S, PcmReassembler
 from worker.protocol.playout import PlayoutBuffer
 
@@ -46,11 +52,17 @@ class IngestPipeline(Pipeline):
         self.drained = asyncio.Event()
         self.track = PlayoutTrack(self.playout, self.room, self.drained)
         self._client: SessionsClient | None = None
+        self._sfu: SfuTarget | None = None
 
     async def prepare(self) -> None:
-        """Publishes the (silent until fed) Opus track into a new SFU session."""
+        """Publishes the (silent until fed) Opus track into a new SFU session.
+
+        The session goes on the node placement chooses, as a client's new session would.
+        """
         record = self.ctx.record
-        self._client = sessions_client(self.ctx)
+        self._sfu = await choose_sfu(self.ctx)
+        self.ctx.log.info("sfu_node_chosen", node_id=self._sfu.node_id, url=self._sfu.url)
+        self._client = sessions_client(self.ctx, self._sfu)
         try:
             session_id, _ = await self._client.publish(self.track, record.track_name)
         except (SessionsApiError, OSError) as exc:
@@ -73,7 +85,8 @@ class IngestPipeline(Pipeline):
         peer = self._client.peers[0]
 
         async def sfu_gone() -> CloseReason:
-            why = await session_lost(peer)
+            node_id = self._sfu.node_id if self._sfu is not None else ""
+            why = await session_lost(peer, self.ctx.redis, node_id)
             # The track is gone with the SFU session: nothing more to play into.
             self.ctx.log.warning("sfu_session_lost", why=why)
             return CloseReason.TRACK_ENDED

@@ -1,32 +1,72 @@
-"""A pipeline's connection to the SFU: its sessions client, and noticing the SFU go away.
+"""A pipeline's connection to the SFU: which node, its sessions client, noticing it go away.
 
-A pipeline is a WebRTC peer of the SFU through the sessions API. If the SFU restarts, its
-sessions are gone and no BYE ever arrives; ICE consent would notice only after tens of
-seconds. Asking the SFU about the pipeline's own session every few seconds turns that
-into a prompt, clean close.
+A pipeline is a WebRTC peer of an SFU node through the sessions API, at the node the
+directory in Redis names (`sluice.state.sfu_nodes`): an egress pipeline's session goes
+on the node of the session it pulls from, so its media crosses no cascade; an ingest
+pipeline's new session goes where placement puts it. Without a registered node, the
+pipeline uses `SLUICE_SFU_URL` (one unregistered or hosted SFU).
+
+If the node dies, its sessions are gone and no BYE ever arrives; ICE consent would
+notice only after tens of seconds. The node leaving the directory (checked every
+second), or the node no longer knowing the pipeline's session (asked every few
+seconds), turns that into a prompt, clean close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+from dataclasses import dataclass
 
 import httpx
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from structlog.stdlib import BoundLogger
 
 from sluice.media.calls_client import Peer, SessionsApiError, SessionsClient
 from sluice.media.ice import rtc_configuration
+from sluice.state import sfu_nodes, track_registry
 from worker.dial import tls_context
 from worker.pipelines.base import PipelineContext
 
-CHECK_EVERY_S = 3.0
+NODE_CHECK_EVERY_S = 1.0  # the node's presence in the directory: one cheap Redis call
+CHECK_EVERY_S = 3.0  # the session itself, asked of the node
 UNREACHABLE_FOR_S = 6.0  # this long without an answer: the SFU is gone
 
 
-def sessions_client(ctx: PipelineContext) -> SessionsClient:
-    """A sessions API client for the adapter's app, at `SLUICE_SFU_URL`."""
+@dataclass(frozen=True, slots=True)
+class SfuTarget:
+    url: str  # the node's sessions API base (without /v1/apps/...)
+    node_id: str  # "" for `SLUICE_SFU_URL`, which no directory entry vouches for
+
+
+async def choose_sfu(ctx: PipelineContext, near_session: str | None = None) -> SfuTarget:
+    """The node for the pipeline's session: `near_session`'s node if it is alive, else
+    placement's choice; `SLUICE_SFU_URL` when no node is registered or Redis fails."""
+    fallback = SfuTarget(ctx.settings.sfu_url.rstrip("/"), "")
+    redis = ctx.redis
+    if redis is None:
+        return fallback
+    try:
+        if near_session:
+            found = await track_registry.session_node(redis, near_session)
+            if found is not None and found[1]:
+                node = await sfu_nodes.get(redis, found[1])
+                if node is not None:
+                    return SfuTarget(node.url.rstrip("/"), node.node_id)
+        chosen = sfu_nodes.choose(await sfu_nodes.live_nodes(redis))
+    except (RedisError, OSError) as exc:
+        ctx.log.warning("sfu_directory_unreadable", error=str(exc))
+        return fallback
+    return SfuTarget(chosen.url.rstrip("/"), chosen.node_id) if chosen else fallback
+
+
+def sessions_client(ctx: PipelineContext, target: SfuTarget | None = None) -> SessionsClient:
+    """A sessions API client for the adapter's app, at `target` (`SLUICE_SFU_URL` if None)."""
     record, settings = ctx.record, ctx.settings
+    base = target.url if target is not None else settings.sfu_url.rstrip("/")
     return SessionsClient(
-        f"{settings.sfu_url.rstrip('/')}/v1/apps/{record.app_id}",
+        f"{base}/v1/apps/{record.app_id}",
         settings.app_secrets.get(record.app_id, ""),
         configuration=rtc_configuration(settings),
         tls=tls_context(),  # an https:// SFU: the system store, loaded once per host
@@ -47,14 +87,25 @@ async def close_sessions_client(client: SessionsClient | None, log: BoundLogger)
         log.warning("sfu_client_close_failed", error=repr(exc), exc_info=exc)
 
 
-async def session_lost(peer: Peer) -> str:
-    """Returns (why) once the SFU no longer serves `peer`'s session; runs until then."""
+async def session_lost(peer: Peer, redis: Redis | None = None, node_id: str = "") -> str:
+    """Returns (why) once the SFU no longer serves `peer`'s session; runs until then.
+
+    Args:
+        peer: the pipeline's session.
+        redis, node_id: the directory and the session's node, watched if both are given.
+    """
     loop = asyncio.get_running_loop()
     answered_at = loop.time()
+    asked_at = -math.inf
     while True:
-        await asyncio.sleep(CHECK_EVERY_S)
+        await asyncio.sleep(NODE_CHECK_EVERY_S if redis and node_id else CHECK_EVERY_S)
         if peer.pc.connectionState in ("failed", "closed"):
             return f"peer connection {peer.pc.connectionState}"
+        if redis is not None and node_id and not await _node_alive(redis, node_id):
+            return f"the SFU node {node_id} left the directory (stopped or died)"
+        if loop.time() - asked_at < CHECK_EVERY_S:
+            continue
+        asked_at = loop.time()
         try:
             await peer.state()
             answered_at = loop.time()
@@ -64,3 +115,10 @@ async def session_lost(peer: Peer) -> str:
         except (httpx.HTTPError, OSError):
             if loop.time() - answered_at > UNREACHABLE_FOR_S:
                 return "the SFU is unreachable"
+
+
+async def _node_alive(redis: Redis, node_id: str) -> bool:
+    try:
+        return await sfu_nodes.is_alive(redis, node_id)
+    except (RedisError, OSError):
+        return True  # Redis trouble is not the node's death
