@@ -50,35 +50,37 @@ SessionId = Annotated[str, Path(description="A session of this app, from `sessio
 
 @router.post("/new", **docs.NEW_SESSION.forwarded())
 async def new_session(appId: AppId, request: Request, settings: SettingsDep) -> Response:
-    return await _forward(request, settings, appId, "new")
+    return await _forward(request, settings, appId, "new", None)
 
 
 @router.post("/{sessionId}/tracks/new", **docs.NEW_TRACKS.forwarded())
 async def new_tracks(
     appId: AppId, sessionId: SessionId, request: Request, settings: SettingsDep
 ) -> Response:
-    return await _forward(request, settings, appId, f"{_segment(sessionId)}/tracks/new")
+    return await _forward(request, settings, appId, f"{_segment(sessionId)}/tracks/new", sessionId)
 
 
 @router.put("/{sessionId}/renegotiate", **docs.RENEGOTIATE.forwarded())
 async def renegotiate(
     appId: AppId, sessionId: SessionId, request: Request, settings: SettingsDep
 ) -> Response:
-    return await _forward(request, settings, appId, f"{_segment(sessionId)}/renegotiate")
+    return await _forward(request, settings, appId, f"{_segment(sessionId)}/renegotiate", sessionId)
 
 
 @router.put("/{sessionId}/tracks/close", **docs.CLOSE_TRACKS.forwarded())
 async def close_tracks(
     appId: AppId, sessionId: SessionId, request: Request, settings: SettingsDep
 ) -> Response:
-    return await _forward(request, settings, appId, f"{_segment(sessionId)}/tracks/close")
+    return await _forward(
+        request, settings, appId, f"{_segment(sessionId)}/tracks/close", sessionId
+    )
 
 
 @router.get("/{sessionId}", **docs.GET_SESSION.forwarded())
 async def get_session(
     appId: AppId, sessionId: SessionId, request: Request, settings: SettingsDep
 ) -> Response:
-    return await _forward(request, settings, appId, _segment(sessionId))
+    return await _forward(request, settings, appId, _segment(sessionId), sessionId)
 
 
 def _segment(value: str) -> str:
@@ -96,8 +98,11 @@ def sfu_client() -> httpx.AsyncClient:
     )
 
 
-async def _forward(request: Request, settings: Settings, app_id: str, path: str) -> Response:
-    base = await node_url(request, app_id, path, settings)
+async def _forward(
+    request: Request, settings: Settings, app_id: str, path: str, session_id: str | None
+) -> Response:
+    """Forwards to the node of `session_id` (None: where a new session goes)."""
+    base = await node_url(request, app_id, session_id or "", settings)
     url = f"{base.rstrip('/')}/v1/apps/{_segment(app_id)}/sessions/{path}"
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS}
     client: httpx.AsyncClient = request.app.state.sfu_client
