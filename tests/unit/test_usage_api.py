@@ -14,10 +14,10 @@ import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from api import main
 from sluice.config import Settings
 from sluice.state import keys
 from sluice.state.usage import hour_of, hours_covering, read_usage
+from tests.unit.fake_api import api_client
 
 AUTH = {"Authorization": "Bearer secret1"}
 HOUR = hour_of(datetime(2026, 11, 25, 10, tzinfo=UTC))
@@ -38,14 +38,7 @@ def settings() -> Settings:
 def client(
     settings: Settings, server: fakeredis.FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestClient]:
-    """The API with both of its Redis clients on `server`, as `connection` makes them."""
-    monkeypatch.setattr(
-        main,
-        "async_client",
-        lambda _: fakeredis.FakeAsyncRedis(server=server, decode_responses=True),
-    )
-    monkeypatch.setattr(main, "sync_client", lambda _: fakeredis.FakeRedis(server=server))
-    with TestClient(main.create_app(settings)) as test_client:
+    with api_client(settings, server, monkeypatch) as test_client:
         yield test_client
 
 
