@@ -47,7 +47,7 @@ class RedisSkips:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.ensure_newline()
+            reporter.write_line("")
             reporter.write_sep(
                 "=",
                 f"FAILED: {len(self.nodeids)} tests need Redis and were skipped: {NO_REDIS}; "
