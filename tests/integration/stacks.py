@@ -52,14 +52,14 @@ def stack_settings(item: pytest.Item) -> tuple[int, dict[str, object]]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Within each module, the tests that share its stack first: it starts once."""
-    first_seen: dict[object, int] = {}
+    first_seen: dict[Path, int] = {}
     for index, item in enumerate(items):
-        first_seen.setdefault(item.parent, index)
+        first_seen.setdefault(item.path, index)
     uses_own = {
         id(item): "stack" in getattr(item, "fixturenames", ()) and needs_own_stack(item)
         for item in items
     }
-    items.sort(key=lambda item: (first_seen[item.parent], uses_own[id(item)]))
+    items.sort(key=lambda item: (first_seen[item.path], uses_own[id(item)]))
 
 
 @dataclass
@@ -79,6 +79,7 @@ class StackPool:
         self.conn = redis.Redis.from_url(redis_url, decode_responses=True)
         self.running: Running | None = None
         self.started = 0
+        self.shared_tests = 0
 
     def own(self, processes: int, overrides: dict[str, object], log_dir: Path) -> Stack:
         self.release()
@@ -90,6 +91,7 @@ class StackPool:
             self.release()
             running = self._start(SHARED_PROCESSES, {}, log_dir, shared_by=module)
         running.log_offsets = {name: _size(log_dir / name) for name in LOGS}
+        self.shared_tests += 1
         return running.stack
 
     def after_shared_test(self) -> None:
@@ -182,11 +184,24 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
+_POOL = pytest.StashKey[StackPool]()
+
+
 @pytest.fixture(scope="session")
-def stack_pool(redis_url: str) -> Iterator[StackPool]:
+def stack_pool(redis_url: str, pytestconfig: pytest.Config) -> Iterator[StackPool]:
     pool = StackPool(redis_url)
+    pytestconfig.stash[_POOL] = pool
     yield pool
     pool.release()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    pool = terminalreporter.config.stash.get(_POOL, None)
+    if pool is not None and pool.started:
+        terminalreporter.write_line(
+            f"integration stacks started: {pool.started}, "
+            f"{pool.shared_tests} tests ran on a shared one"
+        )
 
 
 @pytest.fixture(scope="module")
