@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from sluice.cli.devserver import redis_server_binary
+from tests.conftest import NO_REDIS
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(340),
-    pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server"),
+    pytest.mark.skipif(redis_server_binary() is None, reason=NO_REDIS),
 ]
 
 EXPECTED = {

@@ -112,6 +112,19 @@ def read_procfile(path: Path) -> dict[str, str]:
     return processes
 
 
+def dev_banner(public_url: str) -> str:
+    """What `sluice dev` says first; its `try:` line must answer 200 (a unit test runs it)."""
+    return (
+        "\n  WARNING: development mode. App 'demo' (secret 'demo') is enabled and loopback\n"
+        "  endpoints are allowed. Do not expose this to a network.\n\n"
+        f"  Sluice is starting at {public_url}\n"
+        f"    API docs:   {public_url}/docs\n"
+        f"    demo page:  {public_url}/\n"
+        f"    try:        curl -H 'Authorization: Bearer demo' {public_url}/v1/apps/demo/usage\n"
+        "    then the README's quick start, in another terminal\n"
+    )
+
+
 def run_dev(procfile: str = "Procfile") -> int:
     import honcho.manager
     from honcho.manager import Manager
@@ -128,17 +141,7 @@ def run_dev(procfile: str = "Procfile") -> int:
 
     settings = get_settings()
     redis_server = ensure_redis(settings.redis_url, Path(".sluice") / "redis")
-    print(
-        "\n  WARNING: development mode. App 'demo' (secret 'demo') is enabled and loopback\n"
-        "  endpoints are allowed. Do not expose this to a network.\n\n"
-        f"  Sluice is starting at {settings.public_url}\n"
-        f"    API docs:   {settings.public_url}/docs\n"
-        f"    demo page:  {settings.public_url}/\n"
-        f"    try:        curl -H 'Authorization: Bearer demo' "
-        f"{settings.public_url}/v1/apps/demo/usage\n"
-        "    then the README's quick start, in another terminal\n",
-        file=sys.stderr,
-    )
+    print(dev_banner(settings.public_url), file=sys.stderr)
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     manager = Manager(Printer(sys.stdout))

@@ -15,6 +15,7 @@ import pytest
 from examples.audio import RATE, float_to_pcm, tone, write_wav
 from examples.demo import Outcome, report
 from sluice.cli.devserver import redis_server_binary
+from tests.conftest import NO_REDIS
 
 
 def processes_with(marker: str) -> list[int]:
@@ -30,7 +31,7 @@ def processes_with(marker: str) -> list[int]:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server")
+@pytest.mark.skipif(redis_server_binary() is None, reason=NO_REDIS)
 def test_demo_round_trip(repo_root: Path) -> None:
     marker = f"SLUICE_DEMO_TEST={uuid.uuid4().hex}"
     env = dict(os.environ, SLUICE_DEMO_TEST=marker.partition("=")[2])

@@ -21,8 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from sluice.cli.devserver import answers_healthz
-from tests.conftest import free_port
+from sluice.cli.devserver import answers_healthz, free_port
 
 APP, SECRET = "app1", "secret1"
 BIN = Path(sys.executable).parent
@@ -185,10 +184,10 @@ def start_stack(
     conn = redis.Redis.from_url(redis_url)
     queue = Queue(env.get("SLUICE_QUEUE_NAME", "sluice-adapters"), connection=conn)
     try:
-        wait_until(up(stack.base_url), 40, "the API")
+        wait_until(up(stack.base_url), 60, "the API")
         for node in nodes:
-            wait_until(up(node.url), 40, f"the SFU node on port {node.port}")
-        wait_until(lambda: len(Worker.all(queue=queue)) >= processes, 30, "the worker pool")
+            wait_until(up(node.url), 60, f"the SFU node on port {node.port}")
+        wait_until(lambda: len(Worker.all(queue=queue)) >= processes, 60, "the worker pool")
     except AssertionError:
         stack.stop()
         raise

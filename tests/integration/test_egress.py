@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,18 @@ def packets(conn: Connection) -> list[Packet]:
 async def view(stack: Stack, adapter_id: str) -> dict[str, Any]:
     async with stack.client() as client:
         return dict((await client.get(f"/adapters/websocket/{adapter_id}")).json())
+
+
+async def views_once(
+    stack: Stack, items: Iterable[dict[str, Any]], done: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """The adapters' views as soon as one of them satisfies `done` (at most 5 s on)."""
+    deadline = time.monotonic() + 5
+    while True:
+        states = [await view(stack, item["adapterId"]) for item in items]
+        if any(done(s) for s in states) or time.monotonic() > deadline:
+            return states
+        await asyncio.sleep(0.05)
 
 
 async def test_tone_arrives_as_pcm_packets(stack: Stack) -> None:
@@ -151,8 +164,7 @@ async def test_endpoint_close_1000_ends_and_track_end_closes(stack: Stack) -> No
         by_path = conns[0]
         assert by_path.ws is not None
         await by_path.ws.close(1000)  # one endpoint says it is done
-        await asyncio.sleep(0.5)
-        first_state = [await view(stack, a["adapterId"]) for a in (one, two)]
+        first_state = await views_once(stack, (one, two), lambda s: s["state"] == "closed")
         closed = [s for s in first_state if s["state"] == "closed"]
         assert len(closed) == 1 and closed[0]["closeReason"] == "endpoint_closed"
         track.stop()

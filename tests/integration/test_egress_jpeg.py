@@ -145,8 +145,12 @@ async def test_reconnect_sends_the_latest_jpeg_first(stack: Stack) -> None:
         ep.reject_status = None
         second = (await ep.wait_connections(2, timeout_s=3))[1]
         await asyncio.wait_for(second.got_message.wait(), 2)
-        await asyncio.sleep(0.3)
-        view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+        deadline = time.monotonic() + 5  # the drops reach the view with a heartbeat
+        while True:
+            view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+            if view["counters"].get("dropped", 0) >= 1 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
         await sessions.close()
     before = [Packet.FromString(m) for m in first.messages if isinstance(m, bytes)]
     after = [Packet.FromString(m) for m in second.messages if isinstance(m, bytes)]

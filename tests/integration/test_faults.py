@@ -15,7 +15,7 @@ import redis
 
 from sluice.cli.devserver import redis_server_binary, spawn_redis
 from sluice.wire.packet_pb2 import Packet
-from tests.conftest import free_port
+from tests.conftest import NO_REDIS, free_port
 from tests.integration.audio import StereoToneTrack
 from tests.integration.helpers import Stack, egress_item, endpoint, ingest_item, start_stack
 
@@ -27,7 +27,7 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """A Redis only this test uses, so it can be frozen: (url, pid)."""
     binary = redis_server_binary()
     if binary is None:
-        pytest.skip("no redis-server")
+        pytest.skip(NO_REDIS)
     port = free_port()
     server = spawn_redis(binary, port, tmp_path / "redis")
     yield f"redis://127.0.0.1:{port}/0", server.pid
@@ -82,8 +82,11 @@ async def test_redis_outage_and_empty_restart_do_not_stop_media(
         assert view["state"] == "active", view
 
         redis.Redis.from_url(url).flushall()  # as if Redis restarted without persistence
-        await asyncio.sleep(2.0)
-        view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+        restored_by = time.monotonic() + 10  # the next heartbeat finds it gone and restores it
+        while (found := await client.get(f"/adapters/websocket/{adapter_id}")).status_code == 404:
+            assert time.monotonic() < restored_by, "the record was never restored"
+            await asyncio.sleep(0.05)
+        view = found.json()
         assert view["state"] == "active", view
         assert view["counters"]["packets"] > 0
         got = [Packet.FromString(m) for m in conn.messages if isinstance(m, bytes)]
@@ -92,6 +95,7 @@ async def test_redis_outage_and_empty_restart_do_not_stop_media(
     assert len(ep.connections) == 1  # the endpoint never noticed
 
 
+@pytest.mark.own_stack  # kills its SFU
 async def test_sfu_killed_closes_pipelines_promptly(stack: Stack) -> None:
     """The SFU dies with its sessions (no BYE): egress and ingest adapters notice and
     close with `track_ended` within seconds; nothing hangs."""

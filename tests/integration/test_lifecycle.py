@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -35,6 +35,19 @@ async def wait_state(stack: Stack, adapter_id: str, state: str, timeout_s: float
             body = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
             if body.get("state") == state or time.monotonic() > deadline:
                 return body
+            await asyncio.sleep(0.05)
+
+
+async def wait_counters(
+    stack: Stack, adapter_id: str, done: Callable[[dict[str, int]], bool], timeout_s: float = 10
+) -> dict[str, int]:
+    """The adapter's counters once `done` holds (they arrive with its heartbeats)."""
+    async with stack.client() as client:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            counters = (await client.get(f"/adapters/websocket/{adapter_id}")).json()["counters"]
+            if done(counters) or time.monotonic() > deadline:
+                return dict(counters)
             await asyncio.sleep(0.05)
 
 
@@ -103,7 +116,11 @@ async def test_ingest_counts_packets_and_skips_text(stack: Stack) -> None:
         resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
         adapter_id = resp.json()["tracks"][0]["adapterId"]
         await ep.wait_connections(1)
-        await asyncio.sleep(0.3)
+
+        def all_five(counters: dict[str, int]) -> bool:  # reported by a heartbeat
+            return counters.get("packets", 0) + counters.get("skipped", 0) == 5
+
+        await wait_counters(stack, adapter_id, all_five)
         await client.post("/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]})
         view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
         assert view["counters"]["packets"] == 3
@@ -212,7 +229,8 @@ async def test_close_is_fast_with_every_worker_busy(stack: Stack) -> None:
         waiting = asyncio.create_task(
             client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url, "d")]})
         )
-        await asyncio.sleep(0.2)
+        queue = Queue("sluice-adapters", connection=redis.Redis.from_url(stack.redis_url))
+        await asyncio.to_thread(wait_until, lambda: queue.count == 1, 5, "the create in line")
         timings = []
         for adapter_id in ids:
             started = time.monotonic()

