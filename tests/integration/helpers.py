@@ -121,6 +121,8 @@ def stack_env(redis_url: str, **overrides: Any) -> dict[str, str]:
             "SLUICE_ALLOW_PRIVATE_ENDPOINTS": "1",
             "SLUICE_ICE_LOOPBACK": "1",
             "SLUICE_CONNECT_TIMEOUT_S": "1.5",
+            # One node per `sluice sfu` (not one per core): a stack's nodes are its own.
+            "SLUICE_SFU_NODES": "1",
         }
     )
     env.update({f"SLUICE_{k.upper()}": str(v) for k, v in overrides.items()})

@@ -45,6 +45,8 @@ def start_server(
         "SLUICE_REDIS_URL": redis_url,
         "SLUICE_ICE_LOOPBACK": "1",
         "SLUICE_LOG_FORMAT": "json",
+        # One node per `sluice sfu` (not one per core): several are started one by one.
+        "SLUICE_SFU_NODES": "1",
         **(extra_env or {}),
     }
     log = log_dir / f"{command}-{port}.log"
@@ -85,6 +87,14 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_url: str) -> str:
+    """The suite's Redis, database 5 for this folder: the session-wide SFU below stays
+    registered as a node for the whole run, and must not be in the directory that the
+    integration tests' stacks (database 0) place their sessions from."""
+    return redis_url.rsplit("/", 1)[0] + "/5"
 
 
 @pytest.fixture(scope="session")
