@@ -37,6 +37,9 @@ class PipelineContext:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
     # Set when this pipeline takes over an egress adapter whose process was lost.
     resume: ResumePoint | None = None
+    # Why the runner stops the pipeline (API close, shutdown), once it does; a pipeline
+    # cancelled by the runner reads it to tell the endpoint.
+    stop_reason: Callable[[], CloseReason | None] = lambda: None
 
 
 class Pipeline(ABC):
