@@ -111,6 +111,11 @@ class AudioConverter:
             if fmt.sample_rate != SAMPLE_RATE
             else None
         )
+        # Read on every frame: plain attributes, not properties of the format.
+        self._mix = fmt.channels == 1
+        self._as_is = self._resampler is None and not self._mix  # 48 kHz stereo: no math
+        self._mulaw = fmt.codec == "mulaw"
+        self._frame_bytes, self._frame_samples = fmt.frame_bytes, fmt.frame_samples
         self._pending = bytearray()  # encoded output not yet cut into a Packet
         self._cut = 0  # output samples (per channel) cut into Packets, gaps not counted
         self._fed = 0  # input samples fed, gaps not counted
@@ -131,7 +136,9 @@ class AudioConverter:
         """
         stereo = np.frombuffer(pcm, dtype="<i2").reshape(-1, 2)
         self._note_gap(rtp_timestamp, len(stereo))
-        self._pending += self._encode(self._convert(stereo))
+        # 48 kHz stereo in other Packet sizes: the bytes as they are.
+        samples = stereo if self._as_is else self._convert(stereo)
+        self._pending += mulaw_encode(samples) if self._mulaw else samples.tobytes()
         return self._cut_packets()
 
     def _note_gap(self, rtp_timestamp: int, samples: int) -> None:
@@ -150,22 +157,25 @@ class AudioConverter:
         self._expected_rtp = end
         self._fed += samples
 
-    def _convert(self, stereo: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
-        if self.format.channels == 1:
-            audio = (stereo[:, 0].astype(np.float32) + stereo[:, 1]) * np.float32(0.5)
+    def _convert(self, stereo: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        """Mixed and resampled, rounded back to int16 (the costly part: every op counts)."""
+        if self._mix:
+            # The sum, halved after resampling (which is linear): one op less per frame.
+            # Kept 2-D (n, 1), as soxr takes and gives it without reshaping.
+            audio = np.add(stereo[:, :1], stereo[:, 1:], dtype=np.float32)
         else:
             audio = stereo.astype(np.float32)
         if self._resampler is not None:
-            resampled: npt.NDArray[np.float32] = self._resampler.resample_chunk(audio)
-            return resampled
-        return audio
-
-    def _encode(self, audio: npt.NDArray[np.float32]) -> bytes:
-        samples = np.clip(np.rint(audio), -32768, 32767).astype("<i2")
-        return samples.tobytes() if self.format.codec == "pcm" else mulaw_encode(samples)
+            audio = self._resampler.resample_chunk(audio)
+        if self._mix:
+            audio *= np.float32(0.5)
+        np.rint(audio, out=audio)
+        np.minimum(audio, 32767, out=audio)  # the resampler may overshoot full scale
+        np.maximum(audio, -32768, out=audio)
+        return audio.astype("<i2")
 
     def _cut_packets(self) -> list[tuple[int, bytes]]:
-        size, step = self.format.frame_bytes, self.format.frame_samples
+        size, step = self._frame_bytes, self._frame_samples
         count = len(self._pending) // size
         if count == 0:
             return []
