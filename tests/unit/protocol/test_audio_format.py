@@ -104,20 +104,20 @@ def test_frame_edges_make_no_clicks() -> None:
     in_frames = samples(fmt, convert(fmt, tone))[:, 0]
     odd_chunks = samples(fmt, convert(fmt, tone, chunk=331))[:, 0]
     common = min(len(in_frames), len(odd_chunks))
-    assert np.abs(in_frames[:common] - odd_chunks[:common]).max() <= 1  # rounding only
+    assert np.abs(in_frames[:common] - odd_chunks[:common]).max() <= 2  # dither only
     # And a 1 kHz sine at 16 kHz moves at most 2 pi 1000 / 16000 x A per sample.
     steady = in_frames[800:]
     assert np.abs(np.diff(steady)).max() <= 12_000 * 2 * np.pi * 1000 / 16_000 * 1.02
 
 
-def test_48k_mono_is_the_exact_mean_without_a_resampler() -> None:
+def test_48k_mono_is_the_mean_without_a_resampler() -> None:
     fmt = AudioFormat("pcm", 48_000, 1, 20)
     stereo = np.array([[100, 300], [-5, 6], [32767, 32767], [-32768, -32767]] * 240, np.int16)
     converter = AudioConverter(fmt)
     assert converter._resampler is None
     ((_, payload),) = converter.feed(stereo.tobytes(), 0)
     mono = np.frombuffer(payload, "<i2")
-    assert list(mono[:4]) == [200, 0, 32767, -32768]  # -0.5 and -32767.5 round to even
+    assert list(mono[:4]) == [200, 0, 32767, -32768]  # 0.5 and -32767.5 round down
 
 
 # --- formats, framing and timestamps ---------------------------------------------------
@@ -126,7 +126,13 @@ def test_48k_mono_is_the_exact_mean_without_a_resampler() -> None:
 @pytest.mark.parametrize("frame_ms", [20, 40, 60, 100])
 @pytest.mark.parametrize(
     ("codec", "rate", "channels", "width"),
-    [("pcm", 16_000, 1, 2), ("pcm", 48_000, 2, 2), ("mulaw", 8000, 1, 1), ("pcm", 24_000, 2, 2)],
+    [
+        ("pcm", 16_000, 1, 2),
+        ("pcm", 48_000, 2, 2),
+        ("mulaw", 8000, 1, 1),
+        ("pcm", 24_000, 2, 2),
+        ("mulaw", 48_000, 2, 1),
+    ],
 )
 def test_packets_are_frame_ms_long_and_stamped_in_output_samples(
     frame_ms: int, codec: str, rate: int, channels: int, width: int
