@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import signal
 import time
 from typing import Any
 
@@ -16,6 +18,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 import pytest
+import redis
 
 from sluice.wire.packet import encode
 from sluice.wire.packet_pb2 import Packet
@@ -215,6 +218,43 @@ async def test_events_start_every_connection_and_stop_ends_it(stack: Stack) -> N
     print(f"window 0 closed within {time.monotonic() - lost_at:.1f} s of the check")
 
 
+@pytest.mark.workers(2)
+async def test_a_resumed_adapter_says_start_then_gap(stack: Stack) -> None:
+    """The pipeline process dies: on the connection the resumed process makes, `start`
+    (connection 2) comes first, then a `gap` from where the lost process last saved."""
+    sessions, session_id, _ = await publish_tone(stack)
+    async with endpoint() as ep:
+        (told,) = await create(stack, [item(ep, session_id, "mulaw", events=True)])
+        (first,) = await ep.wait_connections(1)
+        await asyncio.sleep(2.0)
+        conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+        worker = conn.hget(f"sluice:adapter:{told['adapterId']}", "worker")
+        os.kill(int(str(worker).rsplit(":", 1)[1]), signal.SIGKILL)
+        _, second = await ep.wait_connections(2, timeout_s=10)
+        await asyncio.sleep(1.0)
+        await sessions.close()
+    before, after = packets(first), packets(second)
+    assert [e["event"] for e in events(first)] == ["start"]
+    start, gap = events(second)[:2]
+    assert isinstance(second.messages[0], str) and isinstance(second.messages[1], str)
+    assert (start["event"], start["connection"]) == ("start", 2)
+    assert start["sequenceNumber"] == after[0].sequenceNumber
+    assert start["timestamp"] == after[0].timestamp
+    assert gap["event"] == "gap" and gap["toTimestamp"] == after[0].timestamp
+    # It starts where the lost process last saved its position (it heartbeats every
+    # second), so it may cover Packets the endpoint got before the process died.
+    assert before[0].timestamp < gap["fromTimestamp"] < after[0].timestamp
+    assert gap["droppedFrames"] == after[0].sequenceNumber - gap_from_sequence(gap, before)
+
+
+def gap_from_sequence(gap: dict[str, Any], before: list[Packet]) -> int:
+    """The sequenceNumber of the first Packet the gap says is missing (160 per number)."""
+    by_timestamp = {p.timestamp: p.sequenceNumber for p in before}
+    if gap["fromTimestamp"] in by_timestamp:
+        return by_timestamp[gap["fromTimestamp"]]
+    return before[-1].sequenceNumber + (gap["fromTimestamp"] - before[-1].timestamp) // 160
+
+
 # --- snapshots --------------------------------------------------------------------------
 
 
@@ -223,6 +263,11 @@ async def test_snapshot_options_and_a_gap_for_pictures_dropped_while_away(stack:
     sessions = stack.sessions()
     session_id, _ = await sessions.publish(ColourCycleTrack(640, 480), "cam", codec="VP8")
     async with endpoint() as fast, endpoint() as slow, endpoint() as away:
+        async with stack.client() as client:
+            for codec in ("pcm", "mulaw", "opus"):  # audio codecs need an audio track
+                wrong = item(fast, session_id, codec, trackName="cam")
+                resp = await client.post("/adapters/websocket/new", json={"tracks": [wrong]})
+                assert (resp.status_code, resp.json()["errorCode"]) == (400, "invalid_params")
         await create(
             stack,
             [
