@@ -6,6 +6,8 @@ their defaults, or their smoke configuration with `--quick` — except drift, wh
 `DRIFT_SECONDS` here (600 s alone) so that the whole run stays under 15 minutes.
 `capacity` starts its own stack when its worker pool must be larger than the shared
 one. The shared stack lifts the app's create-rate limit (see `bench.control`).
+`bench.resampler` (egress audio's soxr qualities, no stack) and `bench.cost --formats`
+(egress formats side by side) run only alone.
 """
 
 from __future__ import annotations
