@@ -9,7 +9,9 @@ feeds it. Per quality and output rate:
   and the worst level of tones past the output's Nyquist frequency (1.02x to 1.8x);
 - CPU time per 20 ms frame, int16 in and out, hot (best of repeats).
 
-`QQ` is cubic interpolation (no anti-aliasing) and is shown for reference only.
+`QQ` is cubic interpolation (no anti-aliasing) and is shown for reference only; `VR` is
+libsoxr's variable-rate engine at a fixed ratio (python-soxr's `vr=True`, marked
+experimental there; the quality setting makes no difference to it).
 
     python -m bench.resampler [--results-dir DIR]
 """
@@ -30,16 +32,22 @@ from bench.report import print_table, write_result
 
 RATE = 48_000
 FRAME = 960
-QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ", "VR")
 OUTPUT_RATES = (8000, 16_000, 24_000)
 PAST_NYQUIST = (1.02, 1.1, 1.3, 1.8)
 
 
+def resampler(quality: str, rate: int, dtype: str) -> soxr.ResampleStream:
+    if quality == "VR":
+        return soxr.ResampleStream(RATE, rate, 1, dtype, "MQ", vr=True)
+    return soxr.ResampleStream(RATE, rate, 1, dtype, quality)
+
+
 def stream(quality: str, rate: int, audio: npt.NDArray[np.int16]) -> list[int]:
     """Output samples after each 20 ms frame of `audio` (mono int16)."""
-    resampler = soxr.ResampleStream(RATE, rate, 1, "int16", quality)
+    resampler_ = resampler(quality, rate, "int16")
     return [
-        len(resampler.resample_chunk(audio[i : i + FRAME].reshape(-1, 1)))
+        len(resampler_.resample_chunk(audio[i : i + FRAME].reshape(-1, 1)))
         for i in range(0, len(audio), FRAME)
     ]
 
@@ -56,10 +64,10 @@ def tone_db(quality: str, rate: int, hz: float) -> float:
     t = np.arange(RATE) / RATE
     amplitude = 16_000
     tone = (np.sin(2 * np.pi * hz * t) * amplitude).astype(np.int16)
-    resampler = soxr.ResampleStream(RATE, rate, 1, "float32", quality)
+    float_resampler = resampler(quality, rate, "float32")
     out = np.concatenate(
         [
-            resampler.resample_chunk(tone[i : i + FRAME].astype(np.float32))
+            float_resampler.resample_chunk(tone[i : i + FRAME].astype(np.float32))
             for i in range(0, RATE, FRAME)
         ]
     )[rate // 4 :]
@@ -68,10 +76,10 @@ def tone_db(quality: str, rate: int, hz: float) -> float:
 
 
 def cpu_us(quality: str, rate: int) -> float:
-    resampler = soxr.ResampleStream(RATE, rate, 1, "int16", quality)
+    int_resampler = resampler(quality, rate, "int16")
     frame = (np.random.default_rng(0).integers(-8000, 8000, (FRAME, 1))).astype(np.int16)
     runs = timeit.repeat(
-        lambda: resampler.resample_chunk(frame), number=500, repeat=7, timer=time.process_time
+        lambda: int_resampler.resample_chunk(frame), number=500, repeat=7, timer=time.process_time
     )
     return round(min(runs) / 500 * 1e6, 1)
 

@@ -37,10 +37,12 @@ FRAME_MS = (20, 40, 60, 100)
 DEFAULT_RATE: dict[str, int] = {"pcm": 48_000, "mulaw": 8000}
 DEFAULT_CHANNELS: dict[str, int] = {"pcm": 2, "mulaw": 1}
 DEFAULT_FRAME_MS = 20
-# soxr's "medium quality": flat to 0.45 x the output rate and over 100 dB down past its
-# Nyquist frequency, and it holds back the least audio of the qualities that are: on
-# average 21 ms at 16 and 24 kHz and 42 ms at 8 kHz, where "high quality" holds 23 and
-# 87 ms. "Low quality" is 20 dB down at 0.45 x already; "quick" is cubic interpolation.
+# soxr's "medium quality": flat to 0.45 x the output rate and about 90 dB down or more
+# past its Nyquist frequency, and it holds back the least audio of the qualities that
+# are: on average 21 ms at 16 and 24 kHz and 42 ms at 8 kHz, where "high quality" holds
+# 23 and 87 ms. "Low quality" is 20 dB down at 0.45 x already; "quick" is cubic
+# interpolation. The variable-rate engine holds back less (12.5 ms at 16 kHz) for 4 to 10
+# times the CPU, and python-soxr calls it experimental (`python -m bench.resampler`).
 RESAMPLER_QUALITY = "MQ"
 # Each numpy call costs microseconds with cold caches, as they are every 20 ms in a
 # process busy with its WebRTC stack: the conversion is a handful of calls, the fewest
