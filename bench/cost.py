@@ -394,7 +394,13 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
     workers = n * max(len(v) for _, v in FORMAT_GROUPS.values()) if args.formats else n
     with contextlib.ExitStack() as exit_stack:
         if stack is None:
-            stack = exit_stack.enter_context(running_stack(workers=workers))
+            # Many adapters created back to back on a busy machine: more time to pick up.
+            settings = (
+                {"SLUICE_PICKUP_TIMEOUT_S": "5", "SLUICE_CONNECT_TIMEOUT_S": "15"}
+                if args.formats
+                else None
+            )
+            stack = exit_stack.enter_context(running_stack(workers=workers, settings=settings))
         runner = run_formats if args.formats else run
         result = asyncio.run(runner(stack, n, warmup, window, settle))
     result["quick"] = args.quick
