@@ -21,6 +21,7 @@ _AUDIO_FORMAT_FIELDS = ("sampleRate", "channels", "frameMs")
 _SNAPSHOT_FIELDS = ("fps", "maxWidth", "maxHeight", "quality")
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=1024)]
+PictureSide = Annotated[int, Field(strict=True, ge=16, le=4096)]  # pixels (E5)
 _WS_SCHEME = re.compile(r"^wss?://", re.IGNORECASE)
 
 
@@ -107,12 +108,12 @@ class EgressTrack(_Item):
     fps: Annotated[float, Field(strict=True, ge=0.1, le=5)] | None = Field(
         None, description="jpeg: pictures per second, 0.1 to 5 (one every 1/fps s). Default 1."
     )
-    maxWidth: Annotated[int, Field(strict=True, ge=16, le=4096)] | None = Field(
+    maxWidth: PictureSide | None = Field(
         None,
         description="jpeg: widest picture in pixels, 16 to 4096; larger ones are scaled "
         "down to fit, aspect kept, never up. Default: the source's width.",
     )
-    maxHeight: Annotated[int, Field(strict=True, ge=16, le=4096)] | None = Field(
+    maxHeight: PictureSide | None = Field(
         None,
         description="jpeg: tallest picture in pixels, 16 to 4096 (as maxWidth). "
         "Default: the source's height.",

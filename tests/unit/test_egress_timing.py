@@ -7,6 +7,7 @@ import pytest
 from sluice.state.records import AdapterRecord, Direction
 from worker.pipelines import pipeline_class
 from worker.pipelines.egress import EgressPipeline
+from worker.pipelines.egress_jpeg import snapshot_interval_s
 from worker.protocol.resume import resume_point
 
 
@@ -59,3 +60,9 @@ def test_a_resumed_16k_stream_moves_on_in_16k_samples() -> None:
     assert point.first_timestamp == 14_400 + 32_000  # 2 s at 16 kHz
     assert point.first_sequence == 10 + 20 + 1  # 100 ms Packets in 2 s, and one more
     assert (point.saved_next_sequence, point.saved_timestamp) == (10, 14_400)
+
+
+def test_the_snapshot_interval_follows_fps() -> None:
+    assert snapshot_interval_s(record("jpeg")) == 1.0  # records made before options existed
+    assert snapshot_interval_s(record("jpeg", fps=0.2)) == pytest.approx(5.0)
+    assert snapshot_interval_s(record("jpeg", fps=5)) == pytest.approx(0.2)

@@ -1,4 +1,4 @@
-"""E5 snapshot options: the picture size a JPEG is scaled to, the interval, the quality."""
+"""E5 snapshot options: the picture size a JPEG is scaled to, and its quality."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import av
 import numpy as np
 import pytest
 
-from sluice.state.records import AdapterRecord, Direction
-from worker.pipelines.egress_jpeg import JpegEgressPipeline, snapshot_interval_s
 from worker.pipelines.snapshots import Picture, SnapshotDecoder, fit_within
 
 
@@ -55,23 +53,3 @@ def test_jpegs_are_scaled_down_and_quality_sets_the_size() -> None:
     noisy = Picture(av.VideoFrame.from_ndarray(noisy_array, format="rgb24"), 0)
     low, high = (len(SnapshotDecoder(q).encode_jpeg(noisy)) for q in (10, 95))
     assert low * 3 < high
-
-
-def record(options: dict[str, object]) -> AdapterRecord:
-    return AdapterRecord(
-        adapter_id="a",
-        app_id="app",
-        direction=Direction.EGRESS,
-        session_id="s",
-        track_name="cam",
-        endpoint="ws://h/",
-        codec="jpeg",
-        options=dict(options),
-    )
-
-
-def test_the_interval_and_resume_timing_follow_fps() -> None:
-    assert snapshot_interval_s(record({})) == 1.0  # records made before options existed
-    assert snapshot_interval_s(record({"fps": 0.2})) == pytest.approx(5.0)
-    assert snapshot_interval_s(record({"fps": 5})) == pytest.approx(0.2)
-    assert JpegEgressPipeline.timing(record({"fps": 4})) == (90_000, pytest.approx(125.0))
