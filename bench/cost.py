@@ -17,7 +17,8 @@ With `--formats`, the egress formats and options instead, side by side: every va
 a group runs at once on one source and is measured in the same window, so whatever else
 loads the machine weighs on all of them alike (`cost_formats.json`):
 
-- `audio_formats`: pcm 48 kHz stereo (the default), pcm 16 kHz mono, μ-law 8 kHz, opus.
+- `audio_formats`: pcm 48 kHz stereo (the default), pcm 16 kHz mono in 20 and 100 ms
+  Packets, μ-law 8 kHz, opus.
 - `jpeg_options`: 640x480 VP8 at fps 1 (the default), fps 0.2, fps 1 with maxWidth 320.
 
     python -m bench.cost [-n 10] [--window 20] [--quick] [--formats]
@@ -57,13 +58,15 @@ from sluice.media.ice import set_loopback
 from sluice.wire.packet import decode, encode
 
 TYPES = ("egress_pcm", "ingest", "jpeg_640x480", "jpeg_1280x720")
+_MONO_16K = {"outputCodec": "pcm", "sampleRate": 16000, "channels": 1}
 # Per group: the track it pulls and each variant's create fields (codec included).
 FORMAT_GROUPS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "audio_formats": (
         "mic",
         {
             "pcm_48k_stereo": {"outputCodec": "pcm"},
-            "pcm_16k_mono": {"outputCodec": "pcm", "sampleRate": 16000, "channels": 1},
+            "pcm_16k_mono": _MONO_16K,
+            "pcm_16k_mono_100ms": {**_MONO_16K, "frameMs": 100},
             "mulaw_8k": {"outputCodec": "mulaw"},
             "opus": {"outputCodec": "opus"},
         },
