@@ -5,16 +5,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
+from sluice.config import Settings
 from sluice.http.errors import ErrorBody
 
 MAX_TRACKS_PER_CREATE = 4
 MAX_TRACKS_PER_CLOSE = 64
+# Defaults an item takes from the configuration, unless it sets its own (E5, E8).
+CONFIGURED_RECONNECT_WINDOW_S = Settings.model_fields["reconnect_window_s"].default
+CONFIGURED_JPEG_QUALITY = Settings.model_fields["jpeg_quality"].default
+_PCM_DEFAULTS = {"pcm": (48_000, 2), "mulaw": (8000, 1)}  # sampleRate, channels
+_AUDIO_FORMAT_FIELDS = ("sampleRate", "channels", "frameMs")
+_SNAPSHOT_FIELDS = ("fps", "maxWidth", "maxHeight", "quality")
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=1024)]
+PictureSide = Annotated[int, Field(strict=True, ge=16, le=4096)]  # pixels (E5)
 _WS_SCHEME = re.compile(r"^wss?://", re.IGNORECASE)
 
 
@@ -71,8 +79,108 @@ class EgressTrack(_Item):
 
     location: Literal["remote"]
     sessionId: NonEmpty
-    outputCodec: Literal["pcm", "jpeg"]
+    outputCodec: Literal["pcm", "mulaw", "opus", "jpeg"] = Field(
+        description="`pcm` (s16le), `mulaw` (G.711 μ-law) or `opus` (the publisher's "
+        "packets, not decoded) for an audio track; `jpeg` (snapshots) for a video track."
+    )
     mode: str | None = Field(None, description="Ignored for egress.")
+    # E1: audio formats (pcm, mulaw).
+    sampleRate: Literal[8000, 16000, 24000, 48000] | None = Field(
+        None,
+        description="pcm, mulaw: samples per second, 8000, 16000, 24000 or 48000 "
+        "(resampled band-limited); `timestamp` counts samples at this rate. "
+        "Default: pcm 48000, mulaw 8000.",
+    )
+    channels: Literal[1, 2] | None = Field(
+        None,
+        description="pcm, mulaw: 1 (the mean of left and right) or 2 (interleaved). "
+        "Default: pcm 2, mulaw 1.",
+    )
+    frameMs: Literal[20, 40, 60, 100] | None = Field(
+        None, description="pcm, mulaw: audio per Packet in ms, 20, 40, 60 or 100. Default 20."
+    )
+    # E4: stream events.
+    events: StrictBool = Field(
+        False,
+        description="Interleave text JSON events with the media: `start` first on every "
+        "connection, `gap` before media that follows a loss, `stop` before Sluice closes.",
+    )
+    # E5: snapshots (jpeg).
+    fps: Annotated[float, Field(strict=True, ge=0.1, le=5)] | None = Field(
+        None, description="jpeg: pictures per second, 0.1 to 5 (one every 1/fps s). Default 1."
+    )
+    maxWidth: PictureSide | None = Field(
+        None,
+        description="jpeg: widest picture in pixels, 16 to 4096; larger ones are scaled "
+        "down to fit, aspect kept, never up. Default: the source's width.",
+    )
+    maxHeight: PictureSide | None = Field(
+        None,
+        description="jpeg: tallest picture in pixels, 16 to 4096 (as maxWidth). "
+        "Default: the source's height.",
+    )
+    quality: Annotated[int, Field(strict=True, ge=1, le=100)] | None = Field(
+        None,
+        description="jpeg: JPEG quality, 1 to 100 (higher: larger, sharper). "
+        "Default: the server's (SLUICE_JPEG_QUALITY, 75 unless configured).",
+    )
+    # E8: reconnect window.
+    reconnectWindowS: Annotated[float, Field(strict=True, ge=0, le=60)] | None = Field(
+        None,
+        description="Seconds to re-dial a lost endpoint, 0 to 60 (0: the adapter closes at "
+        "the first loss); audio waiting meanwhile is kept for as long. "
+        "Default: the server's (SLUICE_RECONNECT_WINDOW_S, 5 unless configured).",
+    )
+
+    @field_validator(*_AUDIO_FORMAT_FIELDS, mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # JSON true would pass as 1
+            raise ValueError("must be a number")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_the_codec(self) -> EgressTrack:
+        codec = self.outputCodec
+        for name in _AUDIO_FORMAT_FIELDS:
+            if getattr(self, name) is not None and codec not in _PCM_DEFAULTS:
+                raise ValueError(f"{name} applies to outputCodec pcm and mulaw only")
+        for name in _SNAPSHOT_FIELDS:
+            if getattr(self, name) is not None and codec != "jpeg":
+                raise ValueError(f"{name} applies to outputCodec jpeg only")
+        return self
+
+    def settings_in_effect(
+        self,
+        *,
+        reconnect_window_s: float = CONFIGURED_RECONNECT_WINDOW_S,
+        jpeg_quality: int = CONFIGURED_JPEG_QUALITY,
+    ) -> dict[str, Any]:
+        """As `_Item.settings_in_effect`, with the server's configured defaults.
+
+        Args:
+            reconnect_window_s: the configured reconnect window (SLUICE_RECONNECT_WINDOW_S).
+            jpeg_quality: the configured JPEG quality (SLUICE_JPEG_QUALITY).
+        """
+        settings: dict[str, Any] = {}
+        codec = self.outputCodec
+        if codec in _PCM_DEFAULTS:
+            rate, channels = _PCM_DEFAULTS[codec]
+            settings["sampleRate"] = self.sampleRate or rate
+            settings["channels"] = self.channels or channels
+            settings["frameMs"] = self.frameMs or 20
+        elif codec == "jpeg":
+            settings["fps"] = self.fps if self.fps is not None else 1.0
+            if self.maxWidth is not None:
+                settings["maxWidth"] = self.maxWidth
+            if self.maxHeight is not None:
+                settings["maxHeight"] = self.maxHeight
+            settings["quality"] = self.quality if self.quality is not None else jpeg_quality
+        settings["events"] = self.events
+        settings["reconnectWindowS"] = (
+            self.reconnectWindowS if self.reconnectWindowS is not None else reconnect_window_s
+        )
+        return settings
 
 
 TrackRequest = Annotated[IngestTrack | EgressTrack, Field(discriminator="location")]
@@ -161,6 +269,18 @@ class AdapterSettings(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow")
+
+    sampleRate: int | None = Field(None, description="Egress pcm, mulaw: samples per second.")
+    channels: int | None = Field(None, description="Egress pcm, mulaw: 1 or 2.")
+    frameMs: int | None = Field(None, description="Egress pcm, mulaw: audio per Packet, ms.")
+    events: bool | None = Field(None, description="Egress: text JSON stream events (E4).")
+    fps: float | None = Field(None, description="Egress jpeg: pictures per second.")
+    maxWidth: int | None = Field(None, description="Egress jpeg: widest picture, pixels.")
+    maxHeight: int | None = Field(None, description="Egress jpeg: tallest picture, pixels.")
+    quality: int | None = Field(None, description="Egress jpeg: JPEG quality, 1-100.")
+    reconnectWindowS: float | None = Field(
+        None, description="Egress: seconds a lost endpoint is re-dialled (0: never)."
+    )
 
 
 class AdapterView(BaseModel):

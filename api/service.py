@@ -97,8 +97,13 @@ class AdapterService:
         if isinstance(item, IngestTrack):
             # The pipeline makes the SFU session and records its id before it is active.
             direction, session_id, codec = Direction.INGEST, "", item.inputCodec
+            options = item.settings_in_effect()
         else:
             direction, session_id, codec = Direction.EGRESS, item.sessionId, item.outputCodec
+            options = item.settings_in_effect(
+                reconnect_window_s=self.settings.reconnect_window_s,
+                jpeg_quality=self.settings.jpeg_quality,
+            )
         record = AdapterRecord(
             adapter_id=adapter_id,
             app_id=app_id,
@@ -107,7 +112,7 @@ class AdapterService:
             track_name=item.trackName,
             endpoint=item.endpoint,
             codec=codec,
-            options=item.settings_in_effect(),
+            options=options,
         )
         bound = log.bind(
             adapter_id=adapter_id, session_id=session_id, track_name=item.trackName, app=app_id
@@ -174,7 +179,7 @@ class AdapterService:
             info = await lookup_track(self.store.redis, app_id, item.sessionId, item.trackName)
         except (SessionNotFound, TrackNotFound) as exc:
             return _failed(item.trackName, exc.error_code, exc.description)
-        wanted = MediaKind.AUDIO if item.outputCodec == "pcm" else MediaKind.VIDEO
+        wanted = MediaKind.VIDEO if item.outputCodec == "jpeg" else MediaKind.AUDIO
         if info.kind != wanted:
             return _failed(
                 item.trackName,

@@ -7,6 +7,8 @@ except drift, which runs `DRIFT_SECONDS` here (600 s alone) so that the whole ru
 under 15 minutes. `capacity` starts its own stack when its worker pool must be larger
 than the shared one, and `sfu_scale` its own stacks of one and two SFU nodes. The shared
 stack lifts the app's create-rate limit (see `bench.control`).
+`bench.resampler` (egress audio's soxr qualities, no stack) and `bench.cost --formats`
+(egress formats side by side) run only alone.
 """
 
 from __future__ import annotations

@@ -13,7 +13,15 @@ steady-state window after a warm-up; memory = `/proc/{pid}/smaps_rollup` at the 
 the window. The SFU, the worker pool's parent and this process are measured too, to
 show where the rest of the machine went (2 cores for everything).
 
-    python -m bench.cost [-n 10] [--window 20] [--quick]
+With `--formats`, the egress formats and options instead, side by side: every variant of
+a group runs at once on one source and is measured in the same window, so whatever else
+loads the machine weighs on all of them alike (`cost_formats.json`):
+
+- `audio_formats`: pcm 48 kHz stereo (the default), pcm 16 kHz mono in 20 and 100 ms
+  Packets, μ-law 8 kHz, opus.
+- `jpeg_options`: 640x480 VP8 at fps 1 (the default), fps 0.2, fps 1 with maxWidth 320.
+
+    python -m bench.cost [-n 10] [--window 20] [--quick] [--formats]
 """
 
 from __future__ import annotations
@@ -44,12 +52,34 @@ from bench.harness import (
     wait_with_progress,
 )
 from bench.media import FRAME, FRAME_S, RATE, PatternVideoTrack
-from bench.report import distribution, print_table, write_result
+from bench.report import distribution, print_table, ratio, write_result
 from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
 from sluice.wire.packet import decode, encode
 
 TYPES = ("egress_pcm", "ingest", "jpeg_640x480", "jpeg_1280x720")
+_MONO_16K = {"outputCodec": "pcm", "sampleRate": 16000, "channels": 1}
+# Per group: the track it pulls and each variant's create fields (codec included).
+FORMAT_GROUPS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    "audio_formats": (
+        "mic",
+        {
+            "pcm_48k_stereo": {"outputCodec": "pcm"},
+            "pcm_16k_mono": _MONO_16K,
+            "pcm_16k_mono_100ms": {**_MONO_16K, "frameMs": 100},
+            "mulaw_8k": {"outputCodec": "mulaw"},
+            "opus": {"outputCodec": "opus"},
+        },
+    ),
+    "jpeg_options": (
+        "cam",
+        {
+            "jpeg_fps1": {"outputCodec": "jpeg"},
+            "jpeg_fps0.2": {"outputCodec": "jpeg", "fps": 0.2},
+            "jpeg_fps1_w320": {"outputCodec": "jpeg", "maxWidth": 320},
+        },
+    ),
+}
 WHERE = {
     "adapter processes": "one forked process per adapter (measured)",
     "bench process": "publishers (Opus / VP8 encode), WebSocket endpoints, ingest feeders",
@@ -66,9 +96,11 @@ class Tally:
         self.first_payload: dict[str, bytes] = {}
         self.sizes: list[int] = []
         self.keep_sizes = False
+        self.bytes: defaultdict[str, int] = defaultdict(int)
 
     def on_message(self, path: str, message: bytes, now: float) -> None:
         self.count[path] += 1
+        self.bytes[path] += len(message)
         if path not in self.first_at:
             self.first_at[path] = now
             self.first_payload[path] = decode(message).payload
@@ -187,6 +219,82 @@ async def measure(
     return result
 
 
+async def publish_source(sessions: Any, track_name: str) -> str:
+    """The source of a format group: quiet audio, or a 640x480 VP8 moving pattern."""
+    if track_name == "mic":
+        from bench.media import ClickTrack  # quiet audio, never armed: no clicks
+
+        session_id, _ = await sessions.publish(ClickTrack(), "mic")
+    else:
+        session_id, _ = await sessions.publish(PatternVideoTrack(640, 480), "cam", codec="VP8")
+    return str(session_id)
+
+
+async def measure_side_by_side(
+    stack: Stack, group: str, n: int, warmup_s: float, window_s: float
+) -> dict[str, Any]:
+    """`n` adapters of every variant of `group` at once, one CPU window for all."""
+    set_loopback(True)
+    track_name, variants = FORMAT_GROUPS[group]
+    tally = Tally()
+    sessions = stack.sessions()
+    adapters: dict[str, tuple[str, str]] = {}  # path → (variant, adapter id)
+    async with endpoint(tally.on_message) as ep:
+        try:
+            session_id = await publish_source(sessions, track_name)
+            for i in range(n):
+                for variant, fields in variants.items():  # interleaved: none all first
+                    path = f"{variant}-{i}"
+                    url = ep.url(path)
+                    item = {**egress_item(url, session_id, track_name, "pcm"), **fields}
+                    adapters[path] = (variant, (await stack.create(item))["adapterId"])
+            progress(f"cost: {group}: {len(adapters)} adapters created")
+            pids = {path: stack.adapter_pid(a) for path, (_, a) in adapters.items()}
+            await asyncio.sleep(warmup_s)
+            window = CpuWindow({**pids, "sfu": stack.pid("sfu"), "bench": os.getpid()})
+            counts, sizes = dict(tally.count), dict(tally.bytes)
+            load_before = os.getloadavg()
+            window.start()
+            await wait_with_progress(window_s, f"cost: {group} window")
+            cpu = window.stop()
+            memory = {path: memory_kib(pid) for path, pid in pids.items()}
+            load_after = os.getloadavg()
+            await stack.close([a for _, a in adapters.values()])
+        finally:
+            await sessions.close()
+    results: dict[str, Any] = {}
+    for variant in variants:
+        paths = [p for p, (v, _) in adapters.items() if v == variant]
+        per_s = [(tally.count[p] - counts.get(p, 0)) / window_s for p in paths]
+        bytes_per_s = [(tally.bytes[p] - sizes.get(p, 0)) / window_s for p in paths]
+        results[variant] = {
+            "cpu_pct_per_adapter": distribution([cpu[p] for p in paths]),
+            "messages_per_s_per_adapter": distribution(per_s),
+            "bytes_per_s_per_adapter": distribution(bytes_per_s),
+            "pss_mib_per_adapter": distribution([memory[p]["pss_kib"] for p in paths], 1 / 1024),
+        }
+    return {
+        "adapters_per_variant": n,
+        "window_s": window_s,
+        "variants": results,
+        "cpu_pct_others": {k: round(cpu[k], 1) for k in ("sfu", "bench")},
+        "loadavg_1m": [round(load_before[0], 2), round(load_after[0], 2)],
+    }
+
+
+async def run_formats(
+    stack: Stack, n: int, warmup_s: float, window_s: float, settle_s: float = 2.0
+) -> dict[str, Any]:
+    groups: dict[str, Any] = {}
+    for group in FORMAT_GROUPS:
+        groups[group] = await measure_side_by_side(stack, group, n, warmup_s, window_s)
+        await asyncio.sleep(settle_s)  # let the closed adapters' processes exit
+    return {
+        "groups": groups,
+        "config": {"adapters_per_variant": n, "warmup_s": warmup_s, "window_s": window_s},
+    }
+
+
 async def run(
     stack: Stack, n: int, warmup_s: float, window_s: float, settle_s: float = 2.0
 ) -> dict[str, Any]:
@@ -240,9 +348,38 @@ def show(result: dict[str, Any]) -> None:
     print_table("cost per adapter process (CPU % of one core)", header, rows)
 
 
+def show_formats(result: dict[str, Any]) -> None:
+    rows = []
+    for group, r in result["groups"].items():
+        variants = r["variants"]
+        baseline = next(iter(variants.values()))["cpu_pct_per_adapter"]["mean"]
+        for variant, v in variants.items():
+            cpu = v["cpu_pct_per_adapter"]
+            rows.append(
+                [
+                    group,
+                    variant,
+                    cpu["n"],
+                    cpu["mean"],
+                    cpu["max"],
+                    ratio(cpu["mean"], baseline),
+                    v["messages_per_s_per_adapter"]["median"],
+                    v["bytes_per_s_per_adapter"]["median"],
+                    v["pss_mib_per_adapter"]["mean"],
+                ]
+            )
+    header = ["group", "variant", "n", "cpu% mean", "cpu% max", "vs first", "msg/s", "B/s", "PSS"]
+    print_table("cost per adapter process, side by side (CPU % of one core)", header, rows)
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.cost", description=__doc__)
-    parser.add_argument("-n", "--adapters", type=int, default=10, help="adapters per type")
+    parser.add_argument(
+        "-n", "--adapters", type=int, default=None, help="adapters per type (10; --formats: 2)"
+    )
+    parser.add_argument(
+        "--formats", action="store_true", help="egress formats and options side by side"
+    )
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds before the window")
     parser.add_argument("--window", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 adapters, 1.5 s")
@@ -253,17 +390,25 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
     register_codecs()  # this process makes peer connections of its own
     args = parse(argv)
-    quick = (2, 0.5, 1.5, 0.5)
-    n, warmup, window, settle = (
-        quick if args.quick else (args.adapters, args.warmup, args.window, 2.0)
-    )
+    adapters = args.adapters or (2 if args.formats else 10)
+    quick = (1 if args.formats else 2, 0.5, 1.5, 0.5)
+    n, warmup, window, settle = quick if args.quick else (adapters, args.warmup, args.window, 2.0)
+    # Side by side, every variant of a group runs at once.
+    workers = n * max(len(v) for _, v in FORMAT_GROUPS.values()) if args.formats else n
     with contextlib.ExitStack() as exit_stack:
         if stack is None:
-            stack = exit_stack.enter_context(running_stack(workers=n))
-        result = asyncio.run(run(stack, n, warmup, window, settle))
+            # Many adapters created back to back on a busy machine: more time to pick up.
+            settings = (
+                {"SLUICE_PICKUP_TIMEOUT_S": "5", "SLUICE_CONNECT_TIMEOUT_S": "15"}
+                if args.formats
+                else None
+            )
+            stack = exit_stack.enter_context(running_stack(workers=workers, settings=settings))
+        runner = run_formats if args.formats else run
+        result = asyncio.run(runner(stack, n, warmup, window, settle))
     result["quick"] = args.quick
-    path = write_result("cost", result, args.results_dir)
-    show(result)
+    path = write_result("cost_formats" if args.formats else "cost", result, args.results_dir)
+    (show_formats if args.formats else show)(result)
     print(f"written to {path}")
     return result
 

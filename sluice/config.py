@@ -166,7 +166,10 @@ class Settings(BaseSettings):
     )
 
     reconnect_window_s: float = Field(
-        5.0, gt=0, description="Egress re-dials a lost endpoint for this long."
+        5.0,
+        gt=0,
+        description="Egress re-dials a lost endpoint for this long (unless the adapter "
+        "sets reconnectWindowS).",
     )
     egress_resumes: int = Field(
         2,
@@ -174,11 +177,18 @@ class Settings(BaseSettings):
         description="Times an egress adapter whose process died is resumed by another worker.",
     )
     egress_backlog_s: float = Field(
-        5.0, gt=0, description="Egress audio kept while the endpoint is away or slow."
+        5.0,
+        gt=0,
+        description="Egress audio kept while the endpoint is away or slow (never less "
+        "than the adapter's reconnect window).",
     )
 
     jpeg_quality: int = Field(
-        75, ge=1, le=100, description="JPEG egress quality, 1-100 (higher: larger, sharper)."
+        75,
+        ge=1,
+        le=100,
+        description="JPEG egress quality, 1-100 (higher: larger, sharper), unless the "
+        "adapter sets quality.",
     )
 
     usage_retention_days: int = Field(

@@ -143,6 +143,7 @@ class AdapterRunner:
             counters=dict(record.counters),
             resume=await self._resume_point(record) if resuming else None,
             redis=self.store.redis,
+            stop_reason=lambda: self.stop.reason,
         )
         pipeline = make_pipeline(ctx)
         self._pipeline = pipeline
@@ -204,12 +205,13 @@ class AdapterRunner:
         egress = pipeline_class(record)
         if not issubclass(egress, EgressPipeline):
             return None
+        clock_rate, packet_interval_ms = egress.timing(record)
         return resume_point(
             saved_next_sequence=extra["p_seq"],
             saved_timestamp=extra.get("p_ts", 0),
             elapsed_ms=now_ms - extra["p_saved_ms"],
-            clock_rate=egress.clock_rate,
-            packet_interval_ms=egress.packet_interval_ms,
+            clock_rate=clock_rate,
+            packet_interval_ms=packet_interval_ms,
         )
 
     async def _start(self, record: AdapterRecord, pipeline: Pipeline, *, resuming: bool) -> Any:

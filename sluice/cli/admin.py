@@ -51,7 +51,7 @@ _CLAIM_DEADLINE, _CLOSE_REQUESTED = "claim_deadline_ms", "close_requested"
 _SHOWN_FIELDS = frozenset(
     (
         *("adapter_id", "app_id", "direction", "state", "session_id", "track_name"),
-        *("endpoint", "codec", "worker", "created_at", "closed_at", "close_reason"),
+        *("endpoint", "codec", "worker", "created_at", "closed_at", "close_reason", "options"),
         *(_CLAIM_DEADLINE, _CLOSE_REQUESTED, *(f"c_{name}" for name in COUNTER_NAMES)),
     )
 )
@@ -111,6 +111,8 @@ class AdapterInfo:
     heartbeat_in_s: float | None  # until the heartbeat deadline; negative when overdue
     claim_in_s: float | None  # queued, unclaimed: until the create is withdrawn
     close_requested: bool
+    # The extension settings in effect (the API's `settings`), defaults filled in.
+    settings: dict[str, Any] = field(default_factory=dict)
     other_fields: dict[str, str] = field(default_factory=dict)  # e.g. `h_*` buckets
 
 
@@ -215,6 +217,7 @@ def _adapter_info(
             else None
         ),
         close_requested=fields.get(_CLOSE_REQUESTED) == "1",
+        settings=record.options,
         other_fields={
             name: redact_endpoint(value) if "://" in value else value  # tokens, again
             for name, value in sorted(fields.items())

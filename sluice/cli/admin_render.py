@@ -198,6 +198,8 @@ def adapter_details(info: AdapterInfo) -> Table:
         rows.append(("claim", f"withdrawn {human_deadline(info.claim_in_s)}"))
     if info.close_requested:
         rows.append(("close", "requested"))
+    if info.settings:
+        rows.append(("settings", _settings(info.settings)))
     for name in COUNTER_NAMES:
         count = info.counters[name]
         rows.append((name, f"{count} ({human_bytes(count)})" if name == "bytes" else str(count)))
@@ -205,6 +207,11 @@ def adapter_details(info: AdapterInfo) -> Table:
     for name, value in rows:
         grid.add_row(name, value if isinstance(value, Text) else Text(value))
     return grid
+
+
+def _settings(settings: dict[str, Any]) -> str:
+    """`sampleRate 16000`, one setting a line, as the API names them (JSON values)."""
+    return "\n".join(f"{name} {json.dumps(value)}" for name, value in settings.items())
 
 
 def print_adapter(info: AdapterInfo) -> None:

@@ -269,6 +269,26 @@ async def test_cli_lists_and_shows_without_secrets(
     assert capsys.readouterr().err.strip() == "sluice: no adapter nope"
 
 
+async def test_show_lists_the_extension_settings_in_effect(
+    cli_env: None, redis: Redis, store: AdapterStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    adapter = record("a1")
+    adapter.options = {"sampleRate": 16000, "channels": 1, "events": True, "reconnectWindowS": 0.0}
+    await running(store, adapter)
+
+    info = await admin.show_adapter(redis, "a1")
+    assert info is not None and info.settings == adapter.options
+    assert "options" not in info.other_fields  # shown as settings, not as raw JSON
+
+    assert await asyncio.to_thread(main, ["adapters", "show", "a1"]) == 0
+    shown = capsys.readouterr().out
+    assert "\nsettings " in shown
+    for line in ("sampleRate 16000", "channels 1", "events true", "reconnectWindowS 0.0"):
+        assert line in shown, shown
+    assert await asyncio.to_thread(main, ["adapters", "show", "a1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"] == adapter.options
+
+
 async def test_cli_closes_once_then_reports_it_closed(
     cli_env: None, store: AdapterStore, capsys: pytest.CaptureFixture[str]
 ) -> None:

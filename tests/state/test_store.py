@@ -240,6 +240,32 @@ async def test_a_resume_nobody_claims_in_the_window_is_lost(
     assert totals == {"resumes|egress": "1", "closes|egress|worker_lost": "1"}
 
 
+async def test_a_lost_adapter_resumes_within_its_own_window_and_never_with_zero(
+    store: AdapterStore, clean_redis: str
+) -> None:
+    settings = Settings(apps="a:b", egress_resumes=3, reconnect_window_s=5)
+    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
+    for adapter_id, window_s in (("short", 0.2), ("never", 0), ("default", None)):
+        egress = record(adapter_id)
+        if window_s is not None:
+            egress.options = {"reconnectWindowS": window_s}
+        await store.create(egress, pickup_timeout_s=5)
+        await store.claim(adapter_id, "w1", heartbeat_ttl_s=0.05)
+        await store.set_live_state(adapter_id, AdapterState.ACTIVE)
+    await asyncio.sleep(0.1)
+    await reapers_were_running(store)
+    lost, _, resumed = reaper.reap_once()
+    assert (lost, sorted(resumed)) == (["never"], ["default", "short"])
+    await asyncio.sleep(0.3)  # past the short window, well inside the configured one
+    assert reaper.reap_once().lost == ["short"]
+    states = {a: (await store.load(a)) for a in ("short", "never", "default")}
+    assert {a: r.state if r else None for a, r in states.items()} == {
+        "short": "closed",
+        "never": "closed",
+        "default": "reconnecting",
+    }
+
+
 async def test_expired_adapters_leave_the_app_index(store: AdapterStore) -> None:
     await store.redis.zadd(keys.app_adapters("app1"), {f"gone{i}": i for i in range(5)})
     await store.create(record("new"), pickup_timeout_s=5)

@@ -16,6 +16,10 @@ def pipeline_class(record: AdapterRecord) -> type[Pipeline]:
         from worker.pipelines.egress_jpeg import JpegEgressPipeline
 
         return JpegEgressPipeline
+    if record.codec == "opus":
+        from worker.pipelines.egress_opus import OpusEgressPipeline
+
+        return OpusEgressPipeline
     from worker.pipelines.egress_audio import AudioEgressPipeline
 
     return AudioEgressPipeline

@@ -40,6 +40,9 @@ class PipelineContext:
     resume: ResumePoint | None = None
     # The SFU node directory (`worker.pipelines.sfu_link`); None: use `SLUICE_SFU_URL`.
     redis: Redis | None = None
+    # Why the runner stops the pipeline (API close, shutdown), once it does; a pipeline
+    # cancelled by the runner reads it to tell the endpoint.
+    stop_reason: Callable[[], CloseReason | None] = lambda: None
 
 
 class Pipeline(ABC):

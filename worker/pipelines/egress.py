@@ -26,12 +26,14 @@ from typing import Any
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from sluice.errors import ErrorCode
 from sluice.media.calls_client import SessionsApiError, SessionsClient
 from sluice.media.types import EncodedFrame
-from sluice.state.records import AdapterState, CloseReason
+from sluice.state.records import AdapterRecord, AdapterState, CloseReason
 from sluice.tasks import first_completed
+from sluice.wire.packet import UINT32_MOD, encode
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.sfu_link import (
@@ -41,7 +43,7 @@ from worker.pipelines.sfu_link import (
     session_lost,
     sessions_client,
 )
-from worker.protocol.egress_session import EgressSession, SessionState
+from worker.protocol.egress_session import EgressSession, Outgoing, SessionState, StreamInfo
 from worker.protocol.reconnect import Backlog
 from worker.protocol.stamping import Stamper
 
@@ -51,6 +53,11 @@ _SETUP_ERRORS = {
 }
 
 
+def reconnect_window_s(ctx: PipelineContext) -> float:
+    """The adapter's reconnect window (E8): its own, else the configured one."""
+    return float(ctx.record.options.get("reconnectWindowS", ctx.settings.reconnect_window_s))
+
+
 class EgressPipeline(Pipeline):
     """Pull, reconnect and send; subclasses produce the Packets."""
 
@@ -58,22 +65,55 @@ class EgressPipeline(Pipeline):
     clock_rate: int  # of the wire `timestamp`
     packet_interval_ms: float  # the shortest time between two Packets
 
-    def __init__(self, ctx: PipelineContext, backlog: Backlog) -> None:
+    @classmethod
+    def timing(cls, record: AdapterRecord) -> tuple[int, float]:
+        """`(clock_rate, packet_interval_ms)` of this adapter's stream (its format's)."""
+        return cls.clock_rate, cls.packet_interval_ms
+
+    def stream_format(self) -> dict[str, Any]:
+        """The `format` of the E4 `start` event, framing aside."""
+        return {"codec": self.ctx.record.codec}
+
+    def timestamp_step(self) -> int:
+        """Wire `timestamp` units from one Packet to the next (at the regular pace)."""
+        return round(self.clock_rate * self.packet_interval_ms / 1000)
+
+    def __init__(self, ctx: PipelineContext, backlog: Backlog[Outgoing]) -> None:
         super().__init__(ctx)
-        self.session = EgressSession(
-            backlog, window_s=ctx.settings.reconnect_window_s, counters=ctx.counters
+        record = ctx.record
+        self.clock_rate, self.packet_interval_ms = self.timing(record)
+        resume = ctx.resume
+        first_sequence, first_timestamp = (
+            (resume.first_sequence, resume.first_timestamp) if resume is not None else (0, 0)
         )
+        events = None
+        if record.options.get("events"):
+            events = StreamInfo(
+                adapter_id=record.adapter_id,
+                session_id=record.session_id,
+                track_name=record.track_name,
+                format={**self.stream_format(), "framing": "packet"},
+                timestamp_step=self.timestamp_step(),
+                first_connection=1 + ctx.counters["reconnects"] + record.resumes,
+            )
+        self.session = EgressSession(
+            backlog,
+            window_s=reconnect_window_s(ctx),
+            counters=ctx.counters,
+            events=events,
+            first_sequence=first_sequence,
+            first_timestamp=first_timestamp,
+        )
+        if resume is not None:
+            # What the lost process produced after its last save never reached us.
+            after_saved = (resume.saved_timestamp + self.timestamp_step()) % UINT32_MOD
+            self.session.lost_from(resume.saved_next_sequence, after_saved)
         self._ready = asyncio.Event()  # something was produced: the sender may have work
         self._client: SessionsClient | None = None
         self._sfu: SfuTarget | None = None
         self._remote: MediaStreamTrack | None = None
         self._current: ClientConnection | None = None  # the endpoint connection, if open
-        resume = ctx.resume
-        self.stamper = (
-            Stamper(self.clock_rate, resume.first_sequence, resume.first_timestamp)
-            if resume is not None
-            else Stamper(self.clock_rate)
-        )
+        self.stamper = Stamper(self.clock_rate, first_sequence, first_timestamp)
 
     def position(self) -> dict[str, int]:
         return {"p_seq": self.stamper.next_sequence_number, "p_ts": self.stamper.last_timestamp}
@@ -101,9 +141,9 @@ class EgressPipeline(Pipeline):
     def _on_frame(self, frame: EncodedFrame) -> None:
         """Called in the event loop with every complete encoded frame of the track."""
 
-    def _emit(self, message: bytes) -> None:
+    def _emit(self, sequence: int, timestamp: int, payload: bytes) -> None:
         """Queues one Packet for the endpoint (drop-oldest when the backlog is full)."""
-        self.session.produce(message)
+        self.session.produce(encode(sequence, timestamp, payload), sequence, timestamp)
         self._ready.set()
 
     def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:
@@ -132,12 +172,24 @@ class EgressPipeline(Pipeline):
             )
         finally:
             if self._current is not None:
+                # Cancelled: the runner stopped us (closed via the API, shut down).
+                stop = session.closing(self.ctx.stop_reason() or CloseReason.SHUTDOWN)
+                if stop is not None:
+                    await self._send_last(self._current, stop)
                 # 1000 however it ended (closed via the API, shut down, failed); the
                 # reason text says when the source is gone.
                 gone = session.close_reason is CloseReason.TRACK_ENDED
                 await close_ws(self._current, 1000, "track ended" if gone else "")
         assert session.close_reason is not None
         return session.close_reason
+
+    async def _send_last(self, ws: ClientConnection, message: str) -> None:
+        """Sends a last text message before closing, if the connection still takes it."""
+        if ws.state is not State.OPEN:
+            return  # the endpoint closed first: nobody to tell
+        with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
+            async with asyncio.timeout(ws.close_timeout or 1.0):
+                await ws.send(message)
 
     async def _until_media_stops(self) -> None:
         error: Exception | None = None
@@ -171,8 +223,11 @@ class EgressPipeline(Pipeline):
     async def _redial(self) -> None:
         """Re-dials as the session paces it into `_current`, left None if the window ran out."""
         session, loop = self.session, asyncio.get_running_loop()
-        await self.ctx.set_state(AdapterState.RECONNECTING)
+        announced = False  # a zero window gives up at once, never `reconnecting`
         while (delay := session.redial_delay(loop.time())) is not None:
+            if not announced:
+                await self.ctx.set_state(AdapterState.RECONNECTING)
+                announced = True
             await asyncio.sleep(delay)
             try:
                 async with asyncio.timeout(session.dial_timeout(loop.time())):
@@ -189,7 +244,7 @@ class EgressPipeline(Pipeline):
                 outage_ms=round((session.last_outage_s or 0.0) * 1000),
             )
             return
-        self.ctx.log.info("endpoint_unavailable", window_s=self.ctx.settings.reconnect_window_s)
+        self.ctx.log.info("endpoint_unavailable", window_s=session.window_s)
 
     async def _send(self, ws: ClientConnection) -> None:
         session = self.session

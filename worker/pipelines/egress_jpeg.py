@@ -1,11 +1,12 @@
-"""Egress video (`outputCodec: "jpeg"`): the latest picture as a JPEG about once a second.
+"""Egress video (`outputCodec: "jpeg"`): the latest picture as a JPEG, `fps` times a second.
 
-Every frame is decoded (on a worker thread, see `snapshots`); a drift-free 1 s pacer
-encodes the newest picture, the first one as soon as a picture exists. After a frame was
-lost or failed to decode, nothing is decoded until a keyframe, which is asked for at once
-and again until it comes (a tick with no new picture sends nothing): a snapshot never
-shows a picture decoded from a damaged reference. While the endpoint is away only the
-latest JPEG is kept, and it is sent first on reconnect.
+Every frame is decoded (on a worker thread, see `snapshots`); a drift-free pacer (1 s by
+default, E5 `fps`) encodes the newest picture, the first one as soon as a picture
+exists, scaled down to `maxWidth`/`maxHeight` at `quality`. After a frame was lost or
+failed to decode, nothing is decoded until a keyframe, which is asked for at once and
+again until it comes (a tick with no new picture sends nothing): a snapshot never shows
+a picture decoded from a damaged reference. While the endpoint is away only the latest
+JPEG is kept, and it is sent first on reconnect.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import av
 
 from sluice.media.types import EncodedFrame
-from sluice.wire.packet import encode
+from sluice.state.records import AdapterRecord
 from worker.pipelines.base import PipelineContext
 from worker.pipelines.egress import EgressPipeline
 from worker.pipelines.snapshots import Picture, SnapshotDecoder
@@ -27,7 +28,7 @@ from worker.protocol.pacing import Pacer
 from worker.protocol.reconnect import LatestOnly
 from worker.protocol.stamping import VIDEO_CLOCK_RATE
 
-SNAPSHOT_INTERVAL_S = 1.0
+SNAPSHOT_INTERVAL_S = 1.0  # by default (E5 `fps`: 1)
 # Frames waiting for the decoder thread; past this it is over a second behind, and
 # frames are dropped until the next keyframe rather than queueing without bound.
 MAX_PENDING_FRAMES = 45
@@ -38,15 +39,31 @@ class JpegEgressPipeline(EgressPipeline):
     clock_rate = VIDEO_CLOCK_RATE
     packet_interval_ms = SNAPSHOT_INTERVAL_S * 1000 / 2  # a late tick is caught up
 
+    @classmethod
+    def timing(cls, record: AdapterRecord) -> tuple[int, float]:
+        return cls.clock_rate, snapshot_interval_s(record) * 1000 / 2
+
     def __init__(self, ctx: PipelineContext) -> None:
+        self.interval_s = snapshot_interval_s(ctx.record)
         super().__init__(ctx, LatestOnly())
-        self.decoder = SnapshotDecoder(ctx.settings.jpeg_quality)
+        options = ctx.record.options
+        self.decoder = SnapshotDecoder(
+            int(options.get("quality", ctx.settings.jpeg_quality)),
+            options.get("maxWidth"),
+            options.get("maxHeight"),
+        )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._pending = 0
         self._skipping = False  # dropping frames until a keyframe after falling behind
         self._first_picture = asyncio.Event()
         self._decoder_broken = asyncio.Event()
         self._decode_error: BaseException | None = None  # the first decode that raised
+
+    def stream_format(self) -> dict[str, Any]:
+        return {"codec": "jpeg", "fps": 1 / self.interval_s}
+
+    def timestamp_step(self) -> int:
+        return round(self.clock_rate * self.interval_s)
 
     def _on_frame(self, frame: EncodedFrame) -> None:
         if frame.after_gap and not frame.keyframe:
@@ -97,7 +114,7 @@ class JpegEgressPipeline(EgressPipeline):
             self._first_picture.set()
 
     def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._snapshot_every_second(), self._until_decoder_breaks()]
+        return [self._snapshots(), self._until_decoder_breaks()]
 
     async def _until_decoder_breaks(self) -> None:
         """Raises what the decoder thread raised, once it did."""
@@ -105,10 +122,10 @@ class JpegEgressPipeline(EgressPipeline):
         assert self._decode_error is not None
         raise self._decode_error
 
-    async def _snapshot_every_second(self) -> None:
+    async def _snapshots(self) -> None:
         loop = asyncio.get_running_loop()
         await self._first_picture.wait()
-        pacer = Pacer(loop.time(), interval_s=SNAPSHOT_INTERVAL_S)
+        pacer = Pacer(loop.time(), interval_s=self.interval_s)
         last: Picture | None = None
         while True:
             picture = self.decoder.latest
@@ -125,10 +142,15 @@ class JpegEgressPipeline(EgressPipeline):
                     self.ctx.log.warning("jpeg_encode_failed", error=str(exc))
                 else:
                     sequence, timestamp = self.stamper.stamp(picture.rtp_timestamp)
-                    self._emit(encode(sequence, timestamp, jpeg))
+                    self._emit(sequence, timestamp, jpeg)
             await asyncio.sleep(pacer.next_delay(loop.time()))
             pacer.advance(loop.time())
 
     async def aclose(self) -> None:
         await super().aclose()
         self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def snapshot_interval_s(record: AdapterRecord) -> float:
+    """Seconds between two JPEGs: 1 / the adapter's `fps` (E5)."""
+    return 1 / float(record.options.get("fps", 1 / SNAPSHOT_INTERVAL_S))

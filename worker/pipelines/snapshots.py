@@ -3,7 +3,8 @@
 Inter-frame codecs need every frame decoded to have a picture at all, and a 1080p
 decode costs milliseconds, so decoding runs on one worker thread (PyAV releases the GIL
 while FFmpeg works) and the event loop only hands frames over. One thread keeps frames
-in order; JPEG encoding runs on the same thread, between decodes.
+in order; JPEG encoding runs on the same thread, between decodes, and only for the
+pictures sent: scaling down (E5 `maxWidth`/`maxHeight`) happens there too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,24 @@ MAX_PIXELS = 4096 * 2304
 MAX_SIDE = 8192  # MJPEG cannot encode a side over 65500; a 65520x16 claim passes MAX_PIXELS
 
 
+def fit_within(
+    width: int, height: int, max_width: int | None, max_height: int | None
+) -> tuple[int, int]:
+    """The size of a `width` x `height` picture scaled down to fit the bounds.
+
+    The aspect ratio is kept (to the nearest pixel) and a picture is never scaled up;
+    None is no bound on that side.
+    """
+    scale = min(
+        1.0,
+        max_width / width if max_width else 1.0,
+        max_height / height if max_height else 1.0,
+    )
+    if scale >= 1.0:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def jpeg_qscale(quality: int) -> int:
     """Maps a 1-100 quality (higher is better, as in most tools) to MJPEG's 2-31 qscale."""
     quality = min(100, max(1, quality))
@@ -44,10 +63,14 @@ class SnapshotDecoder:
 
     Args:
         jpeg_quality: 1-100.
+        max_width, max_height: JPEGs are scaled down to fit these (None: no bound).
     """
 
-    def __init__(self, jpeg_quality: int) -> None:
+    def __init__(
+        self, jpeg_quality: int, max_width: int | None = None, max_height: int | None = None
+    ) -> None:
         self._qscale = jpeg_qscale(jpeg_quality)
+        self._max_size = (max_width, max_height)
         self._lock = threading.Lock()
         self._latest: Picture | None = None
         self._codec_name: str | None = None
@@ -123,19 +146,26 @@ class SnapshotDecoder:
         return False
 
     def encode_jpeg(self, picture: Picture) -> bytes:
-        """One complete JPEG of `picture` at its own resolution (worker thread)."""
+        """One complete JPEG of `picture`, scaled down to the bounds if set (worker thread)."""
         frame = picture.frame
+        width, height = fit_within(frame.width, frame.height, *self._max_size)
         encoder = self._encoder
-        if encoder is None or (encoder.width, encoder.height) != (frame.width, frame.height):
+        if encoder is None or (encoder.width, encoder.height) != (width, height):
             # A resolution change (simulcast layer, camera switch) needs a fresh encoder.
             encoder = av.CodecContext.create("mjpeg", "w")
             assert isinstance(encoder, VideoCodecContext)
-            encoder.width, encoder.height = frame.width, frame.height
+            encoder.width, encoder.height = width, height
             encoder.pix_fmt = "yuvj420p"
             encoder.time_base = JPEG_TIME_BASE
             encoder.qmin = encoder.qmax = self._qscale
             self._encoder = encoder
-        image = frame.reformat(format="yuvj420p")
+        if (width, height) == (frame.width, frame.height):
+            image = frame.reformat(format="yuvj420p")
+        else:
+            # Area averaging: what a thumbnail wants (no aliasing from dropped pixels).
+            image = frame.reformat(
+                width=width, height=height, format="yuvj420p", interpolation="AREA"
+            )
         image.pts = self._encoded
         self._encoded += 1
         try:

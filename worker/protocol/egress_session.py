@@ -25,18 +25,64 @@ first, it goes first on the next connection, followed by the backlog in order
 (at-least-once across a reconnect rather than a gap). The backlog keeps producing into
 its bound meanwhile (audio: drop-oldest, video: the latest JPEG), and at every moment
 `produced == sent + dropped + pending` for what this session was given.
+
+With `events` (E4), `next_message` also gives the text events, in their place: `start`
+first on every connection; `gap` right before the first media after media was lost
+(dropped from the backlog, or lost with a worker: `lost_from`); and `closing` gives the
+`stop` to send before Sluice closes the connection. Events are not counted as Packets.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import json
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sluice.state.records import CloseReason
+from sluice.wire.packet import UINT32_MOD
 from worker.protocol.reconnect import DEFAULT_WINDOW_S, Backlog, Backoff, ReconnectWindow
 
 CLOSE_NORMAL = 1000  # the endpoint says it is done (spec §7)
 COUNTERS = ("packets", "bytes", "dropped", "reconnects")  # what the session counts
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One media message and its place in the stream (its Packet's numbers)."""
+
+    data: bytes
+    sequence: int
+    timestamp: int
+
+    def __len__(self) -> int:
+        return len(self.data)  # what the backlog's byte bound counts
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What the E4 events say about the stream.
+
+    Args:
+        adapter_id, session_id, track_name: the adapter's.
+        format: the `format` object of `start` (codec, rate, ..., framing).
+        timestamp_step: wire `timestamp` units from one Packet to the next, to tell the
+            next Packet's when none is waiting yet (audio: one frame; JPEG: one interval).
+        first_connection: the number of this session's first connection (a resumed
+            adapter's count goes on from the lost process's).
+    """
+
+    adapter_id: str
+    session_id: str
+    track_name: str
+    format: Mapping[str, Any]
+    timestamp_step: int
+    first_connection: int = 1
+
+
+def _event(**fields: Any) -> str:
+    return json.dumps(fields, separators=(",", ":"))
 
 
 class SessionState(StrEnum):
@@ -57,15 +103,21 @@ class EgressSession:
         counters: the adapter's counters, updated in place (`packets`, `bytes`,
             `dropped`, `reconnects`), so a resumed adapter counts on; fresh zeros by
             default.
+        events: send the E4 events, saying this about the stream; None: no events.
+        first_sequence, first_timestamp: the numbers of the first Packet this session
+            will be given (what `start` says when nothing was produced yet).
     """
 
     def __init__(
         self,
-        backlog: Backlog,
+        backlog: Backlog[Outgoing],
         *,
         window_s: float = DEFAULT_WINDOW_S,
         backoff: Backoff | None = None,
         counters: MutableMapping[str, int] | None = None,
+        events: StreamInfo | None = None,
+        first_sequence: int = 0,
+        first_timestamp: int = 0,
     ) -> None:
         self.backlog = backlog
         self.window_s = window_s
@@ -73,10 +125,16 @@ class EgressSession:
         self.counters = counters if counters is not None else dict.fromkeys(COUNTERS, 0)
         self.state = SessionState.CONNECTING
         self.close_reason: CloseReason | None = None
-        self.in_flight: bytes | None = None  # taken for sending, not yet written
+        self.in_flight: Outgoing | None = None  # media taken for sending, not yet written
         self.attempts = 0  # re-dials in the current or the last outage
         self.last_outage_s: float | None = None  # from loss to reconnect, the last time
         self._window: ReconnectWindow | None = None
+        self.events = events
+        self.connection = 0 if events is None else events.first_connection - 1
+        self._start: str | None = None  # this connection's `start`, not yet written
+        self._gap: str | None = None  # the `gap` that goes right before `in_flight`
+        self._lost_from: tuple[int, int] | None = None  # first media lost since the last sent
+        self._next = (first_sequence, first_timestamp)  # of the next Packet to be produced
 
     # --- outputs ------------------------------------------------------------------
 
@@ -90,17 +148,26 @@ class EgressSession:
         """When the reconnect window ends (monotonic seconds); None unless reconnecting."""
         return self._window.deadline if self._window is not None else None
 
-    def next_message(self) -> bytes | None:
-        """What to send next: the in-flight message, else the oldest of the backlog.
+    def next_message(self) -> bytes | str | None:
+        """What to send next: an event (text), the in-flight media, else the backlog's oldest.
 
         None when there is nothing to send, or no connection to send it on. The message
         stays in flight (and is returned again) until `written()`.
         """
         if self.state is not SessionState.CONNECTED:
             return None
+        if self._start is not None:
+            return self._start
         if self.in_flight is None:
             self.in_flight = self.backlog.pop()
-        return self.in_flight
+            if self.in_flight is None:
+                return None
+            if self._lost_from is not None:
+                self._gap = self._gap_event(self._lost_from, self.in_flight)
+                self._lost_from = None
+        if self._gap is not None:
+            return self._gap
+        return self.in_flight.data
 
     def dial_timeout(self, now: float) -> float:
         """The longest the next re-dial may take: what is left of the window.
@@ -112,30 +179,56 @@ class EgressSession:
 
     # --- inputs -------------------------------------------------------------------
 
-    def produce(self, message: bytes) -> int:
+    def produce(self, message: bytes, sequence: int, timestamp: int) -> int:
         """Queues one encoded message for the endpoint, connected or not.
 
         Args:
             message: one WebSocket message (an encoded Packet).
+            sequence, timestamp: its Packet's `sequenceNumber` and `timestamp`.
 
         Returns:
             How many messages the backlog dropped to keep its bound (also counted).
         """
-        dropped = self.backlog.append(message)
-        self.counters["dropped"] += dropped
+        item = Outgoing(message, sequence, timestamp)
+        oldest = self.backlog.peek()
+        dropped = self.backlog.append(item)
+        if dropped:
+            self.counters["dropped"] += dropped
+            # Drop-oldest: the first lost is the oldest held, unless the new one itself
+            # could not be kept (then the oldest is still there).
+            first = oldest if oldest is not None and self.backlog.peek() is not oldest else item
+            self.lost_from(first.sequence, first.timestamp)
+        step = self.events.timestamp_step if self.events is not None else 0
+        self._next = ((sequence + 1) % UINT32_MOD, (timestamp + step) % UINT32_MOD)
         return dropped
 
+    def lost_from(self, sequence: int, timestamp: int) -> None:
+        """Media from this Packet on was lost (a resume after a worker was lost says so).
+
+        The `gap` event goes right before the next media sent; earlier losses not yet
+        told stand (the gap starts at the first).
+        """
+        if self._lost_from is None:
+            self._lost_from = (sequence, timestamp)
+
     def written(self) -> None:
-        """The in-flight message was written to the connection: it counts as sent.
+        """The message `next_message` gave was written to the connection.
+
+        Media counts as sent; events are not counted.
 
         Raises:
             RuntimeError: nothing was in flight (a sender bug).
         """
-        if self.in_flight is None:
+        if self._start is not None:
+            self._start = None
+        elif self._gap is not None:
+            self._gap = None
+        elif self.in_flight is None:
             raise RuntimeError("written() without a message in flight")
-        self.counters["packets"] += 1
-        self.counters["bytes"] += len(self.in_flight)
-        self.in_flight = None
+        else:
+            self.counters["packets"] += 1
+            self.counters["bytes"] += len(self.in_flight)
+            self.in_flight = None
 
     def connection_up(self, now: float) -> None:
         """A connection to the endpoint is open: the first, or a re-dialled one.
@@ -153,6 +246,8 @@ class EgressSession:
             self.last_outage_s = now - self._window.lost_at
             self._window = None
         self.state = SessionState.CONNECTED
+        self.connection += 1
+        self._start = self._start_event()
 
     def connection_lost(self, now: float, code: int | None) -> None:
         """The connection closed: 1000 ends the session, anything else opens the window.
@@ -167,6 +262,7 @@ class EgressSession:
         """
         if self.state is not SessionState.CONNECTED:
             return
+        self._start = None  # the next connection gets its own
         if code == CLOSE_NORMAL:
             self._end(CloseReason.ENDPOINT_CLOSED)  # it said it is done
             return
@@ -200,6 +296,55 @@ class EgressSession:
     def media_failed(self) -> None:
         """The media work stopped (a decoder or encoder broke): ends `internal_error`."""
         self._end(CloseReason.INTERNAL_ERROR)
+
+    def closing(self, reason: CloseReason) -> str | None:
+        """Sluice closes the connection now: ends the session (the first reason stands).
+
+        Args:
+            reason: why, when nothing ended the session before (`api_close`, `shutdown`).
+
+        Returns:
+            The `stop` event to send before closing; None without events.
+        """
+        self._end(reason)
+        if self.events is None:
+            return None
+        assert self.close_reason is not None
+        return _event(event="stop", reason=self.close_reason.value)
+
+    # --- events -------------------------------------------------------------------
+
+    def _start_event(self) -> str | None:
+        info = self.events
+        if info is None:
+            return None
+        # The Packet that follows: the one a lost connection left in flight, else the
+        # oldest waiting, else the next to be produced.
+        waiting = self.in_flight if self.in_flight is not None else self.backlog.peek()
+        sequence, timestamp = (
+            (waiting.sequence, waiting.timestamp) if waiting is not None else self._next
+        )
+        return _event(
+            event="start",
+            adapterId=info.adapter_id,
+            sessionId=info.session_id,
+            trackName=info.track_name,
+            connection=self.connection,
+            format=dict(info.format),
+            sequenceNumber=sequence,
+            timestamp=timestamp,
+        )
+
+    def _gap_event(self, lost: tuple[int, int], following: Outgoing) -> str | None:
+        if self.events is None:
+            return None
+        sequence, timestamp = lost
+        return _event(
+            event="gap",
+            droppedFrames=(following.sequence - sequence) % UINT32_MOD,
+            fromTimestamp=timestamp,
+            toTimestamp=following.timestamp,
+        )
 
     def _end(self, reason: CloseReason) -> None:
         if self.state is SessionState.ENDED:

@@ -13,13 +13,15 @@ and memory stays bounded. `egress_session.EgressSession` puts these parts togeth
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Callable
-
-from worker.protocol.pcm import frames_for
+from collections.abc import Callable, Sized
+from typing import Generic, TypeVar
 
 DEFAULT_WINDOW_S = 5.0  # spec §7: re-dial for up to 5 s
 DEFAULT_AUDIO_BACKLOG_S = DEFAULT_WINDOW_S  # as long as the window: no loss within it
+
+M = TypeVar("M", bound=Sized)  # a queued message; its len() is its size in bytes
 
 
 class Backoff:
@@ -128,12 +130,13 @@ class ReconnectWindow:
         return delay
 
 
-class Backlog:
+class Backlog(Generic[M]):
     """A bounded drop-oldest FIFO of outgoing messages.
 
     Bounded by message count, by bytes, or both; appending past a bound drops the oldest
     messages, so what is kept is always the most recent stretch. A message larger than
-    `max_bytes` on its own cannot be kept and is dropped at once. The invariant
+    `max_bytes` on its own cannot be kept and is dropped at once. A message's size is its
+    `len()` (bytes, or anything that tells its size in bytes that way). The invariant
     `appended == delivered + dropped + len(backlog)` always holds.
 
     Args:
@@ -153,20 +156,24 @@ class Backlog:
             raise ValueError("backlog bounds must be at least 1")
         self.max_messages = max_messages
         self.max_bytes = max_bytes
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[M] = deque()
         self._bytes = 0
         self.appended = 0
         self.delivered = 0
         self.dropped = 0
 
     @classmethod
-    def for_audio(cls, window_s: float = DEFAULT_AUDIO_BACKLOG_S) -> Backlog:
-        """A backlog holding `window_s` of 20 ms audio Packets (5 s: 250 messages).
+    def for_audio(
+        cls, window_s: float = DEFAULT_AUDIO_BACKLOG_S, frame_ms: float = 20
+    ) -> Backlog[M]:
+        """A backlog holding `window_s` of audio Packets (5 s of 20 ms: 250 messages).
 
         Args:
             window_s: seconds of audio to keep.
+            frame_ms: the audio in one Packet (the shortest, when they vary).
         """
-        return cls(max_messages=max(1, frames_for(window_s)))
+        # round() first: 60 / 0.02 is 2999.9999999999995 in floats.
+        return cls(max_messages=max(1, math.ceil(round(window_s * 1000 / frame_ms, 6))))
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -176,7 +183,7 @@ class Backlog:
         """Bytes held."""
         return self._bytes
 
-    def append(self, message: bytes) -> int:
+    def append(self, message: M) -> int:
         """Queues a message, dropping the oldest ones past a bound.
 
         Args:
@@ -200,7 +207,11 @@ class Backlog:
         self.dropped += dropped
         return dropped
 
-    def pop(self) -> bytes | None:
+    def peek(self) -> M | None:
+        """The oldest message, left in place; None when empty."""
+        return self._queue[0] if self._queue else None
+
+    def pop(self) -> M | None:
         """Removes and returns the oldest message, counted as delivered; None when empty.
 
         The egress session keeps what it popped in flight until it is written, so a
@@ -214,7 +225,7 @@ class Backlog:
         return message
 
 
-class LatestOnly(Backlog):
+class LatestOnly(Backlog[M]):
     """Keeps only the newest message: for JPEGs, where a stale picture is worthless."""
 
     def __init__(self) -> None:

@@ -21,6 +21,9 @@ from sluice.wire.packet import UINT32_MOD
 class ResumePoint:
     first_sequence: int
     first_timestamp: int
+    # The lost pipeline's position at its last save: what followed it is lost media.
+    saved_next_sequence: int = 0
+    saved_timestamp: int = 0
 
 
 def resume_point(
@@ -45,4 +48,6 @@ def resume_point(
     return ResumePoint(
         first_sequence=(saved_next_sequence + may_have_used) % UINT32_MOD,
         first_timestamp=(saved_timestamp + elapsed_ms * clock_rate // 1000) % UINT32_MOD,
+        saved_next_sequence=saved_next_sequence,
+        saved_timestamp=saved_timestamp,
     )

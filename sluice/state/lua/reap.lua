@@ -1,8 +1,10 @@
 -- Marks adapters whose heartbeat deadline passed as lost, and withdraws creates that no
 -- worker claimed before their deadline (their API replica died while waiting).
 -- A lost egress adapter is handed to another worker instead (up to a number of times):
--- it goes `reconnecting` with no worker and a claim deadline, and the caller enqueues it;
--- one that nobody claims by then is closed `worker_lost`.
+-- it goes `reconnecting` with no worker and a claim deadline (its reconnect window: its
+-- own `reconnectWindowS`, else the configured one), and the caller enqueues it; one that
+-- nobody claims by then is closed `worker_lost`, and so is one whose window is 0 (it
+-- asked never to be reconnected).
 -- After a gap between passes longer than two intervals (Redis was frozen, restarted or
 -- unreachable, so every deadline ran out meanwhile), nothing is reaped for one heartbeat
 -- TTL: pipelines get the chance to beat again. The clock is Redis's, so the gap is seen
@@ -20,6 +22,12 @@ local function close_lost(key, id)
   redis.call('EXPIRE', key, tonumber(ARGV[2]))
   redis.call('PUBLISH', key .. ':events', cjson.encode({event = 'closed', reason = 'worker_lost'}))
   table.insert(lost, id)
+end
+local function resume_window_ms(key)
+  local options = redis.call('HGET', key, 'options')
+  local window = options and cjson.decode(options).reconnectWindowS
+  if type(window) == 'number' then return math.floor(window * 1000) end
+  return tonumber(ARGV[8])
 end
 local last = tonumber(redis.call('HGET', KEYS[3], 'last_pass_ms') or '0')
 redis.call('HSET', KEYS[3], 'last_pass_ms', now)
@@ -43,11 +51,15 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
     table.insert(lost, id)
   elseif state and state ~= 'closed' then
     local resumes = tonumber(redis.call('HGET', key, 'resumes') or '0')
+    local window = 0
     if redis.call('HGET', key, 'direction') == 'egress' and resumes < tonumber(ARGV[7]) then
+      window = resume_window_ms(key)
+    end
+    if window > 0 then
       redis.call('HDEL', key, 'worker')
       redis.call('HSET', key, 'state', 'reconnecting', 'resumes', resumes + 1,
-        'claim_deadline_ms', now + tonumber(ARGV[8]))
-      redis.call('ZADD', KEYS[4], now + tonumber(ARGV[8]), id)
+        'claim_deadline_ms', now + window)
+      redis.call('ZADD', KEYS[4], now + window, id)
       redis.call('HINCRBY', PREFIX .. ':metrics', 'resumes|egress', 1)
       redis.call('PUBLISH', events, cjson.encode({event = 'state', state = 'reconnecting'}))
       table.insert(resumed, id)

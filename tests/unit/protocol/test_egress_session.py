@@ -76,7 +76,7 @@ def test_what_a_close_code_means(
 
 def test_a_1000_close_ends_endpoint_closed_without_a_redial() -> None:
     session = connected()
-    session.produce(msg(1))
+    session.produce(msg(1), 1, 1)
     session.connection_lost(T0 + 1, 1000)
     assert session.close_reason is CloseReason.ENDPOINT_CLOSED
     assert session.redial_delay(T0 + 1) is None
@@ -108,7 +108,7 @@ def test_a_loss_reported_while_not_connected_changes_nothing(code: int | None) -
 
 def test_nothing_is_sent_before_the_first_connection() -> None:
     session = EgressSession(Backlog(max_messages=4))
-    session.produce(msg(1))
+    session.produce(msg(1), 1, 1)
     assert session.state is SessionState.CONNECTING
     assert session.next_message() is None
     session.connection_up(T0)
@@ -118,8 +118,8 @@ def test_nothing_is_sent_before_the_first_connection() -> None:
 
 def test_a_message_stays_in_flight_until_written() -> None:
     session = connected()
-    session.produce(msg(1))
-    session.produce(msg(2))
+    session.produce(msg(1), 1, 1)
+    session.produce(msg(2), 2, 2)
     assert session.next_message() == msg(1)
     assert session.next_message() == msg(1)  # the send was cut short: the same one again
     session.written()
@@ -132,20 +132,20 @@ def test_a_message_stays_in_flight_until_written() -> None:
 def test_a_reconnect_loses_nothing() -> None:
     session = connected()
     for n in range(5):
-        session.produce(msg(n))
+        session.produce(msg(n), n, n)
     assert session.next_message() == msg(0)
     session.written()
     assert session.next_message() == msg(1)  # in flight when the connection drops
     session.connection_lost(T0 + 1.0, None)
     assert session.next_message() is None  # no connection: nothing to send
     for n in range(5, 8):
-        session.produce(msg(n))  # the media goes on while away
+        session.produce(msg(n), n, n)  # the media goes on while away
     assert adds_up(session, produced=8)
     assert session.redial_delay(T0 + 1.0) == pytest.approx(0.1)
     session.connection_up(T0 + 1.6)
     # The in-flight message first, then the backlog in order, then live.
     assert send_all(session) == [1, 2, 3, 4, 5, 6, 7]
-    session.produce(msg(8))
+    session.produce(msg(8), 8, 8)
     assert send_all(session) == [8]
     assert session.counters == {"packets": 9, "bytes": 36, "dropped": 0, "reconnects": 1}
     assert adds_up(session, produced=9)
@@ -155,10 +155,10 @@ def test_a_reconnect_loses_nothing() -> None:
 
 def test_an_overflow_while_away_drops_the_oldest_and_counters_add_up() -> None:
     session = connected(Backlog(max_messages=3))
-    session.produce(msg(0))
+    session.produce(msg(0), 0, 0)
     assert session.next_message() == msg(0)  # in flight
     session.connection_lost(T0 + 1, 1006)
-    dropped = [session.produce(msg(n)) for n in range(1, 7)]
+    dropped = [session.produce(msg(n), n, n) for n in range(1, 7)]
     assert dropped == [0, 0, 0, 1, 1, 1]
     assert session.counters["dropped"] == 3
     assert session.pending == 4  # three in the backlog, one in flight
@@ -173,7 +173,7 @@ def test_latest_only_sends_the_newest_picture_after_a_reconnect() -> None:
     session = connected(LatestOnly())
     session.connection_lost(T0 + 1, None)
     for n in range(3):
-        session.produce(msg(n))  # three snapshots while away
+        session.produce(msg(n), n, n)  # three snapshots while away
     reconnect(session, T0 + 1, T0 + 3)
     assert send_all(session) == [2]
     assert session.counters["dropped"] == 2
@@ -191,8 +191,8 @@ def test_counters_are_the_adapters_and_count_on() -> None:
     counters = {"packets": 10, "bytes": 40, "dropped": 2, "reconnects": 1, "skipped": 7}
     session = EgressSession(Backlog(max_messages=1), counters=counters)
     session.connection_up(T0)
-    session.produce(msg(1))
-    session.produce(msg(2))
+    session.produce(msg(1), 1, 1)
+    session.produce(msg(2), 2, 2)
     assert send_all(session) == [2]
     reconnect(session, T0 + 1, T0 + 2)
     assert counters == {"packets": 11, "bytes": 44, "dropped": 3, "reconnects": 2, "skipped": 7}
@@ -208,7 +208,7 @@ def test_written_without_a_message_in_flight_is_a_bug() -> None:
 
 def test_window_expiry_ends_endpoint_unavailable() -> None:
     session = connected()
-    session.produce(msg(1))
+    session.produce(msg(1), 1, 1)
     session.connection_lost(T0, None)
     assert session.expires_at == T0 + 5
     assert session.dial_timeout(T0 + 4.0) == pytest.approx(1.0)
@@ -314,7 +314,7 @@ def test_every_message_is_sent_once_in_order_dropped_or_pending(
         if session.state is SessionState.ENDED:
             break
         if event == "produce":
-            session.produce(msg(produced))
+            session.produce(msg(produced), produced, produced)
             produced += 1
         elif event == "send" and (message := session.next_message()) is not None:
             session.written()
