@@ -50,7 +50,7 @@ _CLAIM_DEADLINE, _CLOSE_REQUESTED = "claim_deadline_ms", "close_requested"
 _SHOWN_FIELDS = frozenset(
     (
         *("adapter_id", "app_id", "direction", "state", "session_id", "track_name"),
-        *("endpoint", "codec", "worker", "created_at", "closed_at", "close_reason"),
+        *("endpoint", "codec", "worker", "created_at", "closed_at", "close_reason", "options"),
         *(_CLAIM_DEADLINE, _CLOSE_REQUESTED, *(f"c_{name}" for name in COUNTER_NAMES)),
     )
 )
@@ -111,6 +111,8 @@ class AdapterInfo:
     claim_in_s: float | None  # queued, unclaimed: until the create is withdrawn
     close_requested: bool
     other_fields: dict[str, str] = field(default_factory=dict)  # e.g. `h_*` buckets
+    # The extension settings in effect, as the API names them (`AdapterRecord.options`).
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 async def list_apps(redis: Redis) -> list[str]:
@@ -214,6 +216,7 @@ def _adapter_info(
             else None
         ),
         close_requested=fields.get(_CLOSE_REQUESTED) == "1",
+        settings=record.options,
         other_fields={
             name: redact_endpoint(value) if "://" in value else value  # tokens, again
             for name, value in sorted(fields.items())

@@ -185,6 +185,7 @@ def adapter_details(info: AdapterInfo) -> Table:
         ("session", info.session_id or "-"),
         ("track", info.track_name),
         ("codec", info.codec),
+        ("settings", " ".join(f"{k}={v}" for k, v in sorted(info.settings.items())) or "-"),
         ("endpoint", info.endpoint),
         ("worker", info.worker or "(unclaimed)"),
         ("created", f"{info.created_at} ({_age(info.age_s)} ago)"),

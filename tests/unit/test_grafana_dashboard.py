@@ -29,6 +29,7 @@ CLUSTER_WIDE = (
     "sluice_adapter_reconnects_total",
     "sluice_adapter_resumes_total",
     "sluice_adapter_playout_underruns_total",
+    "sluice_adapter_cleared_seconds_total",
     "sluice_adapter_loop_lag_seconds",
     "sluice_workers",
     "sluice_queue_jobs",

@@ -16,7 +16,7 @@ end
 -- usage of the current hour: the same numbers in the same script, so totals, usage and
 -- records agree by construction, whichever process dies when.
 local FOLDED = {c_packets = true, c_bytes = true, c_dropped = true, c_reconnects = true,
-  c_skipped = true, c_underruns = true}
+  c_skipped = true, c_underruns = true, c_cleared_ms = true}
 local function save_counters(key, argv, from, usage_ttl_s)
   local meta = redis.call('HMGET', key, 'direction', 'app_id')
   local dir, app = meta[1], meta[2]
