@@ -64,6 +64,9 @@ TAIL_S = 3 * FRAME_DURATION_S
 
 class IngestPipeline(Pipeline):
     max_message_bytes = MAX_MESSAGE_BYTES  # spec §6: 32 768 allowed, one more is 1009
+    # While the playout buffer is full, queued messages are audio a `clear` waits behind:
+    # one 32 KiB message is 4 s of 8 kHz μ-law, so websockets may hold only a couple.
+    max_queue_messages = 2
 
     def __init__(self, ctx: PipelineContext) -> None:
         super().__init__(ctx)

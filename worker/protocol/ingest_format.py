@@ -168,12 +168,16 @@ class InputConverter:
         self._primed = False
         return _to_wire(_to_s16(tail))
 
-    def reset(self) -> None:
-        """Drops whatever is held (a clear): the next input starts a fresh stream."""
+    def reset(self) -> float:
+        """Drops whatever is held (a clear); returns its seconds. The next input starts a
+        fresh stream."""
+        held = 0.0
         self._carry = b""
         if self._resampler is not None and self._primed:
+            held = self._resampler.delay() / SAMPLE_RATE  # output samples it still owes
             self._resampler.clear()
         self._primed = False
+        return held
 
     def _decode(self, data: memoryview) -> npt.NDArray[np.int16]:
         if self.format.codec == MULAW:
@@ -236,8 +240,7 @@ class Intake:
         return frames
 
     def discard(self) -> float:
-        """Drops everything held (a clear); returns the seconds of wire audio dropped
-        with the partial frame (what the resampler held is not counted: a few ms)."""
-        if self._converter is not None:
-            self._converter.reset()
-        return self._reassembler.discard() / (BYTES_PER_SAMPLE * SAMPLE_RATE)
+        """Drops everything held (a clear): the partial frame, and what the resampler
+        still owed. Returns how many seconds of audio that was."""
+        held = self._converter.reset() if self._converter is not None else 0.0
+        return held + self._reassembler.discard() / (BYTES_PER_SAMPLE * SAMPLE_RATE)

@@ -193,6 +193,14 @@ def test_discard_reports_the_partial_frame_it_dropped() -> None:
     assert intake.end_segment() == []
 
 
+def test_discard_counts_what_the_resampler_still_owed() -> None:
+    intake = Intake(InputFormat("pcm", 24_000, 1))
+    source = tone(440, 24_000, 0.5).astype("<i2").tobytes()  # 500 ms
+    frames = intake.feed(source)
+    assert len(frames) * 0.020 + intake.discard() == pytest.approx(0.5, abs=1e-6)
+    assert intake.end_segment() == []
+
+
 def test_formats_and_defaults() -> None:
     assert InputFormat.of("pcm", {}) == InputFormat("pcm", 48_000, 2)
     assert InputFormat.of("mulaw", {}) == InputFormat("mulaw", 8_000, 1)
