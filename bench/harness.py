@@ -82,7 +82,7 @@ class Stack:
     def pid(self, name: str) -> int:
         return self.processes[name].pid
 
-    async def create(self, item: dict[str, str]) -> dict[str, Any]:
+    async def create(self, item: dict[str, Any]) -> dict[str, Any]:
         """Creates one adapter; raises with the body if it failed."""
         async with self.client() as client:
             resp = await client.post("/adapters/websocket/new", json={"tracks": [item]})

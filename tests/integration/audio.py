@@ -35,16 +35,6 @@ def mono_tone(
     return (np.sin(2 * np.pi * freq * t) * amplitude).astype(np.int16)
 
 
-def mulaw_encode(samples: npt.NDArray[np.int16]) -> bytes:
-    """s16 samples as G.711 μ-law bytes (the classic encoder: bias 0x84, clip 32 635)."""
-    x = samples.astype(np.int32)
-    sign = np.where(x < 0, 0x80, 0)
-    magnitude = np.minimum(np.abs(x), 32_635) + 0x84
-    exponent = np.clip(np.floor(np.log2(magnitude)).astype(np.int32) - 7, 0, 7)
-    mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
-
-
 def dominant_frequency(mono: npt.NDArray[np.float64]) -> float:
     spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono))))
     return float(np.fft.rfftfreq(len(mono), 1 / RATE)[int(np.argmax(spectrum))])

@@ -9,6 +9,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from examples.audio import mulaw_encode
 from sluice.wire.packet import encode
 from tests.integration.audio import (
     FRAME,
@@ -16,7 +17,6 @@ from tests.integration.audio import (
     Recording,
     dominant_frequency,
     mono_tone,
-    mulaw_encode,
     subscribe_to_ingest,
 )
 from tests.integration.helpers import Stack, endpoint, ingest_item

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from examples.audio import mulaw_encode
 from worker.protocol.ingest_format import (
     MULAW_TABLE,
     InputConverter,
@@ -52,13 +53,12 @@ def test_mulaw_landmarks() -> None:
     assert (MULAW_TABLE[:0x80] == -MULAW_TABLE[0x80:]).all()  # symmetric polarity
 
 
-def mulaw_encode(samples: npt.NDArray[np.float64]) -> bytes:
-    """The nearest μ-law code of each s16 sample (by search over the decode table)."""
-    order = np.argsort(MULAW_TABLE)
-    ranked = MULAW_TABLE[order].astype(np.float64)
-    at = np.clip(np.searchsorted(ranked, samples), 1, 255)
-    nearer = np.where(np.abs(ranked[at - 1] - samples) <= np.abs(ranked[at] - samples), at - 1, at)
-    return order[nearer].astype(np.uint8).tobytes()
+def test_the_examples_encoder_is_within_a_step() -> None:
+    samples = np.arange(-32_000, 32_000, 3, dtype=np.int16)
+    decoded = mulaw_decode(mulaw_encode(samples)).astype(np.int32)
+    ranked = np.sort(MULAW_TABLE.astype(np.int32))
+    step_here = np.diff(ranked)[np.clip(np.searchsorted(ranked, samples) - 1, 0, 254)]
+    assert (np.abs(decoded - samples) <= step_here).all()
 
 
 # --- conversion ----------------------------------------------------------------------
@@ -117,7 +117,8 @@ def test_upsampling_is_band_limited_not_interpolated() -> None:
 
 def test_8k_mulaw_mono_is_heard_at_48k_at_its_pitch() -> None:
     source = tone(1_000, 8_000, 1.0, amplitude=8_000)
-    out = stereo(convert_all(InputFormat("mulaw", 8_000, 1), mulaw_encode(source), 160))
+    codes = mulaw_encode(source.astype(np.int16))
+    out = stereo(convert_all(InputFormat("mulaw", 8_000, 1), codes, 160))
     assert len(out) == 48_000
     middle = out[12_000:36_000, 0]
     assert abs(dominant(middle, SAMPLE_RATE) - 1_000) <= 10
