@@ -6,39 +6,19 @@ every 400 below also proves nothing was created.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from api.models import CreateRequest, IngestTrack
-from sluice.config import Settings
+from tests.unit.test_api_validation import AUTH, NEW, client, ingest
 
-AUTH = {"Authorization": "Bearer secret1"}
-NEW = "/v1/apps/app1/adapters/websocket/new"
-
-
-@pytest.fixture
-def client() -> Iterator[TestClient]:
-    settings = Settings(apps="app1:secret1", redis_url="redis://127.0.0.1:9/0", redis_timeout_s=0.5)
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-
-
-def ingest(**fields: Any) -> dict[str, Any]:
-    item = {
-        "location": "local",
-        "trackName": "t",
-        "endpoint": "ws://127.0.0.1:9/",
-        "inputCodec": "pcm",
-    }
-    return {**item, **fields}
+__all__ = ["client"]  # the fixture: Redis at a closed port
 
 
 def in_effect(**fields: Any) -> dict[str, Any]:
-    item = CreateRequest.model_validate({"tracks": [ingest(**fields)]}).tracks[0]
+    item = CreateRequest.model_validate({"tracks": [{**ingest(), **fields}]}).tracks[0]
     assert isinstance(item, IngestTrack)
     return item.settings_in_effect()
 
