@@ -185,6 +185,14 @@ def cluster_families(snapshot: ClusterSnapshot) -> list[Metric]:
         for direction in directions:
             family.add_metric([direction], totals.get(f"{direction}|{name}", 0))
         families.append(family)
+    cleared = CounterMetricFamily(
+        "sluice_adapter_cleared_seconds",
+        "Ingest: queued audio dropped by the endpoints' `clear` messages (barge-in).",
+        labels=["direction"],
+    )
+    for direction in directions:
+        cleared.add_metric([direction], totals.get(f"{direction}|c_cleared_ms", 0) / 1000)
+    families.append(cleared)
     lag = HistogramMetricFamily(
         "sluice_adapter_loop_lag_seconds",
         "How late pipelines' 100 ms event-loop probes woke up.",

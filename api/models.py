@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
@@ -66,12 +75,63 @@ class _Item(BaseModel):
         return {}
 
 
+def _exactly_one_of(literal: Any) -> Callable[[Any], Any]:
+    """Checks a value against a `Literal` of ints before pydantic would coerce `true`
+    (to 1), `16000.0` or `"16000"` into one of them."""
+    allowed = get_args(literal)
+    choices = ", ".join(str(value) for value in allowed)
+
+    def check(value: Any) -> Any:
+        if value is None or (type(value) is int and value in allowed):
+            return value
+        raise ValueError(f"must be one of {choices}")
+
+    return check
+
+
+# codec → (sampleRate, channels) when the item leaves them out (extensions.md E1).
+INGEST_DEFAULTS = {"pcm": (48_000, 2), "mulaw": (8_000, 1)}
+IngestSampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
+IngestChannels = Literal[1, 2]
+_IngestSampleRateField = Annotated[
+    IngestSampleRate | None, BeforeValidator(_exactly_one_of(IngestSampleRate))
+]
+_IngestChannelsField = Annotated[
+    IngestChannels | None, BeforeValidator(_exactly_one_of(IngestChannels))
+]
+
+
 class IngestTrack(_Item):
-    """WebSocket → WebRTC: Sluice dials `endpoint` and publishes PCM as Opus `trackName`."""
+    """WebSocket → WebRTC: Sluice dials `endpoint` and publishes its audio as Opus `trackName`.
+
+    The track is 48 kHz stereo Opus whatever the endpoint sends; other formats are
+    resampled (band-limited) as they arrive.
+    """
 
     location: Literal["local"]
-    inputCodec: Literal["pcm"]
+    inputCodec: Literal["pcm", "mulaw"] = Field(
+        description='What the endpoint sends: "pcm" (s16le) or, a Sluice extension, '
+        '"mulaw" (G.711 μ-law, one byte per sample).'
+    )
     mode: Literal["buffer"] = "buffer"
+    sampleRate: _IngestSampleRateField = Field(
+        None,
+        description="Sluice extension: the rate the endpoint sends at, in Hz. "
+        "Default: 48000 for pcm, 8000 for mulaw.",
+    )
+    channels: _IngestChannelsField = Field(
+        None,
+        description="Sluice extension: 1 (mono: heard on both channels of the stereo "
+        "track) or 2 (interleaved L, R). Default: 2 for pcm, 1 for mulaw.",
+    )
+
+    def settings_in_effect(self) -> dict[str, Any]:
+        rate, channels = INGEST_DEFAULTS[self.inputCodec]
+        return {
+            "inputCodec": self.inputCodec,
+            "sampleRate": self.sampleRate or rate,
+            "channels": self.channels or channels,
+        }
 
 
 class EgressTrack(_Item):
@@ -250,6 +310,9 @@ class Counters(BaseModel):
     reconnects: int = 0
     skipped: int = 0
     underruns: int = 0
+    clearedMs: int = Field(
+        0, description="Ingest: audio dropped by the endpoint's `clear` messages, in total."
+    )
     maxBufferMs: int = Field(0, description="Ingest: the deepest the playout buffer got.")
     maxLoopLagMs: int = Field(
         0, description="The pipeline's worst event-loop lag: how late its timers ran."
@@ -270,8 +333,12 @@ class AdapterSettings(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    sampleRate: int | None = Field(None, description="Egress pcm, mulaw: samples per second.")
-    channels: int | None = Field(None, description="Egress pcm, mulaw: 1 or 2.")
+    # Ingest (E1): the format the endpoint sends.
+    inputCodec: Literal["pcm", "mulaw"] | None = None
+    sampleRate: int | None = Field(
+        None, description="Egress pcm, mulaw: samples per second sent; ingest: received."
+    )
+    channels: int | None = Field(None, description="Egress pcm, mulaw, and ingest: 1 or 2.")
     frameMs: int | None = Field(None, description="Egress pcm, mulaw: audio per Packet, ms.")
     events: bool | None = Field(None, description="Egress: text JSON stream events (E4).")
     fps: float | None = Field(None, description="Egress jpeg: pictures per second.")

@@ -281,6 +281,7 @@ class AdapterService:
                 reconnects=record.counters["reconnects"],
                 skipped=record.counters["skipped"],
                 underruns=record.counters["underruns"],
+                clearedMs=record.counters["cleared_ms"],
                 maxBufferMs=record.counters["max_buffer_ms"],
                 maxLoopLagMs=record.counters["max_loop_lag_ms"],
                 concealed=record.counters["concealed"],

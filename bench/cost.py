@@ -5,6 +5,9 @@ Types, run one after another on the same stack (one adapter = one forked process
 - `egress_pcm`: N egress PCM adapters on one published tone (Opus, from this process).
 - `ingest`: N ingest adapters, each fed real-time 20 ms PCM Packets by this process's
   endpoint; nobody subscribes (the adapter still encodes Opus and sends it to the SFU).
+- `ingest_pcm24k_mono`, `ingest_mulaw8k`: the same in other input formats (extensions.md
+  E1), which the adapter converts to 48 kHz stereo (μ-law table, libsoxr) before the
+  same playout: what a format costs, side by side with Cloudflare's 48 kHz stereo PCM.
 - `jpeg_640x480`, `jpeg_1280x720`: N JPEG egress adapters on one published VP8 30 fps
   moving pattern (encoded once, in this process).
 
@@ -22,6 +25,7 @@ loads the machine weighs on all of them alike (`cost_formats.json`):
 - `jpeg_options`: 640x480 VP8 at fps 1 (the default), fps 0.2, fps 1 with maxWidth 320.
 
     python -m bench.cost [-n 10] [--window 20] [--quick] [--formats]
+                         [--types ingest,ingest_mulaw8k]
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection
 
 from bench.harness import (
+    Connect,
     CpuWindow,
     Stack,
     egress_item,
@@ -53,11 +58,19 @@ from bench.harness import (
 )
 from bench.media import FRAME, FRAME_S, RATE, PatternVideoTrack
 from bench.report import distribution, print_table, ratio, write_result
+from examples.audio import mulaw_encode
 from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
 from sluice.wire.packet import decode, encode
 
-TYPES = ("egress_pcm", "ingest", "jpeg_640x480", "jpeg_1280x720")
+# Ingest types: the endpoint's format (codec, sample rate, channels); `ingest` sends
+# exactly Cloudflare's item, the others add the format fields.
+INGEST_FORMATS = {
+    "ingest": ("pcm", 48_000, 2),
+    "ingest_pcm24k_mono": ("pcm", 24_000, 1),
+    "ingest_mulaw8k": ("mulaw", 8_000, 1),
+}
+TYPES = ("egress_pcm", *INGEST_FORMATS, "jpeg_640x480", "jpeg_1280x720")
 _MONO_16K = {"outputCodec": "pcm", "sampleRate": 16000, "channels": 1}
 # Per group: the track it pulls and each variant's create fields (codec included).
 FORMAT_GROUPS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
@@ -108,24 +121,31 @@ class Tally:
             self.sizes.append(len(decode(message).payload))
 
 
-def tone_frames() -> list[bytes]:
-    """One second of a 440 Hz tone at about -12 dBFS, as 50 PCM payloads."""
-    t = np.arange(RATE) / RATE
+def tone_frames(codec: str = "pcm", rate: int = RATE, channels: int = 2) -> list[bytes]:
+    """One second of a 440 Hz tone at about -12 dBFS, as 50 payloads of 20 ms in the
+    given format (s16le PCM or μ-law)."""
+    t = np.arange(rate) / rate
     mono = (np.sin(2 * np.pi * 440 * t) * 8_000).astype(np.int16)
-    stereo = np.repeat(mono, 2).tobytes()
-    step = FRAME * 4
-    return [stereo[i : i + step] for i in range(0, len(stereo), step)]
+    samples = np.repeat(mono, channels)
+    data = samples.astype("<i2").tobytes() if codec == "pcm" else mulaw_encode(samples)
+    step = len(data) // 50
+    return [data[i : i + step] for i in range(0, len(data), step)]
 
 
-async def feed_tone(_: str, ws: ServerConnection) -> None:
-    """Real-time 20 ms Packets on a drift-free grid, as a text-to-speech stream would."""
-    loop = asyncio.get_running_loop()
-    frames = tone_frames()
-    start, n = loop.time(), 0
-    while True:
-        await asyncio.sleep(max(0.0, start + n * FRAME_S - loop.time()))
-        await ws.send(encode(n, n * FRAME, frames[n % len(frames)]))
-        n += 1
+def tone_feeder(kind: str) -> Connect:
+    """The sender of an ingest type: real-time 20 ms Packets of its format."""
+    frames = tone_frames(*INGEST_FORMATS[kind])
+
+    async def feed(_: str, ws: ServerConnection) -> None:
+        """On a drift-free grid, as a text-to-speech stream would."""
+        loop = asyncio.get_running_loop()
+        start, n = loop.time(), 0
+        while True:
+            await asyncio.sleep(max(0.0, start + n * FRAME_S - loop.time()))
+            await ws.send(encode(n, n * FRAME, frames[n % len(frames)]))
+            n += 1
+
+    return feed
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -147,7 +167,7 @@ async def measure(
     adapters: dict[str, str] = {}  # path → adapter id
     create_ms: dict[str, float] = {}
     create_started: dict[str, float] = {}
-    feeder = feed_tone if kind == "ingest" else None
+    feeder = tone_feeder(kind) if kind in INGEST_FORMATS else None
     async with endpoint(tally.on_message, feeder) as ep:
         try:
             session_id = ""
@@ -161,8 +181,11 @@ async def measure(
                 session_id, _ = await sessions.publish(track, "cam", codec="VP8")
             for i in range(n):
                 path = f"{kind}-{i}"
-                if kind == "ingest":
-                    item = ingest_item(ep.url(path), f"tts{i}")
+                if kind in INGEST_FORMATS:
+                    item: dict[str, Any] = ingest_item(ep.url(path), f"tts{i}")
+                    if kind != "ingest":
+                        codec, rate, channels = INGEST_FORMATS[kind]
+                        item |= {"inputCodec": codec, "sampleRate": rate, "channels": channels}
                 elif kind == "egress_pcm":
                     item = egress_item(ep.url(path), session_id, "mic", "pcm")
                 else:
@@ -296,10 +319,15 @@ async def run_formats(
 
 
 async def run(
-    stack: Stack, n: int, warmup_s: float, window_s: float, settle_s: float = 2.0
+    stack: Stack,
+    n: int,
+    warmup_s: float,
+    window_s: float,
+    settle_s: float = 2.0,
+    kinds: tuple[str, ...] = TYPES,
 ) -> dict[str, Any]:
     types: dict[str, Any] = {}
-    for kind in TYPES:
+    for kind in kinds:
         progress(f"cost: {kind}: creating {n} adapters")
         types[kind] = await measure(stack, kind, n, warmup_s, window_s)
         await asyncio.sleep(settle_s)  # let the closed adapters' processes exit
@@ -384,7 +412,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 adapters, 1.5 s")
     parser.add_argument("--results-dir", type=Path, default=None)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--types", default=",".join(TYPES), help=f"comma-separated subset of {', '.join(TYPES)}"
+    )
+    args = parser.parse_args(argv)
+    args.types = tuple(kind for kind in args.types.split(",") if kind)
+    if unknown := set(args.types) - set(TYPES):
+        parser.error(f"unknown type(s): {', '.join(sorted(unknown))}")
+    return args
 
 
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any]:
@@ -404,8 +439,10 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
                 else None
             )
             stack = exit_stack.enter_context(running_stack(workers=workers, settings=settings))
-        runner = run_formats if args.formats else run
-        result = asyncio.run(runner(stack, n, warmup, window, settle))
+        if args.formats:
+            result = asyncio.run(run_formats(stack, n, warmup, window, settle))
+        else:
+            result = asyncio.run(run(stack, n, warmup, window, settle, args.types))
     result["quick"] = args.quick
     path = write_result("cost_formats" if args.formats else "cost", result, args.results_dir)
     (show_formats if args.formats else show)(result)

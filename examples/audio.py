@@ -84,6 +84,18 @@ def tone(freq_hz: float, seconds: float, rate: int = RATE, level: float = 0.4) -
     return signal.astype(np.float32).reshape(-1, 1)
 
 
+def mulaw_encode(samples: npt.NDArray[np.int16]) -> bytes:
+    """s16 samples as G.711 μ-law bytes, one per sample (the classic encoder, as in Sun's
+    g711.c: bias 0x84, clipped at 32 635), what telephony endpoints send."""
+    x = samples.astype(np.int32)
+    sign = np.where(x < 0, 0x80, 0)
+    magnitude = np.minimum(np.abs(x), 32_635) + 0x84
+    exponent = np.clip(np.floor(np.log2(magnitude)).astype(np.int32) - 7, 0, 7)
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    codes: npt.NDArray[np.uint8] = (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    return codes.tobytes()
+
+
 def write_wav(path: Path, audio: Audio, rate: int) -> None:
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(audio.shape[1])

@@ -55,7 +55,10 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
     for path in ("sluice_tap", "sluice_default"):
         assert latency["ingest"]["paths"][path]["latency_ms"]["n"] > 0, path
     cost = json.loads((tmp_path / "cost.json").read_text())
-    assert set(cost["types"]) == {"egress_pcm", "ingest", "jpeg_640x480", "jpeg_1280x720"}
+    assert set(cost["types"]) == {
+        *("egress_pcm", "ingest", "ingest_pcm24k_mono", "ingest_mulaw8k"),
+        *("jpeg_640x480", "jpeg_1280x720"),
+    }
     for kind, r in cost["types"].items():
         assert r["cpu_pct_per_adapter"]["n"] == 2, kind
         assert r["pss_mib_per_adapter"]["mean"] > 0, kind

@@ -75,6 +75,7 @@ async def dial(
     max_message_bytes: int | None,
     policy: EndpointPolicy,
     tls: ssl.SSLContext | None = None,
+    max_queue_messages: int = 16,
 ) -> ClientConnection:
     """Opens the WebSocket to `endpoint`, if `policy` allows where its host resolves to.
 
@@ -87,6 +88,8 @@ async def dial(
         timeout_s: the whole opening handshake (TCP, TLS, HTTP) must finish within this.
         close_timeout_s: how long a later close waits for the endpoint's close frame.
         max_message_bytes: larger incoming messages close the connection with 1009.
+        max_queue_messages: received messages queued before the socket is not read
+            any more, until it is down to a quarter (websockets' flow control).
 
     Raises:
         DialError: `websocket_connection_timeout` when nothing answered in time,
@@ -108,6 +111,7 @@ async def dial(
             open_timeout=timeout_s,
             close_timeout=close_timeout_s,
             max_size=max_message_bytes,
+            max_queue=max_queue_messages,
             compression=None,  # PCM and JPEG do not deflate; it would only cost CPU
             ping_interval=20,
             ping_timeout=20,

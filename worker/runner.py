@@ -271,6 +271,7 @@ class AdapterRunner:
             timeout_s=self.settings.connect_timeout_s,
             close_timeout_s=self.settings.ws_close_timeout_s,
             max_message_bytes=pipeline.max_message_bytes,
+            max_queue_messages=pipeline.max_queue_messages,
             policy=self.settings.endpoint_policy,
             tls=self._tls_for(record.endpoint),
         )

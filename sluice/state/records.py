@@ -47,6 +47,7 @@ COUNTER_NAMES = (
     "reconnects",
     "skipped",
     "underruns",
+    "cleared_ms",
     "max_buffer_ms",
     "max_loop_lag_ms",
     "concealed",

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import fractions
 import time
+from typing import Any
 
 import av
 import numpy as np
 import numpy.typing as npt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from tests.integration.helpers import Stack
 from tests.sfu.media import PacedTrack
 
 RATE = 48_000
@@ -40,6 +42,13 @@ def opus_tone_packets(seconds: float, freqs: tuple[float, float], *, fec: bool) 
         frame.sample_rate, frame.pts = RATE, i * FRAME
         out += [bytes(p) for p in codec.encode(frame)]
     return out
+
+
+def mono_tone(
+    freq: float, rate: int, seconds: float, amplitude: int = 12_000
+) -> npt.NDArray[np.int16]:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * freq * t) * amplitude).astype(np.int16)
 
 
 def dominant_frequency(mono: npt.NDArray[np.float64]) -> float:
@@ -80,6 +89,7 @@ class Recording:
     def __init__(self) -> None:
         self.chunks: list[npt.NDArray[np.int16]] = []
         self.arrivals: list[float] = []
+        self.pts: list[int] = []  # each frame's media timestamp (48 kHz RTP units)
         self.first_frame = asyncio.Event()
 
     async def record(self, track: MediaStreamTrack) -> None:
@@ -89,6 +99,7 @@ class Recording:
                 samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
                 self.chunks.append(samples.astype(np.int16))
                 self.arrivals.append(time.monotonic())
+                self.pts.append(int(frame.pts or 0))
                 self.first_frame.set()
 
     @property
@@ -102,7 +113,47 @@ class Recording:
         rms = np.sqrt((left[: blocks * FRAME].reshape(blocks, FRAME) ** 2).mean(axis=1))
         return rms > threshold
 
+    def sample_times(self) -> npt.NDArray[np.int64]:
+        """Every recorded sample's place on the media timeline (samples at 48 kHz since
+        the first frame), from the frames' RTP timestamps: a lost or late packet does not
+        shift what follows it."""
+        steps = np.diff(np.array(self.pts, dtype=np.int64)) % (1 << 32)  # RTP wraps
+        starts = np.concatenate([[0], np.cumsum(steps)])
+        return np.concatenate(
+            [
+                start + np.arange(len(chunk))
+                for start, chunk in zip(starts, self.chunks, strict=True)
+            ]
+        )
+
+    def loud_span_s(self, threshold: float = 3_000) -> tuple[float, float]:
+        """Media time (s) of the first and last sample louder than `threshold`, left channel."""
+        loud = np.flatnonzero(np.abs(self.stereo[:, 0].astype(np.int32)) > threshold)
+        assert len(loud), "nothing loud was heard"
+        times = self.sample_times()
+        return times[loud[0]] / RATE, times[loud[-1]] / RATE
+
     def tone_span(self) -> tuple[int, int]:
         """First and last loud block (inclusive); (-1, -1) when silent throughout."""
         loud = np.flatnonzero(self.loud_frames())
         return (int(loud[0]), int(loud[-1])) if len(loud) else (-1, -1)
+
+
+async def subscribe_to_ingest(
+    stack: Stack, item: dict[str, Any], recording: Recording
+) -> tuple[str, Any, asyncio.Task[None]]:
+    """Creates the ingest adapter `item` and has `recording` tap its track from the SFU.
+
+    Returns the adapter id, the sessions client (close it) and the recording task,
+    once the track is live (silence flows).
+    """
+    async with stack.client() as client:
+        resp = await client.post("/adapters/websocket/new", json={"tracks": [item]})
+    assert resp.status_code == 200, resp.text
+    track = resp.json()["tracks"][0]
+    assert "adapterId" in track, track
+    sessions = stack.sessions()
+    remote = await sessions.pull(track["sessionId"], item["trackName"], kind="audio")
+    task = asyncio.create_task(recording.record(remote))
+    await asyncio.wait_for(recording.first_frame.wait(), 10)
+    return track["adapterId"], sessions, task

@@ -289,6 +289,25 @@ async def test_show_lists_the_extension_settings_in_effect(
     assert json.loads(capsys.readouterr().out)["settings"] == adapter.options
 
 
+async def test_show_gives_the_settings_in_effect(
+    cli_env: None, store: AdapterStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    adapter = record("a1")
+    adapter.direction, adapter.codec = Direction.INGEST, "mulaw"
+    adapter.options = {"inputCodec": "mulaw", "sampleRate": 8000, "channels": 1}
+    await running(store, adapter)
+
+    info = await admin.show_adapter(store.redis, "a1")
+    assert info is not None and info.settings == adapter.options
+    assert "options" not in info.other_fields  # shown once, as settings
+    assert await asyncio.to_thread(main, ["adapters", "show", "a1"]) == 0
+    shown = capsys.readouterr().out
+    for line in ('inputCodec "mulaw"', "sampleRate 8000", "channels 1"):
+        assert line in shown, shown
+    assert await asyncio.to_thread(main, ["adapters", "show", "a1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["sampleRate"] == 8000
+
+
 async def test_cli_closes_once_then_reports_it_closed(
     cli_env: None, store: AdapterStore, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -131,3 +131,18 @@ async def test_loop_lag_histogram_reaches_the_metrics(store: AdapterStore) -> No
     assert samples[("sluice_adapter_loop_lag_seconds_bucket", "+Inf")] == 5
     assert samples[("sluice_adapter_loop_lag_seconds_count", None)] == 5
     assert samples[("sluice_adapter_loop_lag_seconds_sum", None)] == pytest.approx(2.204)
+
+
+async def test_cleared_audio_is_folded_and_shown_in_seconds(store: AdapterStore) -> None:
+    await running(store, "i1", Direction.INGEST)
+    await store.heartbeat("i1", ttl_s=3, counters={"cleared_ms": 9_000})
+    await store.close("i1", CloseReason.ENDPOINT_CLOSED, {"cleared_ms": 9_480})
+    assert (await totals(store))["ingest|c_cleared_ms"] == 9_480
+    record = await store.load("i1")
+    assert record is not None and record.counters["cleared_ms"] == 9_480
+    snapshot = ClusterSnapshot(totals=await totals(store))
+    (family,) = [
+        f for f in cluster_families(snapshot) if f.name == "sluice_adapter_cleared_seconds"
+    ]
+    values = {s.labels["direction"]: s.value for s in family.samples}
+    assert values == {"ingest": pytest.approx(9.48), "egress": 0}

@@ -31,6 +31,7 @@ CLUSTER_WIDE = (
     "sluice_adapter_playout_underruns_total",
     "sluice_adapter_concealed_frames_total",
     "sluice_adapter_lost_frames_total",
+    "sluice_adapter_cleared_seconds_total",
     "sluice_adapter_loop_lag_seconds",
     "sluice_workers",
     "sluice_queue_jobs",

@@ -49,6 +49,8 @@ class Pipeline(ABC):
     """One adapter's media work. `prepare`, then `run` once; `aclose` always."""
 
     max_message_bytes: int | None = 1 << 20  # what the endpoint may send us
+    # Received messages websockets queues before it stops reading the socket (its default).
+    max_queue_messages = 16
     # The SFU session the pipeline made in `prepare` (ingest), recorded before `active`.
     session_id: str | None = None
 

@@ -1,9 +1,16 @@
 """Ingest (WebSocket → WebRTC): the endpoint pushes PCM Packets, Sluice publishes Opus.
 
-The socket reader decodes Packets, reassembles the byte stream into 20 ms frames and fills
-the playout buffer; `PlayoutTrack` plays it out in real time into an aiortc sender that
-is published into a new SFU session. When the buffer is full the reader stops reading, so
-TCP pushes back on the endpoint and nothing is dropped.
+The socket reader decodes Packets, converts their audio to 48 kHz stereo if the endpoint
+sends another format, reassembles the byte stream into 20 ms frames and fills the playout
+buffer; `PlayoutTrack` plays it out in real time into an aiortc sender that is published
+into a new SFU session. When the buffer is full the reader stops reading, so TCP pushes
+back on the endpoint and nothing is dropped.
+
+Text messages may be `clear` and `mark` (barge-in, extensions.md E2): the reader acts on
+them as it reads them, and a second task sends their answers as the playout produces them.
+A `clear` cannot overtake audio the endpoint sent before it (one TCP stream), so what
+matters while the buffer is full is how much audio waits in the sockets ahead of it:
+Sluice's share is sized in time of the endpoint's format (`receive_buffer_bytes`).
 """
 
 from __future__ import annotations
@@ -29,12 +36,33 @@ from worker.pipelines.sfu_link import (
     session_lost,
     sessions_client,
 )
-from worker.protocol.pcm import FRAME_DURATION_S, PcmReassembler
+from worker.protocol.ingest_control import Mark, encode_event, parse_control
+from worker.protocol.ingest_format import InputFormat, Intake
+from worker.protocol.pcm import FRAME_DURATION_S
 from worker.protocol.playout import PlayoutBuffer
 
 # Without a cap, Linux autotunes a loopback/LAN receive buffer up to tens of MB, which
-# would swallow minutes of audio before TCP ever pushed back on the endpoint.
+# would swallow minutes of audio before TCP ever pushed back on the endpoint. 256 KiB is
+# 1.4 s of 48 kHz stereo PCM: enough window to burst far faster than real time over a
+# long path. Other formats get the same time, not the same bytes (see below).
 RECEIVE_BUFFER_BYTES = 256 * 1024
+NATIVE_BYTES_PER_S = 48_000 * 4
+MIN_RECEIVE_BUFFER_BYTES = 8 * 1024
+
+
+def receive_buffer_bytes(fmt: InputFormat) -> int:
+    """The socket receive buffer for `fmt`: as much audio time as 256 KiB of 48 kHz stereo.
+
+    A fixed byte size would hold 32 s of 8 kHz μ-law: a `clear` sent while the playout
+    buffer is full would wait behind all of it.
+
+    Args:
+        fmt: the endpoint's format.
+    """
+    scaled = RECEIVE_BUFFER_BYTES * fmt.bytes_per_s // NATIVE_BYTES_PER_S
+    return max(MIN_RECEIVE_BUFFER_BYTES, scaled)
+
+
 # After the last frame is popped, give the sender a few ticks to encode and send it
 # before the track ends.
 TAIL_S = 3 * FRAME_DURATION_S
@@ -42,15 +70,20 @@ TAIL_S = 3 * FRAME_DURATION_S
 
 class IngestPipeline(Pipeline):
     max_message_bytes = MAX_MESSAGE_BYTES  # spec §6: 32 768 allowed, one more is 1009
+    # While the playout buffer is full, queued messages are audio a `clear` waits behind:
+    # one 32 KiB message is 4 s of 8 kHz μ-law, so websockets may hold only a couple.
+    max_queue_messages = 2
 
     def __init__(self, ctx: PipelineContext) -> None:
         super().__init__(ctx)
+        self.format = InputFormat.of(ctx.record.codec, ctx.record.options)
         self.playout = PlayoutBuffer(ctx.settings.ingest_buffer_s)
-        self.reassembler = PcmReassembler()
+        self.intake = Intake(self.format)
         self.room = asyncio.Event()
         self.room.set()
         self.drained = asyncio.Event()
-        self.track = PlayoutTrack(self.playout, self.room, self.drained)
+        self.answers = asyncio.Event()  # the playout has events to send to the endpoint
+        self.track = PlayoutTrack(self.playout, self.room, self.drained, self.answers)
         self._client: SessionsClient | None = None
         self._sfu: SfuTarget | None = None
 
@@ -80,7 +113,9 @@ class IngestPipeline(Pipeline):
         # runner was reporting `active`); reading it below then says so.
         with contextlib.suppress(OSError):
             if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes(self.format)
+                )
         assert self._client is not None
         peer = self._client.peers[0]
 
@@ -93,12 +128,14 @@ class IngestPipeline(Pipeline):
 
         try:
             # On a tie the SFU's loss wins: there is no track left to play a close into.
-            reason = await first_completed(sfu_gone(), self._read(ws), log=self.ctx.log)
+            reason = await first_completed(
+                sfu_gone(), self._read(ws), self._answer(ws), log=self.ctx.log
+            )
         finally:
             await close_ws(ws)
         if reason is CloseReason.ENDPOINT_CLOSED:
             # The endpoint is done: what it sent still plays out, then the track ends.
-            if frame := self.reassembler.flush():
+            for frame in self.intake.end_segment():
                 self.playout.push(frame)
             self.playout.close()
             # Bounded: if the sender stopped pulling frames (the SFU went away), give up.
@@ -120,23 +157,56 @@ class IngestPipeline(Pipeline):
                     return CloseReason.MESSAGE_TOO_BIG
                 return CloseReason.ENDPOINT_CLOSED
             if isinstance(message, str):
-                self._skip("text message")
-                continue
-            try:
-                packet = decode(message)
-            except PacketDecodeError as exc:
-                self._skip(exc.reason)
-                continue
-            counters["packets"] += 1
-            counters["bytes"] += len(message)
-            for frame in self.reassembler.feed(packet.payload):
-                self.playout.push(frame)
-            if not packet.payload:
-                self.playout.mark_end_of_segment()
+                self._control(message)
+            else:
+                try:
+                    packet = decode(message)
+                except PacketDecodeError as exc:
+                    self._skip(exc.reason)
+                    continue
+                counters["packets"] += 1
+                counters["bytes"] += len(message)
+                for frame in self.intake.feed(packet.payload):
+                    self.playout.push(frame)
+                if not packet.payload:
+                    self.playout.mark_end_of_segment()
             counters["max_buffer_ms"] = self.playout.max_depth_frames * 20
             counters["underruns"] = self.playout.underruns
-            if not self.playout.has_room():
+            if self.playout.has_room():
+                self.room.set()  # a clear emptied it
+            else:
                 self.room.clear()
+
+    def _control(self, text: str) -> None:
+        """Acts on a `clear` or `mark` at once; any other text is skipped."""
+        control = parse_control(text)
+        if control is None:
+            self._skip("text message")
+            return
+        if isinstance(control, Mark):
+            # Everything sent before the mark must be able to play, so it must not wait
+            # in the reassembler (or resampler) for audio that may never follow.
+            for frame in self.intake.end_segment():
+                self.playout.push(frame)
+            self.playout.mark(control.name)
+        else:
+            dropped = self.playout.clear(held_elsewhere_s=self.intake.discard())
+            self.ctx.counters["cleared_ms"] = self.playout.cleared_ms
+            self.ctx.log.debug("ingest_cleared", dropped_frames=dropped)
+        if self.playout.has_events:
+            self.answers.set()
+
+    async def _answer(self, ws: ClientConnection) -> CloseReason:
+        """Sends the playout's events (marks played, clears answered) in order."""
+        while True:
+            await self.answers.wait()
+            self.answers.clear()
+            for event in self.playout.take_events():
+                try:
+                    await ws.send(encode_event(event))
+                except ConnectionClosed:
+                    # The reader sees the same close and says why the adapter ends.
+                    await asyncio.get_running_loop().create_future()
 
     def _skip(self, why: str) -> None:
         self.ctx.counters["skipped"] += 1

@@ -35,15 +35,23 @@ class PlayoutTrack(MediaStreamTrack):
         playout: the buffer the socket reader fills.
         room: set whenever the buffer has room, so the reader may read again.
         drained: set once the buffer is closed and everything in it was played.
+        answers: set whenever the buffer has events (marks played) to send.
     """
 
     kind = "audio"
 
-    def __init__(self, playout: PlayoutBuffer, room: asyncio.Event, drained: asyncio.Event) -> None:
+    def __init__(
+        self,
+        playout: PlayoutBuffer,
+        room: asyncio.Event,
+        drained: asyncio.Event,
+        answers: asyncio.Event,
+    ) -> None:
         super().__init__()
         self._playout = playout
         self._room = room
         self._drained = drained
+        self._answers = answers
         self._pacer: Pacer | None = None
         self._encoder = _opus_encoder()
 
@@ -93,6 +101,8 @@ class PlayoutTrack(MediaStreamTrack):
             self._room.set()
         if self._playout.drained:
             self._drained.set()
+        if self._playout.has_events:
+            self._answers.set()
         frame = AudioFrame(format="s16", layout="stereo", samples=FRAME_SAMPLES)
         frame.planes[0].update(pcm)
         frame.sample_rate = SAMPLE_RATE

@@ -93,6 +93,12 @@ class PcmReassembler:
         self._pending.clear()
         return frame
 
+    def discard(self) -> int:
+        """Drops the pending partial frame (a clear); returns how many bytes it held."""
+        dropped = len(self._pending)
+        self._pending.clear()
+        return dropped
+
 
 def to_stereo_s16le(samples: npt.NDArray[np.int16], channels: int) -> bytes:
     """Converts one decoded frame to the wire's interleaved stereo s16le bytes.

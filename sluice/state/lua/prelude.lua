@@ -17,7 +17,7 @@ end
 -- records agree by construction, whichever process dies when.
 local FOLDED = {c_packets = true, c_bytes = true, c_dropped = true, c_reconnects = true,
   c_skipped = true, c_underruns = true,
-  c_concealed = true, c_lost = true}
+  c_concealed = true, c_lost = true, c_cleared_ms = true}
 local function save_counters(key, argv, from, usage_ttl_s)
   local meta = redis.call('HMGET', key, 'direction', 'app_id')
   local dir, app = meta[1], meta[2]
