@@ -89,7 +89,7 @@ def _run_admin(command: Callable[[Settings], int]) -> int:
 
 
 def _adapters_ls(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
 
     state = AdapterState(args.state) if args.state else None
 
@@ -101,7 +101,7 @@ def _adapters_ls(args: argparse.Namespace) -> int:
             ),
         )
         if args.json:
-            admin_render.print_json(adapters)
+            admin_json.print_json([admin_json.adapter_json(info) for info in adapters])
         else:
             admin_render.print_adapters(adapters, include_closed=args.all or state is not None)
         return 0
@@ -110,7 +110,7 @@ def _adapters_ls(args: argparse.Namespace) -> int:
 
 
 def _adapters_show(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
 
     def command(settings: Settings) -> int:
         info = admin.run_async(settings, lambda redis: admin.show_adapter(redis, args.id))
@@ -118,7 +118,7 @@ def _adapters_show(args: argparse.Namespace) -> int:
             print(f"sluice: no adapter {args.id}", file=sys.stderr)
             return 1
         if args.json:
-            admin_render.print_json(info)
+            admin_json.print_json(admin_json.adapter_json(info))
         else:
             admin_render.print_adapter(info)
         return 0
@@ -160,7 +160,7 @@ def _adapters_close(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
     from sluice.state.connection import sync_client
 
     def command(settings: Settings) -> int:
@@ -170,7 +170,7 @@ def _workers(args: argparse.Namespace) -> int:
         finally:
             rq_redis.close()
         if args.json:
-            admin_render.print_json(admin_render.workers_json(report))
+            admin_json.print_json(admin_json.workers_json(report))
         else:
             admin_render.print_workers(report)
         return 0
@@ -179,14 +179,14 @@ def _workers(args: argparse.Namespace) -> int:
 
 
 def _sessions_ls(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
 
     def command(settings: Settings) -> int:
         sessions = admin.run_async(
             settings, lambda redis: admin.list_sessions(redis, app_id=args.app)
         )
         if args.json:
-            admin_render.print_json(sessions)
+            admin_json.print_json([admin_json.session_json(session) for session in sessions])
         else:
             admin_render.print_sessions(sessions)
         return 0
@@ -204,7 +204,7 @@ def _warn_if_dev(dev: bool) -> None:
 
 
 def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    """A group's command without a subcommand: its help, not an error."""
+    """`sluice` or a group without a subcommand: its help, not an error."""
 
     def show(_: argparse.Namespace) -> int:
         parser.print_help()
@@ -216,7 +216,8 @@ def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sluice {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
+    parser.set_defaults(func=_help(parser))
 
     api = sub.add_parser("api", help="the control plane (adapters API)")
     api.add_argument("--host")

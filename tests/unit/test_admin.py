@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -11,16 +12,30 @@ import pytest
 import redis as sync_redis
 import structlog
 from redis.asyncio import Redis
+from rich.console import Console
 from rq import Queue, Worker
 
+from api.service import adapter_view
 from sluice.cli import admin
-from sluice.cli.admin_render import human_bytes, human_deadline, human_duration
+from sluice.cli.admin_render import (
+    adapters_table,
+    bar,
+    human_bytes,
+    human_deadline,
+    human_duration,
+)
 from sluice.cli.main import main
 from sluice.config import Settings, get_settings
 from sluice.state import keys
 from sluice.state.connection import async_client, sync_client
 from sluice.state.jobs import JOB_FUNCTION
-from sluice.state.records import AdapterRecord, AdapterState, CloseReason, Direction
+from sluice.state.records import (
+    COUNTER_NAMES,
+    AdapterRecord,
+    AdapterState,
+    CloseReason,
+    Direction,
+)
 from sluice.state.store import AdapterStore
 from sluice.state.track_registry import SessionRecord, TrackInfo, write_session
 from tests.conftest import free_port
@@ -110,7 +125,7 @@ async def test_show_has_every_field_and_no_secret(redis: Redis, store: AdapterSt
     await running(store, record("a1"))
     await store.heartbeat("a1", ttl_s=3, counters={"packets": 7, "bytes": 1234})
     await store.request_close("a1")
-    await redis.hset(keys.adapter("a1"), mapping={"h_10": "4", "x_url": f"ws://h/?{SECRET}"})
+    await redis.hset(keys.adapter("a1"), mapping={"p_seq": "4", "x_url": f"ws://h/?{SECRET}"})
 
     info = await admin.show_adapter(redis, "a1")
     assert info is not None
@@ -120,7 +135,7 @@ async def test_show_has_every_field_and_no_secret(redis: Redis, store: AdapterSt
     assert info.heartbeat_in_s is not None and 0 < info.heartbeat_in_s <= 3
     assert info.claim_in_s is None  # claimed
     assert info.close_requested
-    assert info.other_fields == {"h_10": "4", "x_url": "ws://h/"}
+    assert info.other_fields == {"p_seq": "4", "x_url": "ws://h/"}
     assert SECRET not in json.dumps(info.other_fields)
     assert await admin.show_adapter(redis, "nope") is None
 
@@ -245,6 +260,7 @@ def test_numbers_read_like_a_person_would_write_them() -> None:
         "2d04h",
     ]
     assert human_deadline(1.24) == "in 1.2 s"
+    assert [bar(n, 80, width=10) for n in (80, 40, 1, 0)] == ["██████████", "█████", "▏", ""]
     assert human_deadline(-75) == "overdue by 1m15s"
 
 
@@ -257,7 +273,7 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     monkeypatch.setenv("SLUICE_REDIS_URL", settings.redis_url)
     monkeypatch.delenv("SLUICE_APPS", raising=False)
     monkeypatch.delenv("SLUICE_DEV", raising=False)
-    monkeypatch.setenv("COLUMNS", "80")  # rich's width when stdout is not a terminal
+    monkeypatch.setenv("COLUMNS", "80")  # a terminal's width: piped output ignores it
     for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE"):
         monkeypatch.delenv(forcing, raising=False)
     get_settings.cache_clear()
@@ -283,32 +299,89 @@ async def test_cli_lists_and_shows_without_secrets(
 ) -> None:
     adapter = record("a1")
     adapter.track_name = "[bold]mic[/bold]"  # printed as itself, never as markup
+    adapter.endpoint = f"wss://user:pw@stt.example.com:8443/{'long-path/' * 8}?{SECRET}"
+    adapter.options = {"sampleRate": 16000, "channels": 1}
     await running(store, adapter)
-    await store.heartbeat("a1", ttl_s=3, counters={"bytes": 1_234_567})
+    lag = {"h_lag_le_1000": 40, "h_lag_le_2500": 10, "h_lag_le_25000": 1, "h_lag_sum_us": 51_000}
+    await store.heartbeat("a1", ttl_s=3, counters={"bytes": 1_234_567}, extra=lag)
 
     assert await asyncio.to_thread(main, ["adapters", "ls"]) == 0
     table = capsys.readouterr().out
-    assert "a1" in table and "wss://stt.example.com" in table and "1.2 MB" in table
+    assert "a1" in table and "1.2 MB" in table
     assert "[bold]mic[/bold]" in table
     assert "\x1b[" not in table  # no colour codes when stdout is not a terminal
-    assert max(len(line) for line in table.splitlines()) <= 80
+    # Piped: the endpoint is one unbroken line, and no line is padded with spaces.
+    assert f"wss://stt.example.com:8443/{'long-path/' * 8}" in table
+    assert all(line == line.rstrip() for line in table.splitlines())
 
     assert await asyncio.to_thread(main, ["adapters", "ls", "--json", "--app", "app1"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [item["adapter_id"] for item in listed] == ["a1"]
+    assert [item["adapterId"] for item in listed] == ["a1"]
 
     assert await asyncio.to_thread(main, ["adapters", "show", "a1"]) == 0
     shown = capsys.readouterr().out
     assert "in " in shown and "1234567 (1.2 MB)" in shown and "max_loop_lag_ms" in shown
+    assert "channels 1" in shown and "sampleRate 16000" in shown  # the settings in effect
+    bars = {
+        bucket: " ".join(next(line for line in shown.splitlines() if bucket in line).split()[-4:])
+        for bucket in ("≤ 1 ms", "≤ 2.5 ms", "≤ 25 ms", "≤ 50 ms")
+    }
+    assert bars == {
+        "≤ 1 ms": f"{'█' * 30} 40 78.4 %",
+        "≤ 2.5 ms": "███████▌ 10 19.6 %",
+        "≤ 25 ms": "▊ 1 2.0 %",
+        "≤ 50 ms": "≤ 50 ms 0",
+    }
+    assert "51 samples, mean 1.0 ms" in shown
 
     assert await asyncio.to_thread(main, ["adapters", "show", "a1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["heartbeat_in_s"] > 0
+    shown_json = json.loads(capsys.readouterr().out)
+    assert shown_json["heartbeatInS"] > 0 and shown_json["appId"] == "app1"
+    assert shown_json["settings"] == {"sampleRate": 16000, "channels": 1}
+    assert shown_json["loopLag"]["buckets"][:2] == [
+        {"leMs": 1.0, "count": 40},
+        {"leMs": 2.5, "count": 10},
+    ]
+    # Where it overlaps the API's answer for the adapter, it is that answer.
+    loaded = await store.load("a1")
+    assert loaded is not None
+    api_answer = adapter_view(loaded).model_dump(mode="json")
+    assert {name: shown_json[name] for name in api_answer} == api_answer
 
-    for output in (table, json.dumps(listed), shown):
+    for output in (table, json.dumps(listed), shown, json.dumps(shown_json)):
         assert "s3cr3t" not in output and "user:pw" not in output
 
     assert await asyncio.to_thread(main, ["adapters", "show", "nope"]) == 1
     assert capsys.readouterr().err.strip() == "sluice: no adapter nope"
+
+
+def test_tables_fit_an_80_column_terminal() -> None:
+    info = admin.AdapterInfo(
+        adapter_id="a" * 32,
+        app_id="app1",
+        direction=Direction.EGRESS,
+        state=AdapterState.CLOSED,
+        session_id="s" * 32,
+        track_name="microphone",
+        endpoint=f"wss://stt.example.com:8443/{'long-path/' * 8}",
+        codec="pcm",
+        worker="host:1",
+        created_at="2030-01-01T00:00:00.000Z",
+        age_s=4000.0,
+        closed_at="2030-01-01T01:00:00.000Z",
+        close_reason="endpoint_unavailable",
+        counters={**dict.fromkeys(COUNTER_NAMES, 0), "bytes": 12_345_678, "packets": 3215},
+        heartbeat_in_s=None,
+        claim_in_s=None,
+        close_requested=False,
+        view=adapter_view(record("a1")),
+    )
+    terminal = Console(width=80, file=io.StringIO(), force_terminal=True, color_system=None)
+    with terminal.capture() as captured:
+        terminal.print(adapters_table([info]))
+    lines = captured.get().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any("a" * 32 in line for line in lines)  # ids are never folded
 
 
 async def test_cli_closes_once_then_reports_it_closed(
@@ -347,12 +420,19 @@ async def test_cli_lists_sessions_and_workers(
     assert "s1" in out and "mic audio/opus active" in out and "1 session\n" in out
     assert await asyncio.to_thread(main, ["sessions", "ls", "--app", "app2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+    assert await asyncio.to_thread(main, ["sessions", "ls", "--json"]) == 0
+    [listed_session] = json.loads(capsys.readouterr().out)
+    assert listed_session["sessionId"] == "s1" and listed_session["tracks"] == [
+        {"trackName": "mic", "mid": "0", "status": "active", "kind": "audio", "codec": "opus"}
+    ]
 
     assert await asyncio.to_thread(main, ["workers"]) == 0
     out = capsys.readouterr().out
     assert "w1" in out and "1 worker, 0 busy, 0 queued on sluice-adapters" in out
     assert await asyncio.to_thread(main, ["workers", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["workers"][0]["name"] == "w1"
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["queueName"] == "sluice-adapters" and listed["queueLength"] == 0
+    assert listed["workers"][0]["name"] == "w1" and listed["workers"][0]["heartbeatAgeS"] >= 0
 
 
 @pytest.mark.parametrize(
@@ -389,6 +469,6 @@ def test_version_and_a_group_without_a_subcommand_print_rather_than_fail(
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"sluice {__version__}"
-    for group, subcommand in (("adapters", "ls"), ("sessions", "ls")):
-        assert main([group]) == 0
+    for argv, subcommand in ((["adapters"], "ls"), (["sessions"], "ls"), ([], "workers")):
+        assert main(argv) == 0
         assert subcommand in capsys.readouterr().out

@@ -1,0 +1,82 @@
+"""What `--json` prints: the API's camelCase names, and its shapes where the two overlap.
+
+An adapter is `GET .../adapters/websocket/{id}`'s answer (`api.service.adapter_view`)
+plus what only an operator sees (app, worker, deadlines, the loop-lag histogram); a
+session's tracks carry the sessions API's names (`trackName`, `mid`, `status`, `kind`).
+Endpoints arrive here redacted (`sluice.cli.admin`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sluice.cli.admin import AdapterInfo, SessionInfo, WorkerInfo, WorkersReport
+
+
+def print_json(value: Any) -> None:
+    """Indented JSON on stdout."""
+    print(json.dumps(value, indent=2))
+
+
+def adapter_json(info: AdapterInfo) -> dict[str, Any]:
+    samples = sum(count for _, count in info.loop_lag)
+    return {
+        **info.view.model_dump(mode="json"),
+        "appId": info.app_id,
+        "worker": info.worker,
+        "ageS": info.age_s,
+        "heartbeatInS": info.heartbeat_in_s,
+        "claimInS": info.claim_in_s,
+        "closeRequested": info.close_requested,
+        "resumes": info.resumes,
+        "loopLag": {
+            "samples": samples,
+            "meanMs": round(info.loop_lag_sum_ms / samples, 3) if samples else None,
+            "buckets": [{"leMs": bound, "count": count} for bound, count in info.loop_lag],
+        },
+        "otherFields": info.other_fields,
+    }
+
+
+def session_json(session: SessionInfo) -> dict[str, Any]:
+    return {
+        "sessionId": session.session_id,
+        "appId": session.app_id,
+        "createdAtMs": session.created_at_ms,
+        "ageS": session.age_s,
+        "tracks": [
+            {
+                "trackName": track.track_name,
+                "mid": track.mid,
+                "status": track.status,
+                "kind": track.kind,
+                "codec": track.codec,
+            }
+            for track in session.tracks
+        ],
+    }
+
+
+def worker_json(worker: WorkerInfo) -> dict[str, Any]:
+    return {
+        "name": worker.name,
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "state": worker.state,
+        "jobId": worker.job_id,
+        "adapterId": worker.adapter_id,
+        "birthDate": worker.birth_date,
+        "heartbeatAgeS": worker.heartbeat_age_s,
+        "successfulJobs": worker.successful_jobs,
+        "failedJobs": worker.failed_jobs,
+    }
+
+
+def workers_json(report: WorkersReport) -> dict[str, Any]:
+    return {
+        "queueName": report.queue_name,
+        "queueLength": report.queue_length,
+        "busy": report.busy,
+        "workers": [worker_json(worker) for worker in report.workers],
+    }
