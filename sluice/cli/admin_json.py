@@ -22,7 +22,7 @@ def print_json(value: Any) -> None:
 def adapter_json(info: AdapterInfo) -> dict[str, Any]:
     samples = sum(count for _, count in info.loop_lag)
     return {
-        **info.view.model_dump(mode="json"),
+        **info.view.model_dump(mode="json", exclude_none=True),
         "appId": info.app_id,
         "worker": info.worker,
         "ageS": info.age_s,

@@ -345,7 +345,7 @@ async def test_cli_lists_and_shows_without_secrets(
     # Where it overlaps the API's answer for the adapter, it is that answer.
     loaded = await store.load("a1")
     assert loaded is not None
-    api_answer = adapter_view(loaded).model_dump(mode="json")
+    api_answer = adapter_view(loaded).model_dump(mode="json", exclude_none=True)
     assert {name: shown_json[name] for name in api_answer} == api_answer
 
     for output in (table, json.dumps(listed), shown, json.dumps(shown_json)):
