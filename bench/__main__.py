@@ -5,7 +5,9 @@ Each also runs alone (`python -m bench.latency`, `bench.cost`, `bench.drift`,
 their defaults, or their smoke configuration with `--quick` — except drift, which runs
 `DRIFT_SECONDS` here (600 s alone) so that the whole run stays under 15 minutes.
 `capacity` starts its own stack when its worker pool must be larger than the shared
-one. The shared stack lifts the app's create-rate limit (see `bench.control`).
+one. The shared stack lifts the app's create-rate limit (see `bench.control`). At the
+end the plots are drawn from the results (`bench.plots`): into `docs/img/`, or beside
+the results when `--results-dir` is given.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench import capacity, control, cost, drift, latency, sfu
+from bench import capacity, control, cost, drift, latency, plots, sfu
 from bench.harness import progress, running_stack
+from bench.report import RESULTS_DIR
 
 BENCHES = {
     "latency": latency,
@@ -50,7 +53,19 @@ def main(argv: list[str] | None = None) -> int:
             extra = ["--seconds", str(DRIFT_SECONDS)] if name == "drift" and not args.quick else []
             BENCHES[name].main(common + extra, stack=stack)
             progress(f"bench {name}: done in {time.monotonic() - started:.0f} s")
+    draw_plots(args.results_dir)
     return 0
+
+
+def draw_plots(results_dir: Path | None) -> list[Path]:
+    """The plots of docs/performance.md, or of a run written elsewhere, beside its results."""
+    if results_dir is None:
+        written = plots.write_plots(RESULTS_DIR, plots.DOCS_IMG)
+    else:
+        written = plots.write_plots(results_dir, results_dir / "img")
+    for path in written:
+        progress(f"plot written to {path}")
+    return written
 
 
 if __name__ == "__main__":
