@@ -32,9 +32,10 @@ INGEST_PATHS = {
 CAPACITY_KINDS = {"audio": "egress audio (PCM)", "jpeg": "JPEG from 640x480 VP8 30 fps"}
 
 
-def ecdf(values: Sequence[float]) -> list[tuple[float, float]]:
-    """The empirical distribution: for each value, the share of values at or below it."""
-    ordered = sorted(values)
+def ecdf(values: Sequence[float | None]) -> list[tuple[float, float]]:
+    """The empirical distribution of the values measured (None: a click never detected):
+    for each, the share of them at or below it."""
+    ordered = sorted(value for value in values if value is not None)
     return [(value, (i + 1) / len(ordered)) for i, value in enumerate(ordered)]
 
 
@@ -45,8 +46,9 @@ def latency_chart(result: dict[str, Any], direction: str, names: dict[str, str])
         for key, label in names.items()
         if paths.get(key, {}).get("per_click_ms")
     ]
+    clicks = max((len(s.points) for s in series), default=0)
     return Chart(
-        title=f"{direction.capitalize()} latency per click ({len(series[0].points)} clicks)",
+        title=f"{direction.capitalize()} latency per click ({clicks} clicks detected)",
         x_label="latency (ms)",
         y_label="share of clicks at or below",
         series=series,

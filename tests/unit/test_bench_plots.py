@@ -38,7 +38,12 @@ def test_ticks_are_round_numbers_covering_the_range() -> None:
 
 
 def test_ecdf_rises_to_one_in_order() -> None:
-    assert plots.ecdf([30.0, 10.0, 20.0, 40.0]) == [(10, 0.25), (20, 0.5), (30, 0.75), (40, 1.0)]
+    assert plots.ecdf([30.0, 10.0, None, 20.0, 40.0]) == [
+        (10, 0.25),
+        (20, 0.5),
+        (30, 0.75),
+        (40, 1.0),
+    ]
 
 
 def test_a_chart_draws_each_series_inside_its_axes() -> None:
