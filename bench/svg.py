@@ -91,24 +91,14 @@ def render(chart: Chart) -> str:
         f'<text x="{WIDTH / 2:.1f}" y="20" text-anchor="middle" font-size="14" '
         f'font-weight="bold">{escape(chart.title)}</text>',
     ]
-    for tick in nice_ticks(x0, x1):
-        if x0 <= tick <= x1:
-            x = px(tick)
-            out.append(
-                f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="#e6e6e6"/>'
-            )
-            out.append(
-                f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{_number(tick)}</text>'
-            )
-    for tick in nice_ticks(y0, y1):
-        if y0 <= tick <= y1:
-            y = py(tick)
-            out.append(
-                f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#e6e6e6"/>'
-            )
-            out.append(
-                f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_number(tick)}</text>'
-            )
+    for tick in (t for t in nice_ticks(x0, x1) if x0 <= t <= x1):
+        x = px(tick)
+        label = f'x="{x:.1f}" y="{bottom + 16}" text-anchor="middle"'
+        out.append(_grid_line((x, top), (x, bottom), label, tick))
+    for tick in (t for t in nice_ticks(y0, y1) if y0 <= t <= y1):
+        y = py(tick)
+        label = f'x="{left - 6}" y="{y + 4:.1f}" text-anchor="end"'
+        out.append(_grid_line((left, y), (right, y), label, tick))
     out.append(
         f'<path d="M{left},{top} V{bottom} H{right}" fill="none" stroke="#333333"/>'
         f'<text x="{(left + right) / 2:.1f}" y="{HEIGHT - 10}" text-anchor="middle">'
@@ -127,6 +117,15 @@ def render(chart: Chart) -> str:
     out.extend(_legend(chart, left, HEIGHT + LEGEND_ROW / 2))
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _grid_line(
+    start: tuple[float, float], end: tuple[float, float], label_at: str, tick: float
+) -> str:
+    return (
+        f'<line x1="{start[0]:.1f}" y1="{start[1]:.1f}" x2="{end[0]:.1f}" y2="{end[1]:.1f}" '
+        f'stroke="#e6e6e6"/><text {label_at}>{_number(tick)}</text>'
+    )
 
 
 def _legend(chart: Chart, left: float, top: float) -> list[str]:
