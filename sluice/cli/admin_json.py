@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sluice.cli.admin import AdapterInfo, SessionInfo, WorkerInfo, WorkersReport
+from sluice.cli.admin import (
+    AdapterInfo,
+    CloseOutcome,
+    CloseResult,
+    SessionInfo,
+    WorkerInfo,
+    WorkersReport,
+)
+from sluice.errors import ErrorCode
 
 
 def print_json(value: Any) -> None:
@@ -36,6 +44,26 @@ def adapter_json(info: AdapterInfo) -> dict[str, Any]:
             "buckets": [{"leMs": bound, "count": count} for bound, count in info.loop_lag],
         },
         "otherFields": info.other_fields,
+    }
+
+
+def close_json(result: CloseResult, adapter_id: str) -> dict[str, Any]:
+    """The close answer's item for the adapter (`POST .../adapters/websocket/close`), with
+    the close reason and how long the close took."""
+    info = result.adapter
+    if result.outcome is CloseOutcome.NOT_FOUND:
+        return {
+            "adapterId": adapter_id,
+            "errorCode": ErrorCode.ADAPTER_NOT_FOUND.value,
+            "errorDescription": f"adapter {adapter_id!r} does not exist",
+        }
+    return {
+        "adapterId": adapter_id,
+        "status": "closed",
+        "bytesProcessed": info.counters["bytes"] if info else 0,
+        "closeReason": info.close_reason if info else None,
+        "alreadyClosed": result.outcome is CloseOutcome.ALREADY_CLOSED,
+        "waitedS": round(result.waited_s, 3),
     }
 
 

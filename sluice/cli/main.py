@@ -129,7 +129,7 @@ def _adapters_show(args: argparse.Namespace) -> int:
 def _adapters_close(args: argparse.Namespace) -> int:
     import structlog
 
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
     from sluice.log import configure_logging
     from sluice.state.connection import sync_client
 
@@ -143,6 +143,8 @@ def _adapters_close(args: argparse.Namespace) -> int:
             )
         finally:
             rq_redis.close()
+        if args.json:
+            admin_json.print_json(admin_json.close_json(result, args.id))
         if result.outcome is admin.CloseOutcome.NOT_FOUND:
             print(f"sluice: no adapter {args.id}", file=sys.stderr)
             return 1
@@ -153,7 +155,8 @@ def _adapters_close(args: argparse.Namespace) -> int:
                 reason=result.adapter.close_reason if result.adapter else None,
                 note=args.reason,
             )
-        admin_render.print_close(result, args.id)
+        if not args.json:
+            admin_render.print_close(result, args.id)
         return 0
 
     return _run_admin(command)
@@ -266,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NOTE",
         help="a note for this command's log line (the record's close reason is api_close)",
     )
+    close.add_argument("--json", action="store_true", help="JSON, as the API's close answers")
     close.set_defaults(func=_adapters_close)
 
     workers = sub.add_parser("workers", help="the RQ worker processes of the adapters queue")

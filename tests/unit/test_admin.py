@@ -402,6 +402,18 @@ async def test_cli_closes_once_then_reports_it_closed(
     assert await asyncio.to_thread(main, ["adapters", "close", "nope"]) == 1
     assert "sluice: no adapter nope" in capsys.readouterr().err
 
+    assert await asyncio.to_thread(main, ["adapters", "close", "a1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "adapterId": "a1",
+        "status": "closed",
+        "bytesProcessed": 0,
+        "closeReason": "api_close",
+        "alreadyClosed": True,
+        "waitedS": 0.0,
+    }
+    assert await asyncio.to_thread(main, ["adapters", "close", "nope", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["errorCode"] == "adapter_not_found"
+
 
 async def test_cli_lists_sessions_and_workers(
     cli_env: None,
