@@ -263,32 +263,37 @@ class AdapterService:
         record = await self.store.load(adapter_id)
         if record is None or record.app_id != app_id:
             raise AdapterNotFound(f"adapter {adapter_id!r} does not exist")
-        return AdapterView(
-            adapterId=record.adapter_id,
-            state=record.state.value,
-            direction=record.direction.value,
-            sessionId=record.session_id,
-            trackName=record.track_name,
-            endpoint=redact_endpoint(record.endpoint),
-            codec=record.codec,
-            createdAt=record.created_at,
-            closedAt=record.closed_at,
-            closeReason=record.close_reason,
-            counters=Counters(
-                packets=record.counters["packets"],
-                bytes=record.counters["bytes"],
-                dropped=record.counters["dropped"],
-                reconnects=record.counters["reconnects"],
-                skipped=record.counters["skipped"],
-                underruns=record.counters["underruns"],
-                clearedMs=record.counters["cleared_ms"],
-                maxBufferMs=record.counters["max_buffer_ms"],
-                maxLoopLagMs=record.counters["max_loop_lag_ms"],
-                concealed=record.counters["concealed"],
-                lost=record.counters["lost"],
-            ),
-            settings=AdapterSettings(**record.options),
-        )
+        return adapter_view(record)
+
+
+def adapter_view(record: AdapterRecord) -> AdapterView:
+    """An adapter record as the API shows it (`sluice adapters` prints the same shape)."""
+    return AdapterView(
+        adapterId=record.adapter_id,
+        state=record.state.value,
+        direction=record.direction.value,
+        sessionId=record.session_id,
+        trackName=record.track_name,
+        endpoint=redact_endpoint(record.endpoint),
+        codec=record.codec,
+        createdAt=record.created_at,
+        closedAt=record.closed_at,
+        closeReason=record.close_reason,
+        counters=Counters(
+            packets=record.counters["packets"],
+            bytes=record.counters["bytes"],
+            dropped=record.counters["dropped"],
+            reconnects=record.counters["reconnects"],
+            skipped=record.counters["skipped"],
+            underruns=record.counters["underruns"],
+            clearedMs=record.counters["cleared_ms"],
+            maxBufferMs=record.counters["max_buffer_ms"],
+            maxLoopLagMs=record.counters["max_loop_lag_ms"],
+            concealed=record.counters["concealed"],
+            lost=record.counters["lost"],
+        ),
+        settings=AdapterSettings(**record.options),
+    )
 
 
 def _direction(item: IngestTrack | EgressTrack) -> str:

@@ -9,6 +9,8 @@ than the shared one, and `sfu_scale` its own stacks of one and two SFU nodes. Th
 stack lifts the app's create-rate limit (see `bench.control`).
 `bench.resampler` (egress audio's soxr qualities, no stack) and `bench.cost --formats`
 (egress formats side by side) run only alone.
+At the end the plots are drawn from the results (`bench.plots`): into `docs/img/`, or
+beside the results when `--results-dir` is given.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench import capacity, control, cost, drift, latency, sfu, sfu_scale
+from bench import capacity, control, cost, drift, latency, plots, sfu, sfu_scale
 from bench.harness import progress, running_stack
+from bench.report import RESULTS_DIR
 
 BENCHES = {
     "latency": latency,
@@ -54,7 +57,19 @@ def main(argv: list[str] | None = None) -> int:
             extra = ["--seconds", str(DRIFT_SECONDS)] if name == "drift" and not args.quick else []
             BENCHES[name].main(common + extra, stack=stack)
             progress(f"bench {name}: done in {time.monotonic() - started:.0f} s")
+    draw_plots(args.results_dir)
     return 0
+
+
+def draw_plots(results_dir: Path | None) -> list[Path]:
+    """The plots of docs/performance.md, or of a run written elsewhere, beside its results."""
+    if results_dir is None:
+        written = plots.write_plots(RESULTS_DIR, plots.DOCS_IMG)
+    else:
+        written = plots.write_plots(results_dir, results_dir / "img")
+    for path in written:
+        progress(f"plot written to {path}")
+    return written
 
 
 if __name__ == "__main__":

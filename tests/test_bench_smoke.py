@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import plots
 from sluice.cli.devserver import redis_server_binary
 from tests.conftest import NO_REDIS
 
@@ -63,6 +64,10 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
         assert r["cpu_pct_per_adapter"]["n"] == 2, kind
         assert r["pss_mib_per_adapter"]["mean"] > 0, kind
     assert cost["types"]["jpeg_640x480"]["jpeg_resolution"] == [640, 480]
+    # The plots are drawn from this run's results, beside them (docs/img is left alone).
+    assert {p.name for p in (tmp_path / "img").glob("*.svg")} == {
+        f"{name}.svg" for name in plots.PLOTS
+    }
     assert cost["types"]["jpeg_1280x720"]["jpeg_resolution"] == [1280, 720]
     assert "create_to_first_jpeg_ms" in cost["types"]["jpeg_640x480"]
     capacity = json.loads((tmp_path / "capacity.json").read_text())

@@ -40,6 +40,11 @@ from worker.reaper import Reaper
 
 log = structlog.get_logger("sluice.worker")
 
+# How often a worker process heartbeats, idle or busy (rq's defaults: every 405 s idle,
+# every 30 s busy). `sluice workers`, `rq info` and rq-dashboard show the last beat's age,
+# and a worker that died leaves RQ's registry about a minute after its last beat.
+WORKER_HEARTBEAT_S = 5
+
 
 def preload_media_stack() -> None:
     """Imports what pipelines use, so forked processes share it instead of loading it."""
@@ -126,10 +131,23 @@ def _run_worker(name: str, settings: Settings) -> None:
     # If the supervisor dies abruptly, drain instead of running on unsupervised.
     die_with_parent(signal.SIGTERM)
     configure_logging(settings.log_format, settings.log_level, process="worker")
+    adapter_worker(name, settings).work(with_scheduler=False, logging_level="WARNING")
+
+
+def adapter_worker(name: str, settings: Settings) -> AdapterWorker:
+    """One worker of the pool, beating every `WORKER_HEARTBEAT_S`.
+
+    An idle rq worker beats between two waits for a job, each `worker_ttl - 15` s long;
+    a busy one every `job_monitoring_interval` while it waits for its horse.
+    """
     connection = sync_client(settings)
-    queue = Queue(settings.queue_name, connection=connection)
-    worker = AdapterWorker([queue], name=name, connection=connection)
-    worker.work(with_scheduler=False, logging_level="WARNING")
+    return AdapterWorker(
+        [Queue(settings.queue_name, connection=connection)],
+        name=name,
+        connection=connection,
+        worker_ttl=WORKER_HEARTBEAT_S + 15,
+        job_monitoring_interval=WORKER_HEARTBEAT_S,
+    )
 
 
 class AdapterWorkerPool(WorkerPool):

@@ -23,11 +23,13 @@ from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from api.service import AdapterService
+from api.models import AdapterView
+from api.service import AdapterService, adapter_view
 from sluice.config import Settings
 from sluice.state import keys, sfu_nodes
 from sluice.state.connection import async_client
 from sluice.state.jobs import JOB_FUNCTION
+from sluice.state.lag_histogram import BUCKET_FIELDS, COUNT_FIELD, SUM_FIELD, bucket_counts_ms
 from sluice.state.records import (
     COUNTER_NAMES,
     AdapterRecord,
@@ -47,12 +49,13 @@ _APP_PREFIX, _APP_SUFFIX = _APP_INDEX.split("*")
 _SESSIONS = session_key("*")
 _CLAIM_DEADLINE, _CLOSE_REQUESTED = "claim_deadline_ms", "close_requested"
 # Record fields `AdapterInfo` has a field for; any other goes to `other_fields`, so a
-# field added to the record later (resume counts, histogram buckets) is shown too.
+# field added to the record later (an egress stream's position, say) is shown too.
 _SHOWN_FIELDS = frozenset(
     (
         *("adapter_id", "app_id", "direction", "state", "session_id", "track_name"),
         *("endpoint", "codec", "worker", "created_at", "closed_at", "close_reason", "options"),
         *(_CLAIM_DEADLINE, _CLOSE_REQUESTED, *(f"c_{name}" for name in COUNTER_NAMES)),
+        *("options", "resumes", *BUCKET_FIELDS, SUM_FIELD, COUNT_FIELD),
     )
 )
 
@@ -111,9 +114,14 @@ class AdapterInfo:
     heartbeat_in_s: float | None  # until the heartbeat deadline; negative when overdue
     claim_in_s: float | None  # queued, unclaimed: until the create is withdrawn
     close_requested: bool
-    # The extension settings in effect (the API's `settings`), defaults filled in.
-    settings: dict[str, Any] = field(default_factory=dict)
-    other_fields: dict[str, str] = field(default_factory=dict)  # e.g. `h_*` buckets
+    view: AdapterView  # what `GET .../adapters/websocket/{id}` answers for it
+    settings: dict[str, Any] = field(default_factory=dict)  # the extension settings in effect
+    resumes: int = 0
+    # The pipeline's event-loop lag: (bucket's upper bound in ms, None for the last;
+    # samples in it), and the sum of every sample in ms.
+    loop_lag: list[tuple[float | None, int]] = field(default_factory=list)
+    loop_lag_sum_ms: float = 0.0
+    other_fields: dict[str, str] = field(default_factory=dict)  # e.g. `p_*` stream position
 
 
 async def list_apps(redis: Redis) -> list[str]:
@@ -217,7 +225,11 @@ def _adapter_info(
             else None
         ),
         close_requested=fields.get(_CLOSE_REQUESTED) == "1",
+        view=adapter_view(record),
         settings=record.options,
+        resumes=record.resumes,
+        loop_lag=bucket_counts_ms(record.extra),
+        loop_lag_sum_ms=record.extra.get(SUM_FIELD, 0) / 1000,
         other_fields={
             name: redact_endpoint(value) if "://" in value else value  # tokens, again
             for name, value in sorted(fields.items())

@@ -1,20 +1,20 @@
-"""Renders what `sluice.admin` gathered: rich tables for people, JSON for scripts.
+"""Renders what `sluice.admin` gathered as rich tables for people (`admin_json`: scripts).
 
 Tables fit an 80-column terminal by stacking related values in one cell rather than
-adding columns. Rich prints no colour codes when stdout is not a terminal (or under
-`NO_COLOR`). Every value from Redis goes into a `Text`, never into markup: a track
-named `[bold]` must print as itself.
+adding columns. Piped (stdout not a terminal) nothing is wrapped or padded, and rich
+prints no colour codes (nor under `NO_COLOR`). Every value from Redis goes into a
+`Text`, never into markup: a track named `[bold]` must print as itself.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import io
 import json
+import sys
 from collections.abc import Iterable
-from typing import Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -36,22 +36,22 @@ _STATE_STYLES = {
 }
 
 
-def console() -> Console:
-    """Stdout, looked up when printing (so tests capturing it see the output)."""
-    return Console(highlight=False)
+# Wide enough that no table of ours wraps: piped output is read by programs (grep, awk)
+# and by pagers that scroll sideways.
+_PIPED_WIDTH = 1000
 
 
-def print_json(value: Any) -> None:
-    """Dataclasses (and lists of them) as indented JSON on stdout."""
-    print(json.dumps(_plain(value), indent=2))
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+def emit(*renderables: RenderableType) -> None:
+    """Prints to stdout, looked up now (tests capture it): as wide as the terminal, or
+    when piped, lines as long as their content, without trailing spaces."""
+    out = Console(highlight=False)
+    if out.is_terminal:
+        out.print(*renderables)
+        return
+    piped = Console(highlight=False, width=_PIPED_WIDTH, file=io.StringIO(), color_system=None)
+    with piped.capture() as captured:
+        piped.print(*renderables)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 # --- numbers ------------------------------------------------------------------------
@@ -164,19 +164,23 @@ def adapters_table(adapters: Iterable[AdapterInfo]) -> Table:
 
 
 def print_adapters(adapters: list[AdapterInfo], *, include_closed: bool) -> None:
-    out = console()
     if not adapters:
-        out.print("no adapters" if include_closed else "no live adapters")
+        emit("no adapters" if include_closed else "no live adapters")
         return
-    out.print(adapters_table(adapters))
     live = sum(1 for info in adapters if info.state is not AdapterState.CLOSED)
-    out.print(f"{_count(len(adapters), 'adapter')}, {live} live")
+    emit(adapters_table(adapters), f"{_count(len(adapters), 'adapter')}, {live} live")
+
+
+def _label_grid() -> Table:
+    """Label, then value(s): the layout of `adapters show`, whose parts align."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True, min_width=len("max_loop_lag_ms"))
+    return grid
 
 
 def adapter_details(info: AdapterInfo) -> Table:
     """Every field of one adapter, one per line."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
+    grid = _label_grid()
     grid.add_column(overflow="fold")
     rows: list[tuple[str, Text | str]] = [
         ("adapter", info.adapter_id),
@@ -215,7 +219,72 @@ def _settings(settings: dict[str, Any]) -> str:
 
 
 def print_adapter(info: AdapterInfo) -> None:
-    console().print(adapter_details(info))
+    emit(adapter_details(info), "", settings_in_effect(info), "", loop_lag_histogram(info))
+
+
+# --- adapters show: the settings in effect and the loop-lag histogram ---------------
+
+_BAR_WIDTH = 30
+_EIGHTHS = " ▏▎▍▌▋▊▉"  # a bar's last cell, in eighths of a cell
+
+
+def settings_in_effect(info: AdapterInfo) -> Table:
+    """The extension settings the adapter runs with, defaults included, as the API names
+    them (`settings` in its answer); a record from before extensions has none."""
+    grid = _label_grid()
+    grid.add_column(overflow="fold")
+    if not info.settings:
+        grid.add_row("settings", Text("(none)", style="dim"))
+    for i, (name, value) in enumerate(sorted(info.settings.items())):
+        shown = value if isinstance(value, str) else json.dumps(value, separators=(", ", ": "))
+        grid.add_row("settings" if i == 0 else "", Text(f"{name} {shown}"))
+    return grid
+
+
+def bar(count: int, most: int, width: int = _BAR_WIDTH) -> str:
+    """`count` as a bar of `width` cells at `most`; any non-zero count shows."""
+    if count <= 0 or most <= 0:
+        return ""
+    eighths = max(1, round(count / most * width * 8))
+    return "█" * (eighths // 8) + _EIGHTHS[eighths % 8].strip()
+
+
+def _bound(bound_ms: float | None, previous_ms: float | None) -> str:
+    if bound_ms is None:
+        return f"> {_ms(previous_ms or 0)}"
+    return f"≤ {_ms(bound_ms)}"
+
+
+def _ms(value_ms: float) -> str:
+    return f"{value_ms / 1000:g} s" if value_ms >= 1000 else f"{value_ms:g} ms"
+
+
+def loop_lag_histogram(info: AdapterInfo) -> Table:
+    """How late the pipeline's event loop ran its timers, one bar per bucket: a loop
+    that stalls for a 20 ms frame shows up in the buckets past 10 ms."""
+    samples = sum(count for _, count in info.loop_lag)
+    grid = _label_grid()
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True, min_width=_BAR_WIDTH)
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
+    if not samples:
+        grid.add_row("loop lag", Text("no samples yet", style="dim"))
+        return grid
+    most = max(count for _, count in info.loop_lag)
+    previous: float | None = None
+    for i, (bound_ms, count) in enumerate(info.loop_lag):
+        grid.add_row(
+            "loop lag" if i == 0 else "",
+            _bound(bound_ms, previous),
+            Text(bar(count, most), style="cyan"),
+            str(count),
+            f"{100 * count / samples:.1f} %" if count else "",
+        )
+        previous = bound_ms
+    mean_ms = info.loop_lag_sum_ms / samples
+    grid.add_row("", "", Text(f"{samples} samples, mean {mean_ms:.1f} ms", style="dim"))
+    return grid
 
 
 def print_close(result: CloseResult, adapter_id: str) -> None:
@@ -230,7 +299,7 @@ def print_close(result: CloseResult, adapter_id: str) -> None:
             f"{adapter_id}: closed ({info.close_reason or '?'}) in {result.waited_s:.1f} s, "
             f"{human_bytes(info.counters['bytes'])} moved"
         )
-    console().print(Text(line))
+    emit(Text(line))
 
 
 # --- sessions and workers -----------------------------------------------------------
@@ -279,12 +348,10 @@ def print_sfu_nodes(nodes: list[NodeInfo]) -> None:
 
 
 def print_sessions(sessions: list[SessionInfo]) -> None:
-    out = console()
     if not sessions:
-        out.print("no sessions")
+        emit("no sessions")
         return
-    out.print(sessions_table(sessions))
-    out.print(_count(len(sessions), "session"))
+    emit(sessions_table(sessions), _count(len(sessions), "session"))
 
 
 def workers_table(report: WorkersReport) -> Table:
@@ -310,14 +377,8 @@ def workers_table(report: WorkersReport) -> Table:
 
 
 def print_workers(report: WorkersReport) -> None:
-    out = console()
-    if report.workers:
-        out.print(workers_table(report))
-    out.print(
+    summary = (
         f"{_count(len(report.workers), 'worker')}, {report.busy} busy, "
         f"{report.queue_length} queued on {report.queue_name}"
     )
-
-
-def workers_json(report: WorkersReport) -> dict[str, Any]:
-    return {**dataclasses.asdict(report), "busy": report.busy}
+    emit(*([workers_table(report)] if report.workers else []), summary)

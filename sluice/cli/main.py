@@ -73,12 +73,12 @@ def _sfu(args: argparse.Namespace) -> int:
 
 
 def _sfu_nodes(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
 
     def command(settings: Settings) -> int:
         nodes = admin.run_async(settings, admin.list_sfu_nodes)
         if args.json:
-            admin_render.print_json(nodes)
+            admin_json.print_json([admin_json.sfu_node_json(node) for node in nodes])
         else:
             admin_render.print_sfu_nodes(nodes)
         return 0
@@ -110,7 +110,7 @@ def _run_admin(command: Callable[[Settings], int]) -> int:
 
 
 def _adapters_ls(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
 
     state = AdapterState(args.state) if args.state else None
 
@@ -122,7 +122,7 @@ def _adapters_ls(args: argparse.Namespace) -> int:
             ),
         )
         if args.json:
-            admin_render.print_json(adapters)
+            admin_json.print_json([admin_json.adapter_json(info) for info in adapters])
         else:
             admin_render.print_adapters(adapters, include_closed=args.all or state is not None)
         return 0
@@ -131,7 +131,7 @@ def _adapters_ls(args: argparse.Namespace) -> int:
 
 
 def _adapters_show(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
 
     def command(settings: Settings) -> int:
         info = admin.run_async(settings, lambda redis: admin.show_adapter(redis, args.id))
@@ -139,7 +139,7 @@ def _adapters_show(args: argparse.Namespace) -> int:
             print(f"sluice: no adapter {args.id}", file=sys.stderr)
             return 1
         if args.json:
-            admin_render.print_json(info)
+            admin_json.print_json(admin_json.adapter_json(info))
         else:
             admin_render.print_adapter(info)
         return 0
@@ -150,7 +150,7 @@ def _adapters_show(args: argparse.Namespace) -> int:
 def _adapters_close(args: argparse.Namespace) -> int:
     import structlog
 
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
     from sluice.log import configure_logging
     from sluice.state.connection import sync_client
 
@@ -164,6 +164,8 @@ def _adapters_close(args: argparse.Namespace) -> int:
             )
         finally:
             rq_redis.close()
+        if args.json:
+            admin_json.print_json(admin_json.close_json(result, args.id))
         if result.outcome is admin.CloseOutcome.NOT_FOUND:
             print(f"sluice: no adapter {args.id}", file=sys.stderr)
             return 1
@@ -174,14 +176,15 @@ def _adapters_close(args: argparse.Namespace) -> int:
                 reason=result.adapter.close_reason if result.adapter else None,
                 note=args.reason,
             )
-        admin_render.print_close(result, args.id)
+        if not args.json:
+            admin_render.print_close(result, args.id)
         return 0
 
     return _run_admin(command)
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
     from sluice.state.connection import sync_client
 
     def command(settings: Settings) -> int:
@@ -191,7 +194,7 @@ def _workers(args: argparse.Namespace) -> int:
         finally:
             rq_redis.close()
         if args.json:
-            admin_render.print_json(admin_render.workers_json(report))
+            admin_json.print_json(admin_json.workers_json(report))
         else:
             admin_render.print_workers(report)
         return 0
@@ -200,14 +203,14 @@ def _workers(args: argparse.Namespace) -> int:
 
 
 def _sessions_ls(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_render
+    from sluice.cli import admin, admin_json, admin_render
 
     def command(settings: Settings) -> int:
         sessions = admin.run_async(
             settings, lambda redis: admin.list_sessions(redis, app_id=args.app)
         )
         if args.json:
-            admin_render.print_json(sessions)
+            admin_json.print_json([admin_json.session_json(session) for session in sessions])
         else:
             admin_render.print_sessions(sessions)
         return 0
@@ -225,7 +228,7 @@ def _warn_if_dev(dev: bool) -> None:
 
 
 def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    """A group's command without a subcommand: its help, not an error."""
+    """`sluice` or a group without a subcommand: its help, not an error."""
 
     def show(_: argparse.Namespace) -> int:
         parser.print_help()
@@ -237,7 +240,8 @@ def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sluice {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
+    parser.set_defaults(func=_help(parser))
 
     api = sub.add_parser("api", help="the control plane (adapters API)")
     api.add_argument("--host")
@@ -291,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NOTE",
         help="a note for this command's log line (the record's close reason is api_close)",
     )
+    close.add_argument("--json", action="store_true", help="JSON, as the API's close answers")
     close.set_defaults(func=_adapters_close)
 
     workers = sub.add_parser("workers", help="the RQ worker processes of the adapters queue")

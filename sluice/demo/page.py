@@ -1,4 +1,5 @@
-"""The demo page at `/`: publish mic and camera, pull any track, drive the adapters.
+"""The demo page at `/` (and its icon): publish mic and camera, pull any track, drive the
+adapters.
 
 Served in every mode; only in development mode does it come with the `demo` app's
 credentials filled in.
@@ -10,7 +11,7 @@ import html
 from importlib import resources
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from sluice.config import DEV_APP_ID, DEV_APP_SECRET
 from sluice.http.auth import SettingsDep
@@ -27,3 +28,10 @@ async def demo_page(settings: SettingsDep) -> HTMLResponse:
         "{{APP_SECRET}}", html.escape(secret)
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    """The page's icon; browsers ask for it on any page of the API's host."""
+    icon = resources.files("sluice.demo").joinpath("static/favicon.ico").read_bytes()
+    return Response(icon, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})

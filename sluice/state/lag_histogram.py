@@ -9,6 +9,7 @@ non-cumulatively (one count per bucket) and made cumulative when rendered.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 
 # Upper bounds in microseconds: a pipeline's loop must not stall for a 20 ms frame.
 BUCKET_BOUNDS_US = (1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000)
@@ -38,3 +39,9 @@ def cumulative_buckets(bucket_counts: dict[str, int]) -> list[tuple[str, int]]:
         total += bucket_counts.get(name, 0)
         out.append(("+Inf" if bound is None else repr(bound / 1_000_000), total))
     return out
+
+
+def bucket_counts_ms(fields: Mapping[str, int]) -> list[tuple[float | None, int]]:
+    """(upper bound in ms, or None for the last bucket; its samples) from stored fields."""
+    bounds: tuple[float | None, ...] = (*(b / 1000 for b in BUCKET_BOUNDS_US), None)
+    return [(bound, fields.get(name, 0)) for bound, name in zip(bounds, BUCKET_FIELDS, strict=True)]

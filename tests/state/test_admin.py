@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
+from rich.console import Console
 from rq import Queue, Worker
 
+from api.service import adapter_view
 from sluice.cli import admin
 from sluice.cli.main import main
 from sluice.config import Settings, get_settings
@@ -108,7 +110,7 @@ async def test_show_has_every_field_and_no_secret(redis: Redis, store: AdapterSt
     await running(store, record("a1"))
     await store.heartbeat("a1", ttl_s=3, counters={"packets": 7, "bytes": 1234})
     await store.request_close("a1")
-    await redis.hset(keys.adapter("a1"), mapping={"h_10": "4", "x_url": f"ws://h/?{SECRET}"})
+    await redis.hset(keys.adapter("a1"), mapping={"p_seq": "4", "x_url": f"ws://h/?{SECRET}"})
 
     info = await admin.show_adapter(redis, "a1")
     assert info is not None
@@ -118,7 +120,7 @@ async def test_show_has_every_field_and_no_secret(redis: Redis, store: AdapterSt
     assert info.heartbeat_in_s is not None and 0 < info.heartbeat_in_s <= 3
     assert info.claim_in_s is None  # claimed
     assert info.close_requested
-    assert info.other_fields == {"h_10": "4", "x_url": "ws://h/"}
+    assert info.other_fields == {"p_seq": "4", "x_url": "ws://h/"}
     assert SECRET not in json.dumps(info.other_fields)
     assert await admin.show_adapter(redis, "nope") is None
 
@@ -241,28 +243,56 @@ async def test_cli_lists_and_shows_without_secrets(
 ) -> None:
     adapter = record("a1")
     adapter.track_name = "[bold]mic[/bold]"  # printed as itself, never as markup
+    adapter.endpoint = f"wss://user:pw@stt.example.com:8443/{'long-path/' * 8}?{SECRET}"
+    adapter.options = {"sampleRate": 16000, "channels": 1}
     await running(store, adapter)
-    await store.heartbeat("a1", ttl_s=3, counters={"bytes": 1_234_567})
+    lag = {"h_lag_le_1000": 40, "h_lag_le_2500": 10, "h_lag_le_25000": 1, "h_lag_sum_us": 51_000}
+    await store.heartbeat("a1", ttl_s=3, counters={"bytes": 1_234_567}, extra=lag)
 
     assert await asyncio.to_thread(main, ["adapters", "ls"]) == 0
     table = capsys.readouterr().out
-    assert "a1" in table and "wss://stt.example.com" in table and "1.2 MB" in table
+    assert "a1" in table and "1.2 MB" in table
     assert "[bold]mic[/bold]" in table
     assert "\x1b[" not in table  # no colour codes when stdout is not a terminal
-    assert max(len(line) for line in table.splitlines()) <= 80
+    # Piped: the endpoint is one unbroken line, and no line is padded with spaces.
+    assert f"wss://stt.example.com:8443/{'long-path/' * 8}" in table
+    assert all(line == line.rstrip() for line in table.splitlines())
 
     assert await asyncio.to_thread(main, ["adapters", "ls", "--json", "--app", "app1"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [item["adapter_id"] for item in listed] == ["a1"]
+    assert [item["adapterId"] for item in listed] == ["a1"]
 
     assert await asyncio.to_thread(main, ["adapters", "show", "a1"]) == 0
     shown = capsys.readouterr().out
     assert "in " in shown and "1234567 (1.2 MB)" in shown and "max_loop_lag_ms" in shown
+    assert "channels 1" in shown and "sampleRate 16000" in shown  # the settings in effect
+    bars = {
+        bucket: " ".join(next(line for line in shown.splitlines() if bucket in line).split()[-4:])
+        for bucket in ("≤ 1 ms", "≤ 2.5 ms", "≤ 25 ms", "≤ 50 ms")
+    }
+    assert bars == {
+        "≤ 1 ms": f"{'█' * 30} 40 78.4 %",
+        "≤ 2.5 ms": "███████▌ 10 19.6 %",
+        "≤ 25 ms": "▊ 1 2.0 %",
+        "≤ 50 ms": "≤ 50 ms 0",
+    }
+    assert "51 samples, mean 1.0 ms" in shown
 
     assert await asyncio.to_thread(main, ["adapters", "show", "a1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["heartbeat_in_s"] > 0
+    shown_json = json.loads(capsys.readouterr().out)
+    assert shown_json["heartbeatInS"] > 0 and shown_json["appId"] == "app1"
+    assert shown_json["settings"] == {"sampleRate": 16000, "channels": 1}
+    assert shown_json["loopLag"]["buckets"][:2] == [
+        {"leMs": 1.0, "count": 40},
+        {"leMs": 2.5, "count": 10},
+    ]
+    # Where it overlaps the API's answer for the adapter, it is that answer.
+    loaded = await store.load("a1")
+    assert loaded is not None
+    api_answer = adapter_view(loaded).model_dump(mode="json", exclude_none=True)
+    assert {name: shown_json[name] for name in api_answer} == api_answer
 
-    for output in (table, json.dumps(listed), shown):
+    for output in (table, json.dumps(listed), shown, json.dumps(shown_json)):
         assert "s3cr3t" not in output and "user:pw" not in output
 
     assert await asyncio.to_thread(main, ["adapters", "show", "nope"]) == 1
@@ -326,6 +356,18 @@ async def test_cli_closes_once_then_reports_it_closed(
     assert await asyncio.to_thread(main, ["adapters", "close", "nope"]) == 1
     assert "sluice: no adapter nope" in capsys.readouterr().err
 
+    assert await asyncio.to_thread(main, ["adapters", "close", "a1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "adapterId": "a1",
+        "status": "closed",
+        "bytesProcessed": 0,
+        "closeReason": "api_close",
+        "alreadyClosed": True,
+        "waitedS": 0.0,
+    }
+    assert await asyncio.to_thread(main, ["adapters", "close", "nope", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["errorCode"] == "adapter_not_found"
+
 
 async def test_cli_lists_sessions_and_workers(
     cli_env: None,
@@ -344,12 +386,19 @@ async def test_cli_lists_sessions_and_workers(
     assert "s1" in out and "mic audio/opus active" in out and "1 session\n" in out
     assert await asyncio.to_thread(main, ["sessions", "ls", "--app", "app2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+    assert await asyncio.to_thread(main, ["sessions", "ls", "--json"]) == 0
+    [listed_session] = json.loads(capsys.readouterr().out)
+    assert listed_session["sessionId"] == "s1" and listed_session["tracks"] == [
+        {"trackName": "mic", "mid": "0", "status": "active", "kind": "audio", "codec": "opus"}
+    ]
 
     assert await asyncio.to_thread(main, ["workers"]) == 0
     out = capsys.readouterr().out
     assert "w1" in out and "1 worker, 0 busy, 0 queued on sluice-adapters" in out
     assert await asyncio.to_thread(main, ["workers", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["workers"][0]["name"] == "w1"
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["queueName"] == "sluice-adapters" and listed["queueLength"] == 0
+    assert listed["workers"][0]["name"] == "w1" and listed["workers"][0]["heartbeatAgeS"] >= 0
 
 
 async def test_cli_shows_sfu_nodes_and_the_node_of_each_session(
@@ -373,4 +422,4 @@ async def test_cli_shows_sfu_nodes_and_the_node_of_each_session(
     (shown,) = json.loads(capsys.readouterr().out)
     assert shown["load"]["forwarded"] == 3 and shown["url"] == "http://127.0.0.1:8081"
     assert await asyncio.to_thread(main, ["sessions", "ls", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["node_id"] == "vm-8081-abc"
+    assert json.loads(capsys.readouterr().out)[0]["nodeId"] == "vm-8081-abc"

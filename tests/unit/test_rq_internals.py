@@ -30,7 +30,9 @@ from rq import Queue, Worker, worker_registration
 from rq.exceptions import StopRequested
 from rq.worker_pool import WorkerPool
 
-from worker.pool import AdapterWorker, AdapterWorkerPool
+import worker.pool
+from sluice.config import Settings
+from worker.pool import WORKER_HEARTBEAT_S, AdapterWorker, AdapterWorkerPool, adapter_worker
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -178,7 +180,11 @@ def test_overrides_in_pool_py_match_rq(
 @pytest.mark.parametrize(
     ("function", "keywords", "caller"),
     [
-        (Worker.__init__, ["queues", "name", "connection"], "_run_worker builds AdapterWorker"),
+        (
+            Worker.__init__,
+            ["queues", "name", "connection", "worker_ttl", "job_monitoring_interval"],
+            "adapter_worker builds AdapterWorker",
+        ),
         (Worker.work, ["with_scheduler", "logging_level"], "_run_worker runs worker.work(...)"),
         (
             WorkerPool.__init__,
@@ -268,6 +274,24 @@ def test_work_loop_heartbeats_through_our_override_without_a_pipeline(
         "rq's work loop no longer calls heartbeat() without a pipeline: AdapterWorker.heartbeat "
         "re-registers a worker Redis forgot only on those calls"
     )
+
+
+def test_pool_workers_beat_every_few_seconds_idle_or_busy(
+    fake: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rq's idle worker beats once per wait for a job, and waits `worker_ttl - 15` s."""
+    waits: list[int | None] = []
+
+    def dequeue(self: AdapterWorker, timeout: int | None, max_idle_time: Any = None) -> None:
+        waits.append(timeout)
+        raise StopRequested
+
+    monkeypatch.setattr(AdapterWorker, "dequeue_job_and_maintain_ttl", dequeue)
+    monkeypatch.setattr(worker.pool, "sync_client", lambda settings: fake)
+    pool_worker = adapter_worker("w1", Settings(apps="app1:secret1"))
+    pool_worker.work(with_scheduler=False, logging_level="WARNING")
+    assert waits == [WORKER_HEARTBEAT_S], "an idle worker's beats are further apart"
+    assert pool_worker.job_monitoring_interval == WORKER_HEARTBEAT_S, "a busy worker's too"
 
 
 def test_heartbeat_re_registers_a_worker_redis_forgot(fake: fakeredis.FakeRedis) -> None:

@@ -1,0 +1,143 @@
+"""Plots for docs/performance.md from the benchmarks' JSON: `python -m bench.plots`.
+
+`python -m bench` runs this at its end; alone, it redraws the plots from results already
+written (`--results-dir`, default `bench/results/`) without running anything. A result
+that is missing is skipped. Output: SVG files (`bench.svg`), by default in `docs/img/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.report import RESULTS_DIR
+from bench.svg import Chart, Series, render
+
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+
+EGRESS_PATHS = {
+    "sluice": "Sluice: SFU → adapter → endpoint",
+    "sfu_tap": "the SFU's output, tapped",
+    "bare_tap": "one bare aiortc hop, tapped",
+    "bare_default": "one bare aiortc hop, default jitter buffer",
+}
+INGEST_PATHS = {
+    "sluice_tap": "Sluice: adapter → SFU → subscriber, tapped",
+    "sluice_default": "the same, subscriber's default receiver",
+}
+CAPACITY_KINDS = {"audio": "egress audio (PCM)", "jpeg": "JPEG from 640x480 VP8 30 fps"}
+
+
+def ecdf(values: Sequence[float | None]) -> list[tuple[float, float]]:
+    """The empirical distribution of the values measured (None: a click never detected):
+    for each, the share of them at or below it."""
+    ordered = sorted(value for value in values if value is not None)
+    return [(value, (i + 1) / len(ordered)) for i, value in enumerate(ordered)]
+
+
+def latency_chart(result: dict[str, Any], direction: str, names: dict[str, str]) -> Chart:
+    paths = result[direction]["paths"]
+    series = [
+        Series(label, ecdf(paths[key]["per_click_ms"]), step=True)
+        for key, label in names.items()
+        if paths.get(key, {}).get("per_click_ms")
+    ]
+    clicks = max((len(s.points) for s in series), default=0)
+    return Chart(
+        title=f"{direction.capitalize()} latency per click ({clicks} clicks detected)",
+        x_label="latency (ms)",
+        y_label="share of clicks at or below",
+        series=series,
+        y_range=(0.0, 1.0),
+    )
+
+
+def capacity_chart(result: dict[str, Any]) -> Chart:
+    config = result["config"]
+    return Chart(
+        title=f"Capacity ramp: frames late by more than {config['late_ms']:g} ms",
+        x_label="adapters at once",
+        y_label="frames late (%)",
+        series=[
+            Series(label, [(s["n"], s["late_pct"]) for s in kind["steps"]], markers=True)
+            for key, label in CAPACITY_KINDS.items()
+            if (kind := result["kinds"].get(key))
+        ],
+        rules=[
+            (config["pass_below_late_pct"], f"passes below {config['pass_below_late_pct']:g} %")
+        ],
+    )
+
+
+def capacity_cpu_chart(result: dict[str, Any]) -> Chart:
+    steps = result["kinds"]["audio"]["steps"]
+    cpus = result["config"].get("cpus", 2)
+    parts = {
+        "adapter processes (sum)": "cpu_pct_adapters_sum",
+        "SFU": "cpu_pct_sfu",
+        "bench (publisher, endpoints)": "cpu_pct_bench",
+    }
+    return Chart(
+        title="Capacity ramp, egress audio: where the CPU goes",
+        x_label="adapters at once",
+        y_label="CPU (% of one core)",
+        series=[
+            Series(label, [(s["n"], s[key]) for s in steps], markers=True)
+            for label, key in parts.items()
+        ],
+        rules=[(100.0 * cpus, f"{cpus} cores")],
+    )
+
+
+def drift_chart(result: dict[str, Any]) -> Chart:
+    points = [(t, deviation) for t, deviation in result["median_deviation_every_10s_ms"]]
+    span = max(5.0, *(abs(deviation) for _, deviation in points))
+    return Chart(
+        title=f"Ingest pacing over {result['seconds']:.0f} s: median deviation per 10 s",
+        x_label="time since the first frame (s)",
+        y_label="deviation from real time (ms)",
+        series=[Series("frames at the subscriber", points, markers=True)],
+        y_range=(-span, span),
+    )
+
+
+# Plot file → (result it is drawn from, how).
+PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {
+    "latency-egress": ("latency", lambda r: latency_chart(r, "egress", EGRESS_PATHS)),
+    "latency-ingest": ("latency", lambda r: latency_chart(r, "ingest", INGEST_PATHS)),
+    "capacity": ("capacity", capacity_chart),
+    "capacity-cpu": ("capacity", capacity_cpu_chart),
+    "drift": ("drift", drift_chart),
+}
+
+
+def write_plots(results_dir: Path = RESULTS_DIR, out_dir: Path = DOCS_IMG) -> list[Path]:
+    """Draws every plot whose result exists; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, (result_name, draw) in PLOTS.items():
+        source = results_dir / f"{result_name}.json"
+        if not source.exists():
+            continue
+        path = out_dir / f"{name}.svg"
+        path.write_text(render(draw(json.loads(source.read_text()))))
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.plots", description=__doc__)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out", type=Path, default=DOCS_IMG, help="where the SVGs go")
+    args = parser.parse_args(argv)
+    for path in write_plots(args.results_dir, args.out):
+        print(f"plot written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
