@@ -12,6 +12,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -338,13 +339,11 @@ def sfu_nodes_table(nodes: Iterable[NodeInfo]) -> Table:
 
 
 def print_sfu_nodes(nodes: list[NodeInfo]) -> None:
-    out = console()
     if not nodes:
-        out.print("no SFU node is registered (the API uses SLUICE_SFU_URL)")
+        emit("no SFU node is registered (the API uses SLUICE_SFU_URL)")
         return
-    out.print(sfu_nodes_table(nodes))
     streams = sum(node.load.streams for node in nodes)
-    out.print(f"{_count(len(nodes), 'node')}, {streams} streams")
+    emit(sfu_nodes_table(nodes), f"{_count(len(nodes), 'node')}, {streams} streams")
 
 
 def print_sessions(sessions: list[SessionInfo]) -> None:

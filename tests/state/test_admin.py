@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
-from rich.console import Console
 from rq import Queue, Worker
 
 from api.service import adapter_view
