@@ -306,3 +306,14 @@ def spawn(command: str, port: int, env: dict[str, str], log: Path) -> subprocess
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),
     )
+
+
+async def wait_state(stack: Stack, adapter_id: str, state: str, timeout_s: float) -> dict[str, Any]:
+    """The adapter's view once it is in `state`, or as it is after `timeout_s`."""
+    async with stack.client() as client:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            body = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+            if body.get("state") == state or time.monotonic() > deadline:
+                return dict(body)
+            await asyncio.sleep(0.05)

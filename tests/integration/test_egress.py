@@ -13,7 +13,7 @@ import pytest
 
 from sluice.wire.packet_pb2 import Packet
 from tests.integration.audio import StereoToneTrack, dominant_frequency, pcm_channels
-from tests.integration.helpers import Connection, Stack, egress_item, endpoint
+from tests.integration.helpers import Connection, Stack, egress_item, endpoint, wait_state
 
 pytestmark = pytest.mark.integration
 
@@ -72,8 +72,9 @@ async def test_tone_arrives_as_pcm_packets(stack: Stack) -> None:
     left, right = pcm_channels([p.payload for p in got[10:]])
     assert abs(dominant_frequency(left) - 440) < 5
     assert abs(dominant_frequency(right) - 660) < 5
-    state = await view(stack, item["adapterId"])
-    assert state["state"] in ("active", "closed")
+    # The publisher left: the adapter ends with the track, whatever the endpoint did.
+    state = await wait_state(stack, item["adapterId"], "closed", 10)
+    assert (state["state"], state["closeReason"]) == ("closed", "track_ended")
 
 
 async def test_source_validation(stack: Stack) -> None:

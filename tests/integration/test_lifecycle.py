@@ -22,20 +22,11 @@ from tests.integration.helpers import (
     endpoint,
     ingest_item,
     silent_tcp_server,
+    wait_state,
     wait_until,
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def wait_state(stack: Stack, adapter_id: str, state: str, timeout_s: float) -> dict:
-    async with stack.client() as client:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            body = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
-            if body.get("state") == state or time.monotonic() > deadline:
-                return body
-            await asyncio.sleep(0.05)
 
 
 async def wait_counters(

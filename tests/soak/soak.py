@@ -741,7 +741,8 @@ def check_keys(report: dict[str, Any]) -> list[Check]:
         Check("no live-only key left", not live, f"left: {live or 'none'}"),
         Check(
             "the SFU dropped every session",
-            not any(key_family(k).startswith("sluice:sfu:") for k in keys),
+            # The node directory stays: the SFU is still running.
+            not any(key_family(k).startswith("sluice:sfu:session:") for k in keys),
             f"in {report['sfu_reclaim_s']} s after the last peer left",
         ),
         Check(
