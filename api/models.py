@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
+from api.headers import MAX_HEADER_BYTES, MAX_HEADERS, check_headers
 from sluice.http.errors import ErrorBody
 
 MAX_TRACKS_PER_CREATE = 4
@@ -50,7 +51,19 @@ class _Item(BaseModel):
         ),
     ]
 
+    headers: dict[str, str] | None = Field(
+        None,
+        description=f"Extension E6: up to {MAX_HEADERS} HTTP headers ({MAX_HEADER_BYTES} "
+        "bytes in all) sent on every dial of this adapter, reconnects and resumes included, "
+        "e.g. an endpoint's `Authorization`. Values are secrets: they are stored encrypted "
+        "and never shown (the record lists `headerNames`). Given (`{}` will do), every dial "
+        "also carries `Sluice-Adapter-Id`. Not: the handshake's own headers (`Host`, "
+        "`Connection`, `Upgrade`, `Sec-WebSocket-*`, `Content-Length`, "
+        "`Transfer-Encoding`), `Sluice-*`, values with CR, LF or NUL.",
+    )
+
     _endpoint = field_validator("endpoint")(check_endpoint)
+    _headers = field_validator("headers")(check_headers)
 
     def settings_in_effect(self) -> dict[str, Any]:
         """The extension settings this item asks for, defaults filled in, as the record
@@ -161,6 +174,12 @@ class AdapterSettings(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow")
+
+    headerNames: list[str] | None = Field(
+        None,
+        description="E6: the names of the headers sent on every dial (their values are "
+        "never shown); absent when the create item had no `headers`.",
+    )
 
 
 class AdapterView(BaseModel):
