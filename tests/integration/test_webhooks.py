@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from websockets.datastructures import Headers
 
 from sluice_endpoint.webhooks import read_webhook
 from tests.conftest import free_port
@@ -28,6 +29,7 @@ from tests.integration.helpers import (
     endpoint,
     start_stack,
 )
+from tests.integration.readme_verifiers import has_node, node_verifies, python_verifier
 from tests.integration.webhook_receiver import receiver
 
 pytestmark = pytest.mark.integration
@@ -94,14 +96,28 @@ async def test_active_then_closed_when_the_endpoint_vanishes(hooked: tuple[Stack
     assert [e["sequence"] for e in events] == [1, 2, 3]
     assert events[0]["adapter"]["state"] == "active"
     closed = events[-1]
+    (closed_delivery,) = [d for d in hooks.deliveries if d.event["id"] == closed["id"]]
     assert closed["adapter"]["closeReason"] == "endpoint_unavailable"
     assert closed["adapter"] == view  # the record as GET shows it, final counters included
     assert closed["adapter"]["counters"]["packets"] > 0
     assert closed["appId"] == APP and closed["id"] == f"{adapter_id}-3"
     assert closed["createdAt"].endswith("Z")
+    verify_webhook = python_verifier("verify_webhook")
     for delivery in hooks.deliveries:  # signed; the SDK's reader checks the spec's formula
         read_webhook(delivery.body, delivery.headers, SIGNING)
         assert delivery.headers["content-type"] == "application/json"
+        headers = Headers(delivery.headers)  # case-insensitive, as servers give them
+        assert verify_webhook(headers, delivery.body, SIGNING)
+        assert not verify_webhook(headers, delivery.body + b" ", SIGNING)
+        stale = time.time() + 301
+        assert not verify_webhook(headers, delivery.body, SIGNING, now=stale)
+    if not has_node():
+        pytest.skip("no node: the README's JavaScript verifier is not run")
+    call = "verifyWebhook(request, v.secret, v.now)"
+    body, headers = closed_delivery.body.decode(), closed_delivery.headers
+    assert node_verifies(call, headers, SIGNING, body=body, now=time.time())
+    assert not node_verifies(call, headers, SIGNING, body=body + " ", now=time.time())
+    assert not node_verifies(call, headers, SIGNING, body=body, now=time.time() + 301)
 
 
 async def test_a_failing_receiver_gets_the_event_again_with_backoff(
