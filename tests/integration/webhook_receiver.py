@@ -35,6 +35,7 @@ class Receiver:
     silent: bool = False  # read the request, never answer
     deliveries: list[Delivery] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # silent requests end
 
     @property
     def url(self) -> str:
@@ -76,7 +77,8 @@ class Receiver:
             self.deliveries.append(Delivery(time.time(), headers, body))
             self.arrived.set()
             if self.silent:
-                await asyncio.sleep(3600)
+                await self.released.wait()
+                return
             status = self.statuses.pop(0) if self.statuses else 200
             writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode())
             await writer.drain()
@@ -94,4 +96,6 @@ async def receiver(port: int = 0, **options: Any) -> AsyncIterator[Receiver]:
     try:
         yield hooks
     finally:
+        hooks.released.set()
         server.close()
+        await server.wait_closed()

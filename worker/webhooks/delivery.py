@@ -13,6 +13,7 @@ early; each attempt records when the next may start and an early one waits that 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -93,7 +94,7 @@ def deliver(app_id: str, event_id: str, body: str) -> None:
     headers = signed_webhook_headers(secret, payload, time.time()) if secret else []
     attempt = int(job.meta.get("attempts", 0)) + 1
     try:
-        status = asyncio.run(post(url, payload, headers, settings))
+        status = _runner().run(post(url, payload, headers, settings))
         error = None if 200 <= status < 300 else f"answered HTTP {status}"
     except DeliveryFailed as exc:
         error = str(exc)
@@ -146,6 +147,13 @@ async def post(url: str, body: bytes, signed: Headers, settings: Settings) -> in
         raise DeliveryFailed(exc.description) from None
     except (httpx.HTTPError, OSError) as exc:
         raise DeliveryFailed(f"could not be reached: {type(exc).__name__}") from None
+
+
+@functools.cache
+def _runner() -> asyncio.Runner:
+    """One event loop per delivery process, kept from one attempt to the next: a new
+    loop (and resolver thread) per attempt cost about as much as the POST itself."""
+    return asyncio.Runner()
 
 
 def _wait_for_backoff(job: Job) -> None:
