@@ -9,7 +9,6 @@ import hmac
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,7 +27,6 @@ from tests.integration.helpers import (
     egress_item,
     endpoint,
     ingest_item,
-    start_stack,
 )
 from tests.integration.readme_verifiers import has_node, node_verifies, python_verifier
 
@@ -42,21 +40,10 @@ SIGNING = "sign-3e8a-SECRET-c41d"
 HANDSHAKE = {"host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version"}
 
 
-@pytest.fixture
-def trusted(clean_redis: str, tmp_path: Path) -> Iterator[tuple[Stack, Path]]:
-    """A stack with a key for header values, and a signing secret for app2 only."""
-    stack = start_stack(
-        clean_redis,
-        2,
-        tmp_path,
-        secrets_key=Fernet.generate_key().decode(),
-        signing_secrets=f"app2:{SIGNING}",
-    )
-    yield stack, tmp_path
-    stack.stop()
-    for name in ("api.log", "worker.log", "sfu.log"):
-        if (tmp_path / name).exists():
-            print(f"--- {name}\n{(tmp_path / name).read_text()[-6000:]}")
+# A stack of the module's own: a key for header values, a signing secret for app2 only.
+trusted = pytest.mark.workers(
+    2, secrets_key=Fernet.generate_key().decode(), signing_secrets=f"app2:{SIGNING}"
+)
 
 
 def record_handshakes(ep: Endpoint) -> list[Headers]:
@@ -93,14 +80,19 @@ def redis_dump(url: str) -> bytes:
     return bytes(out)
 
 
+def logs_of(folder: Path) -> list[tuple[str, bytes]]:
+    """Every log line the stack's processes wrote during the test (name, contents)."""
+    return [(log.name, log.read_bytes()) for log in sorted(folder.glob("*.log"))]
+
+
 def assert_secret_free(where: str, text: str | bytes) -> None:
     data = text.encode() if isinstance(text, str) else text
     for secret in (TOKEN, API_KEY, SIGNING):
         assert secret.encode() not in data, f"{secret} found in {where}"
 
 
-async def test_headers_go_on_every_dial_and_nowhere_else(trusted: tuple[Stack, Path]) -> None:
-    stack, logs = trusted
+@trusted
+async def test_headers_go_on_every_dial_and_nowhere_else(stack: Stack, tmp_path: Path) -> None:
     sessions = stack.sessions()
     session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
     conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
@@ -148,6 +140,8 @@ async def test_headers_go_on_every_dial_and_nowhere_else(trusted: tuple[Stack, P
     assert view.json()["settings"]["headerNames"] == ["Authorization", "X-Api-Key"]
     assert failed.json()["tracks"][0]["errorCode"] == "websocket_handshake_failed"
     assert sealed is not None  # kept apart from the record, sealed
+    logs = logs_of(tmp_path)
+    assert {"api.log", "worker.log"} <= {name for name, text in logs if text}  # searched
     assert conn.get(f"sluice:adapter:{adapter_id}:headers") is None  # gone with the adapter
     for where, text in (
         ("the create answer", created.text),
@@ -157,21 +151,19 @@ async def test_headers_go_on_every_dial_and_nowhere_else(trusted: tuple[Stack, P
         ("the worker host's /metrics", metrics[1]),
         ("sluice adapters show", show.stdout + show.stderr),
         ("Redis", dump),
-        *((f"{log.name}", log.read_bytes()) for log in logs.glob("*.log")),
+        *logs,
     ):
         assert_secret_free(where, text)
 
 
-async def test_an_endpoint_that_wants_a_token_gets_it_from_headers(
-    trusted: tuple[Stack, Path],
-) -> None:
+@trusted
+async def test_an_endpoint_that_wants_a_token_gets_it_from_headers(stack: Stack) -> None:
     async def require_token(ws: ServerConnection, request: Request) -> Response | None:
         given = request.headers.get("Authorization", "").encode()
         if hmac.compare_digest(given, f"Token {TOKEN}".encode()):
             return None
         return ws.respond(401, "a token is required\n")
 
-    stack, _ = trusted
     async with (
         serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=require_token) as srv,
         stack.client() as client,
@@ -195,8 +187,8 @@ def spec_signature(timestamp: str, adapter_id: str, endpoint_url: str) -> str:
     return "v1=" + hmac.new(SIGNING.encode(), message, hashlib.sha256).hexdigest()
 
 
-async def test_signed_dials_verify_and_tampering_does_not(trusted: tuple[Stack, Path]) -> None:
-    stack, _ = trusted
+@trusted
+async def test_signed_dials_verify_and_tampering_does_not(stack: Stack) -> None:
     async with endpoint() as ep:
         dials = record_handshakes(ep)
         plain_url = ep.url  # app1 (no signing secret), Cloudflare's fields only

@@ -9,8 +9,6 @@ import json
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +25,6 @@ from tests.integration.helpers import (
     Stack,
     egress_item,
     endpoint,
-    start_stack,
 )
 from tests.integration.readme_verifiers import has_node, node_verifies, python_verifier
 from tests.integration.webhook_receiver import receiver
@@ -38,23 +35,14 @@ SIGNING = "whsec-test-signing-secret"
 WINDOW_S = 2.0
 
 
-@pytest.fixture
-def hooked(clean_redis: str, tmp_path: Path) -> Iterator[tuple[Stack, int]]:
-    """A stack whose app1 has a webhook on a port picked now, and a signing secret."""
-    port = free_port()
-    stack = start_stack(
-        clean_redis,
-        2,
-        tmp_path,
-        webhooks=f"{APP}:http://127.0.0.1:{port}/hooks/sluice?token=hook-token",
-        signing_secrets=f"{APP}:{SIGNING}",
-        reconnect_window_s=WINDOW_S,
-    )
-    yield stack, port
-    stack.stop()
-    for name in ("api.log", "worker.log", "sfu.log"):
-        if (tmp_path / name).exists():
-            print(f"--- {name}\n{(tmp_path / name).read_text()[-6000:]}")
+HOOK_PORT = free_port()  # the receiver's, known before the stack starts: a setting
+# A stack of the module's own, whose app1 has a webhook on HOOK_PORT and a signing secret.
+hooked = pytest.mark.workers(
+    2,
+    webhooks=f"{APP}:http://127.0.0.1:{HOOK_PORT}/hooks/sluice?token=hook-token",
+    signing_secrets=f"{APP}:{SIGNING}",
+    reconnect_window_s=WINDOW_S,
+)
 
 
 async def create(client: httpx.AsyncClient, item: dict[str, Any]) -> tuple[str, float]:
@@ -74,11 +62,11 @@ async def close(client: httpx.AsyncClient, adapter_id: str) -> float:
     return time.perf_counter() - started
 
 
-async def test_active_then_closed_when_the_endpoint_vanishes(hooked: tuple[Stack, int]) -> None:
-    stack, port = hooked
+@hooked
+async def test_active_then_closed_when_the_endpoint_vanishes(stack: Stack) -> None:
     sessions = stack.sessions()
     session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
-    async with receiver(port) as hooks, stack.client() as client:
+    async with receiver(HOOK_PORT) as hooks, stack.client() as client:
         async with endpoint() as ep:
             adapter_id, _ = await create(client, egress_item(ep.url, session_id))
             await hooks.wait_for(1, 10, adapter_id)
@@ -120,11 +108,9 @@ async def test_active_then_closed_when_the_endpoint_vanishes(hooked: tuple[Stack
     assert not node_verifies(call, headers, SIGNING, body=body, now=time.time() + 301)
 
 
-async def test_a_failing_receiver_gets_the_event_again_with_backoff(
-    hooked: tuple[Stack, int],
-) -> None:
-    stack, port = hooked
-    async with receiver(port, statuses=[500, 500]) as hooks, stack.client() as client:
+@hooked
+async def test_a_failing_receiver_gets_the_event_again_with_backoff(stack: Stack) -> None:
+    async with receiver(HOOK_PORT, statuses=[500, 500]) as hooks, stack.client() as client:
         async with endpoint() as ep:
             adapter_id, _ = await create(client, {**_ingest(ep.url)})
             await hooks.wait_deliveries(3, 15)
@@ -159,14 +145,14 @@ async def _create_and_close(stack: Stack, rounds: int) -> tuple[list[float], lis
     return creates, closes
 
 
-async def test_a_dead_webhook_delays_no_create_or_close(hooked: tuple[Stack, int]) -> None:
-    stack, port = hooked
+@hooked
+async def test_a_dead_webhook_delays_no_create_or_close(stack: Stack) -> None:
     rounds = 6
-    async with receiver(port) as hooks:
+    async with receiver(HOOK_PORT) as hooks:
         up_creates, up_closes = await _create_and_close(stack, rounds)
         await hooks.wait_for(2 * rounds, 15)
     # Accepts connections and never answers: each attempt waits out its 5 s.
-    async with receiver(port, silent=True) as dead:
+    async with receiver(HOOK_PORT, silent=True) as dead:
         down_creates, down_closes = await _create_and_close(stack, rounds)
         await dead.wait_for(2, 10)
         ls = await asyncio.to_thread(
@@ -193,9 +179,9 @@ async def test_a_dead_webhook_delays_no_create_or_close(hooked: tuple[Stack, int
     assert all(d["app_id"] == APP for d in pending)
 
 
-async def test_apps_without_a_webhook_emit_nothing(hooked: tuple[Stack, int]) -> None:
-    stack, port = hooked
-    async with receiver(port) as hooks, stack.client(secret="secret2", app="app2") as client:
+@hooked
+async def test_apps_without_a_webhook_emit_nothing(stack: Stack) -> None:
+    async with receiver(HOOK_PORT) as hooks, stack.client(secret="secret2", app="app2") as client:
         async with endpoint() as ep:
             adapter_id, _ = await create(client, _ingest(ep.url))
             await close(client, adapter_id)

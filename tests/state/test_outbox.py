@@ -17,9 +17,8 @@ from rq import Queue
 from sluice.config import Settings
 from sluice.state import keys
 from sluice.state.outbox import EventType, parse_entry
-from sluice.state.records import AdapterRecord, AdapterState, CloseReason
+from sluice.state.records import AdapterRecord, AdapterState, CloseReason, Direction
 from sluice.state.store import AdapterStore
-from tests.unit.test_store import record as store_record
 from worker.reaper import Reaper
 from worker.webhooks import dispatcher as dispatcher_module
 from worker.webhooks.delivery import backoff_s, job_id
@@ -34,10 +33,17 @@ async def store(clean_redis: str) -> AsyncIterator[AdapterStore]:
 
 
 def record(adapter_id: str, *, webhooks: bool = True) -> AdapterRecord:
-    """test_store's record, of an app that has a webhook unless `webhooks` is False."""
-    made = store_record(adapter_id)
-    made.webhooks = webhooks
-    return made
+    """An egress adapter of app1, whose app has a webhook unless `webhooks` is False."""
+    return AdapterRecord(
+        adapter_id=adapter_id,
+        app_id="app1",
+        direction=Direction.EGRESS,
+        session_id="s",
+        track_name="t",
+        endpoint="ws://h/?k=v",
+        codec="pcm",
+        webhooks=webhooks,
+    )
 
 
 async def outbox(store: AdapterStore) -> list[dict[str, Any]]:
