@@ -217,7 +217,7 @@ def cluster_families(snapshot: ClusterSnapshot) -> list[Metric]:
     return [*families, lag, workers, queued]
 
 
-class _Families:
+class Families:
     """A collector of fixed families, so `generate_latest` can render them."""
 
     def __init__(self, families: Iterable[Metric]) -> None:
@@ -229,7 +229,7 @@ class _Families:
 
 def render(metrics: ApiMetrics, snapshot: ClusterSnapshot) -> bytes:
     own = generate_latest(metrics.registry)
-    cluster = generate_latest(_Families(cluster_families(snapshot)))
+    cluster = generate_latest(Families(cluster_families(snapshot)))
     return own + cluster
 
 

@@ -18,6 +18,7 @@ from pydantic import (
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
+from api.headers import MAX_HEADER_BYTES, MAX_HEADERS, check_headers
 from sluice.config import Settings
 from sluice.http.errors import ErrorBody
 
@@ -67,7 +68,19 @@ class _Item(BaseModel):
         ),
     ]
 
+    headers: dict[str, str] | None = Field(
+        None,
+        description=f"Extension E6: up to {MAX_HEADERS} HTTP headers ({MAX_HEADER_BYTES} "
+        "bytes in all) sent on every dial of this adapter, reconnects and resumes included, "
+        "e.g. an endpoint's `Authorization`. Values are secrets: they are stored encrypted "
+        "and never shown (the record lists `headerNames`). Given (`{}` will do), every dial "
+        "also carries `Sluice-Adapter-Id`. Not: the handshake's own headers (`Host`, "
+        "`Connection`, `Upgrade`, `Sec-WebSocket-*`, `Content-Length`, "
+        "`Transfer-Encoding`), `Sluice-*`, values with CR, LF or NUL.",
+    )
+
     _endpoint = field_validator("endpoint")(check_endpoint)
+    _headers = field_validator("headers")(check_headers)
 
     def settings_in_effect(self) -> dict[str, Any]:
         """The extension settings this item asks for, defaults filled in, as the record
@@ -347,6 +360,11 @@ class AdapterSettings(BaseModel):
     quality: int | None = Field(None, description="Egress jpeg: JPEG quality, 1-100.")
     reconnectWindowS: float | None = Field(
         None, description="Egress: seconds a lost endpoint is re-dialled (0: never)."
+    )
+    headerNames: list[str] | None = Field(
+        None,
+        description="E6: the names of the headers sent on every dial (their values are "
+        "never shown); absent when the create item had no `headers`.",
     )
 
 

@@ -14,12 +14,11 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from api.headers import header_settings
 from api.metrics import ApiMetrics
 from api.models import (
-    AdapterSettings,
     AdapterView,
     CloseTrackResult,
-    Counters,
     CreateTrackResult,
     EgressTrack,
     IngestTrack,
@@ -28,6 +27,7 @@ from sluice.config import Settings
 from sluice.errors import (
     AdapterNotFound,
     ErrorCode,
+    InvalidParams,
     QuotaExceeded,
     RateLimited,
     SessionNotFound,
@@ -44,8 +44,10 @@ from sluice.state.records import (
     MediaKind,
     redact_endpoint,
 )
+from sluice.state.sealed_headers import header_seal
 from sluice.state.store import AdapterStore
 from sluice.state.track_registry import lookup_track
+from sluice.state.view import adapter_json
 
 log = structlog.get_logger("sluice.api")
 
@@ -71,6 +73,8 @@ class AdapterService:
         self.store = store
         self.queue = Queue(settings.queue_name, connection=rq_redis)
         self.metrics = metrics or ApiMetrics()
+        self.seal = header_seal(settings.header_keys)
+        self.webhook_apps = frozenset(settings.app_webhooks)
 
     # --- create -----------------------------------------------------------------
 
@@ -83,6 +87,21 @@ class AdapterService:
         if result.errorCode is None:
             self.metrics.create_seconds.labels(direction).observe(time.perf_counter() - started)
         return result
+
+    def refuse_unkept_headers(self, items: list[IngestTrack | EgressTrack]) -> None:
+        """Refuses header values this deployment could only store in clear text.
+
+        Raises:
+            InvalidParams: an item has header values and SLUICE_SECRETS_KEY is unset.
+        """
+        if self.seal is not None:
+            return
+        for index, item in enumerate(items):
+            if item.headers:
+                raise InvalidParams(
+                    f"tracks[{index}].headers: this deployment has no key to keep header "
+                    "values encrypted (SLUICE_SECRETS_KEY): it accepts no header values"
+                )
 
     def count_refused(self, items: list[IngestTrack | EgressTrack], error_code: str) -> None:
         """Counts create items refused as a whole request (e.g. over the rate limit)."""
@@ -112,8 +131,12 @@ class AdapterService:
             track_name=item.trackName,
             endpoint=item.endpoint,
             codec=codec,
-            options=options,
+            options={**options, **header_settings(item.headers)},
+            webhooks=app_id in self.webhook_apps,
         )
+        sealed = ""
+        if item.headers and self.seal is not None:  # refused earlier without a seal
+            sealed = self.seal.seal(adapter_id, item.headers)
         bound = log.bind(
             adapter_id=adapter_id, session_id=session_id, track_name=item.trackName, app=app_id
         )
@@ -129,6 +152,7 @@ class AdapterService:
                     record,
                     pickup_timeout_s=self.settings.pickup_timeout_s,
                     max_live=self.settings.app_max_adapters,
+                    sealed_headers=sealed,
                 )
             except QuotaExceeded as exc:
                 bound.info("adapter_create_over_quota")
@@ -267,33 +291,9 @@ class AdapterService:
 
 
 def adapter_view(record: AdapterRecord) -> AdapterView:
-    """An adapter record as the API shows it (`sluice adapters` prints the same shape)."""
-    return AdapterView(
-        adapterId=record.adapter_id,
-        state=record.state.value,
-        direction=record.direction.value,
-        sessionId=record.session_id,
-        trackName=record.track_name,
-        endpoint=redact_endpoint(record.endpoint),
-        codec=record.codec,
-        createdAt=record.created_at,
-        closedAt=record.closed_at,
-        closeReason=record.close_reason,
-        counters=Counters(
-            packets=record.counters["packets"],
-            bytes=record.counters["bytes"],
-            dropped=record.counters["dropped"],
-            reconnects=record.counters["reconnects"],
-            skipped=record.counters["skipped"],
-            underruns=record.counters["underruns"],
-            clearedMs=record.counters["cleared_ms"],
-            maxBufferMs=record.counters["max_buffer_ms"],
-            maxLoopLagMs=record.counters["max_loop_lag_ms"],
-            concealed=record.counters["concealed"],
-            lost=record.counters["lost"],
-        ),
-        settings=AdapterSettings(**record.options),
-    )
+    """An adapter record as the API shows it: the rendering lifecycle webhooks carry too
+    (`sluice.state.view`), which `sluice adapters` prints as well."""
+    return AdapterView.model_validate(adapter_json(record))
 
 
 def _direction(item: IngestTrack | EgressTrack) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import ipaddress
 import re
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,25 +19,91 @@ DEV_APP_ID = "demo"
 DEV_APP_SECRET = "demo"
 
 
+# Development mode's key for header values at rest when SLUICE_SECRETS_KEY is unset: fixed
+# and published (like the `demo:demo` app), so the dev API and workers agree on it.
+DEV_SECRETS_KEY = base64.urlsafe_b64encode(
+    hashlib.sha256(b"sluice development mode: this key is not a secret").digest()
+)
+
+
+def parse_app_pairs(
+    spec: str, setting: str = "SLUICE_APPS", value: str = "secret"
+) -> dict[str, str]:
+    """Parses `appId:value,appId2:value2` into a mapping (the value may hold colons).
+
+    Args:
+        setting: the variable's name, for error messages.
+        value: what the value is, for error messages.
+
+    Raises:
+        ValueError: an entry has no value, an empty id, or an id appears twice. The
+            message names the app, never the value (it may be a secret).
+    """
+    pairs: dict[str, str] = {}
+    for raw in spec.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        app_id, sep, rest = entry.partition(":")
+        app_id = app_id.strip()
+        if not sep or not app_id or not rest:
+            shown = app_id or "(empty)"
+            raise ValueError(f"{setting} entry for app {shown!r} must look like appId:{value}")
+        if app_id in pairs:
+            raise ValueError(f"{setting} names app {app_id!r} twice")
+        pairs[app_id] = rest
+    return pairs
+
+
 def parse_apps(spec: str) -> dict[str, str]:
     """Parses `appId:secret,appId2:secret2` into a mapping.
 
     Raises:
         ValueError: an entry has no secret, an empty id, or an id appears twice.
     """
-    apps: dict[str, str] = {}
-    for raw in spec.split(","):
-        entry = raw.strip()
-        if not entry:
+    return parse_app_pairs(spec)
+
+
+def parse_webhooks(spec: str) -> dict[str, str]:
+    """Parses `appId:https://...,appId2:http://...` (SLUICE_WEBHOOKS) into a mapping.
+
+    Raises:
+        ValueError: an entry is not appId:URL, or the URL is not http(s) with a host.
+    """
+    hooks = parse_app_pairs(spec, "SLUICE_WEBHOOKS", "https://host/path")
+    for app_id, url in hooks.items():
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or " " in url.strip():
+            raise ValueError(
+                f"SLUICE_WEBHOOKS entry for app {app_id!r} must be an http:// or https:// URL "
+                "naming a host"
+            )
+        hooks[app_id] = url.strip()
+    return hooks
+
+
+def parse_secrets_keys(spec: str) -> tuple[bytes, ...]:
+    """Parses SLUICE_SECRETS_KEY: Fernet keys (32 url-safe base64 bytes), comma-separated.
+
+    Raises:
+        ValueError: an entry is not a Fernet key (the message says which, not what).
+    """
+    found: list[bytes] = []
+    for number, raw in enumerate((part.strip() for part in spec.split(",")), start=1):
+        if not raw:
             continue
-        app_id, sep, secret = entry.partition(":")
-        app_id = app_id.strip()
-        if not sep or not app_id or not secret:
-            raise ValueError(f"SLUICE_APPS entry {app_id or entry!r} must look like appId:secret")
-        if app_id in apps:
-            raise ValueError(f"SLUICE_APPS names app {app_id!r} twice")
-        apps[app_id] = secret
-    return apps
+        try:
+            valid = len(base64.urlsafe_b64decode(raw.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise ValueError(
+                f"SLUICE_SECRETS_KEY entry {number} is not a Fernet key (32 url-safe base64 "
+                "bytes; make one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)"
+            )
+        found.append(raw.encode())
+    return tuple(found)
 
 
 # Ports below this need privileges the services never have (they run as a plain user).
@@ -81,7 +151,10 @@ def parse_ice_servers(spec: str) -> list[str]:
 class Settings(BaseSettings):
     """Every knob of every Sluice process. Units are in the names."""
 
-    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore")
+    # Settings hold secrets: a value that fails validation is never echoed in the error.
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_", extra="ignore", hide_input_in_errors=True
+    )
 
     # --- deployment -------------------------------------------------------------
     dev: bool = Field(
@@ -224,10 +297,53 @@ class Settings(BaseSettings):
         30.0, gt=0, description="An SFU session with no media this long is closed."
     )
 
+    # --- endpoint trust and webhooks (extensions E6, E7) ---------------------------
+    secrets_key: SecretStr = Field(
+        SecretStr(""),
+        description="Fernet keys, comma-separated, that encrypt adapters' header values in "
+        "Redis: the first encrypts, any decrypts (rotation). Without one (outside "
+        "development mode) creates with header values are refused.",
+    )
+    signing_secrets: SecretStr = Field(
+        SecretStr(""),
+        description="Apps' signing secrets, `appId:secret,...`: every dial and webhook of "
+        "those apps is signed (Sluice-Timestamp, Sluice-Signature).",
+    )
+    webhooks: str = Field(
+        "", description="Apps' webhook URLs, `appId:https://host/path,...` (no commas in URLs)."
+    )
+    webhook_processes: int = Field(
+        2, ge=0, description="Webhook delivery processes per worker host (with SLUICE_WEBHOOKS)."
+    )
+    webhook_attempts: int = Field(
+        10, ge=8, le=20, description="Attempts per webhook delivery (backoff 1, 2, 4, ... s)."
+    )
+    webhook_queue_name: str = Field(
+        "sluice-webhooks", description="The RQ queue of webhook deliveries."
+    )
+
     @field_validator("apps")
     @classmethod
     def _apps_parse(cls, value: str) -> str:
         parse_apps(value)
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks_parse(cls, value: str) -> str:
+        parse_webhooks(value)
+        return value
+
+    @field_validator("signing_secrets")
+    @classmethod
+    def _signing_secrets_parse(cls, value: SecretStr) -> SecretStr:
+        parse_app_pairs(value.get_secret_value(), "SLUICE_SIGNING_SECRETS")
+        return value
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _secrets_key_parse(cls, value: SecretStr) -> SecretStr:
+        parse_secrets_keys(value.get_secret_value())
         return value
 
     @field_validator("endpoint_allow_networks", "endpoint_deny_networks")
@@ -281,6 +397,25 @@ class Settings(BaseSettings):
         if self.dev:
             apps.setdefault(DEV_APP_ID, DEV_APP_SECRET)
         return apps
+
+    @property
+    def app_signing_secrets(self) -> dict[str, str]:
+        """appId → the secret its dials and webhooks are signed with."""
+        return parse_app_pairs(self.signing_secrets.get_secret_value(), "SLUICE_SIGNING_SECRETS")
+
+    @property
+    def app_webhooks(self) -> dict[str, str]:
+        """appId → the URL its adapters' lifecycle events are POSTed to."""
+        return parse_webhooks(self.webhooks)
+
+    @property
+    def header_keys(self) -> tuple[bytes, ...]:
+        """The Fernet keys for header values at rest (first encrypts); empty: none, so
+        header values cannot be kept. Development mode falls back to `DEV_SECRETS_KEY`."""
+        keys = parse_secrets_keys(self.secrets_key.get_secret_value())
+        if not keys and self.dev:
+            return (DEV_SECRETS_KEY,)
+        return keys
 
     @property
     def endpoint_policy(self) -> EndpointPolicy:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import socket
 import ssl
+from collections.abc import Sequence
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
@@ -14,6 +16,11 @@ from websockets.uri import parse_uri
 from sluice.endpoint_policy import EndpointNotAllowed, EndpointPolicy
 from sluice.errors import CodedError, ErrorCode
 from sluice.state.records import redact_endpoint
+
+# A dial may carry secret headers (E6), and websockets logs the whole handshake request
+# at DEBUG: its logger for dials never goes below INFO, whatever the process's log level.
+_HANDSHAKE_LOG = logging.getLogger("sluice.worker.dial")
+_HANDSHAKE_LOG.setLevel(logging.INFO)
 
 
 class _connect_without_redirects(connect):
@@ -50,8 +57,13 @@ def _load_trust(ca_bundle: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_bundle)
 
 
-async def _checked_address(host: str, port: int, policy: EndpointPolicy) -> str:
-    """Resolves `host` and returns the address to connect to, if the policy allows it."""
+async def checked_address(host: str, port: int, policy: EndpointPolicy) -> str:
+    """Resolves `host` and returns the address to connect to, if the policy allows it.
+
+    Raises:
+        DialError: `websocket_handshake_failed` when `host` does not resolve,
+            `websocket_endpoint_not_allowed` when `policy` refuses an address.
+    """
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -76,6 +88,7 @@ async def dial(
     policy: EndpointPolicy,
     tls: ssl.SSLContext | None = None,
     max_queue_messages: int = 16,
+    headers: Sequence[tuple[str, str]] | None = None,
 ) -> ClientConnection:
     """Opens the WebSocket to `endpoint`, if `policy` allows where its host resolves to.
 
@@ -90,6 +103,8 @@ async def dial(
         max_message_bytes: larger incoming messages close the connection with 1009.
         max_queue_messages: received messages queued before the socket is not read
             any more, until it is down to a quarter (websockets' flow control).
+        headers: sent with the opening handshake (E6); may hold secrets, so nothing here
+            logs them or puts them in an error.
 
     Raises:
         DialError: `websocket_connection_timeout` when nothing answered in time,
@@ -100,7 +115,7 @@ async def dial(
     try:
         uri = parse_uri(endpoint)
         async with asyncio.timeout(timeout_s):
-            address = await _checked_address(uri.host, uri.port, policy)
+            address = await checked_address(uri.host, uri.port, policy)
         return await _connect_without_redirects(
             endpoint,
             # The checked address, not a second lookup that could answer differently;
@@ -115,7 +130,9 @@ async def dial(
             compression=None,  # PCM and JPEG do not deflate; it would only cost CPU
             ping_interval=20,
             ping_timeout=20,
-            user_agent_header="Sluice",
+            additional_headers=list(headers) if headers else None,
+            user_agent_header="Sluice",  # a `User-Agent` among `headers` replaces it
+            logger=_HANDSHAKE_LOG,
         )
     except TimeoutError:
         raise DialError(

@@ -1,10 +1,10 @@
 """A worker host: a pool of RQ worker processes, each forking one pipeline per adapter.
 
-RQ's `WorkerPool` supervises the processes (respawning dead ones); we add four things:
+RQ's `WorkerPool` supervises the processes (respawning dead ones); we add five things:
 heavy imports and `gc.freeze()` before forking so every pipeline shares those pages,
 SIGTERM forwarded to running pipelines so a drain closes adapters cleanly, the reaper,
-run from the supervisor's loop, and a health server child (worker.health) that the
-supervisor feeds through shared memory.
+run from the supervisor's loop, a health server child (worker.health) that the
+supervisor feeds through shared memory, and the webhook children (worker.webhooks).
 
 This builds on RQ internals, not its documented API: it overrides `Worker.heartbeat`,
 `handle_warm_shutdown_request` and `setup_work_horse_signals`, and `WorkerPool.start_worker`,
@@ -37,6 +37,7 @@ from worker.dial import tls_context
 from worker.health import HealthChild, HostFacts
 from worker.lineage import die_with_parent
 from worker.reaper import Reaper
+from worker.webhooks.processes import WebhookProcesses
 
 log = structlog.get_logger("sluice.worker")
 
@@ -56,7 +57,8 @@ def preload_media_stack() -> None:
     import worker.jobs
     import worker.pipelines.egress_audio
     import worker.pipelines.egress_jpeg
-    import worker.pipelines.ingest  # noqa: F401
+    import worker.pipelines.ingest
+    import worker.webhooks.delivery  # noqa: F401
 
     _warm_up_lazy_imports()
 
@@ -164,13 +166,18 @@ class AdapterWorkerPool(WorkerPool):
         self._next_reap = 0.0
         self.facts = HostFacts(settings.worker_processes)
         self._health = HealthChild(settings, self.facts)
+        self._webhooks = WebhookProcesses(settings)
 
     def start(self, burst: bool = False, logging_level: str = "INFO") -> None:
         # Forked before RQ forks the workers, while this process still runs no thread.
         self._health.start()
+        self._webhooks.start()
         try:
             super().start(burst=burst, logging_level=logging_level)
         finally:
+            # After the drain: the adapters' `closed` events are in the outbox by now, and
+            # whatever is not delivered yet waits in Redis for the next dispatcher.
+            self._webhooks.stop()
             self._health.stop()
 
     def request_stop(self, signum: Any = None, frame: Any = None) -> None:
@@ -209,6 +216,7 @@ class AdapterWorkerPool(WorkerPool):
             self.facts.count_respawns(respawned)
             log.warning("worker_processes_respawned", count=respawned)
         self._health.check()
+        self._webhooks.check()
         self._reap()
 
     def _reap(self) -> None:

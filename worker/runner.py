@@ -14,6 +14,7 @@ import contextlib
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from sluice.state.records import AdapterRecord, AdapterState, CloseReason, redac
 from sluice.state.store import AdapterStore
 from sluice.tasks import cancel_and_wait, first_completed, log_exception
 from worker.dial import DialError, dial, tls_context
+from worker.dial_identity import DialIdentity, load_identity
 from worker.pipelines import make_pipeline, pipeline_class
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.egress import EgressPipeline
@@ -111,6 +113,10 @@ class AdapterRunner:
         # written back (before, it was withdrawn or failed on purpose).
         self._live = False
         self._pipeline: Pipeline | None = None
+        # Who this adapter's dials say is calling (E6), loaded at the first dial, and the
+        # sealed header values it came from (to write back if Redis forgets them).
+        self._identity: DialIdentity | None = None
+        self._sealed_headers: str | None = None
 
     async def run(self) -> CloseReason | None:
         """Runs the adapter to its end; None if there was nothing to run."""
@@ -266,6 +272,12 @@ class AdapterRunner:
         return dialled.result()
 
     async def _dial(self, record: AdapterRecord, pipeline: Pipeline) -> Any:
+        """Dials the endpoint with the adapter's headers: the first dial, every re-dial of
+        an egress reconnect (`ctx.redial`) and a resumed adapter's dial all come here."""
+        if self._identity is None:
+            self._identity, self._sealed_headers = await load_identity(
+                self.store, record, self.settings
+            )
         return await dial(
             record.endpoint,
             timeout_s=self.settings.connect_timeout_s,
@@ -274,6 +286,7 @@ class AdapterRunner:
             max_queue_messages=pipeline.max_queue_messages,
             policy=self.settings.endpoint_policy,
             tls=self._tls_for(record.endpoint),
+            headers=self._identity.for_dial(time.time()),
         )
 
     def _tls_for(self, endpoint: str) -> ssl.SSLContext | None:
@@ -328,7 +341,9 @@ class AdapterRunner:
                 elif reply.record_lost and self._live and self._record is not None:
                     self._record.counters = dict(counters)
                     await self.store.restore(
-                        self._record, heartbeat_ttl_s=self.settings.heartbeat_ttl_s
+                        self._record,
+                        heartbeat_ttl_s=self.settings.heartbeat_ttl_s,
+                        sealed_headers=self._sealed_headers,
                     )
                     self.log.warning("adapter_record_restored")
             except RedisError as exc:

@@ -92,6 +92,7 @@ async def create_adapters(
 ) -> CreateResponse:
     """Each item becomes one adapter. The answer comes once every pipeline has connected
     to its endpoint or failed; items succeed or fail independently."""
+    service.refuse_unkept_headers(list(body.tracks))
     try:
         await service.check_create_rate(app_id)
     except RateLimited as exc:

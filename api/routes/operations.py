@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.metrics import read_cluster, render
+from api.webhook_metrics import read_backlog, render_webhooks
 from sluice.http.auth import SettingsDep
 
 router = APIRouter(tags=["operations"])
@@ -19,4 +20,6 @@ router = APIRouter(tags=["operations"])
 async def metrics(request: Request, settings: SettingsDep) -> Response:
     state = request.app.state
     snapshot = await read_cluster(state.redis, state.rq_redis, settings.queue_name)
-    return Response(render(state.metrics, snapshot), media_type=CONTENT_TYPE_LATEST)
+    backlog = await read_backlog(state.redis, state.rq_redis, settings.webhook_queue_name)
+    body = render(state.metrics, snapshot) + render_webhooks(backlog, snapshot.totals)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

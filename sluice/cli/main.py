@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sluice import __version__
+from sluice.cli.webhooks import add_webhooks_command
 from sluice.state.records import AdapterState, redact_endpoint  # stdlib only: cheap to import
 
 if TYPE_CHECKING:
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     sessions_ls.add_argument("--app", help="only this app's sessions")
     sessions_ls.add_argument("--json", action="store_true", help="JSON instead of a table")
     sessions_ls.set_defaults(func=_sessions_ls)
+    add_webhooks_command(sub, _run_admin, _help)
     return parser
 
 

@@ -9,6 +9,10 @@ HEARTBEATS = f"{PREFIX}:heartbeats"  # zset: adapter id → heartbeat deadline (
 PENDING = f"{PREFIX}:pending"  # zset: adapter id → claim deadline (ms) while unclaimed
 RESUMING = f"{PREFIX}:resuming"  # zset: lost egress adapter id → claim deadline (ms)
 REAPER = f"{PREFIX}:reaper"  # hash: last pass and quiet period of the reapers (ms)
+# stream: lifecycle events of adapters whose app has a webhook, written by the transition
+# scripts themselves, read by the webhook dispatchers (consumer group below).
+WEBHOOK_OUTBOX = f"{PREFIX}:webhook_outbox"
+WEBHOOK_DISPATCHERS = "dispatchers"  # the outbox's consumer group
 
 
 def adapter(adapter_id: str) -> str:
@@ -18,6 +22,11 @@ def adapter(adapter_id: str) -> str:
 def adapter_events(adapter_id: str) -> str:
     """Pub/sub channel on which state changes of one adapter are announced."""
     return f"{PREFIX}:adapter:{adapter_id}:events"
+
+
+def adapter_headers(adapter_id: str) -> str:
+    """string: the adapter's header values (E6), sealed (`sluice.state.sealed_headers`)."""
+    return f"{PREFIX}:adapter:{adapter_id}:headers"
 
 
 def adapter_control(adapter_id: str) -> str:

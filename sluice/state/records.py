@@ -95,6 +95,9 @@ class AdapterRecord:
     # for a record written before extensions existed. Never holds a secret (header values
     # are stored apart).
     options: dict[str, Any] = field(default_factory=dict)
+    # The app had a webhook when the adapter was created: its transitions emit lifecycle
+    # events (E7; `lua/prelude.lua`, `emit_event`).
+    webhooks: bool = False
 
     def to_hash(self) -> dict[str, str]:
         mapping = {
@@ -122,6 +125,8 @@ class AdapterRecord:
         mapping.update({name: str(value) for name, value in self.extra.items()})
         if self.options:
             mapping["options"] = json.dumps(self.options, separators=(",", ":"), sort_keys=True)
+        if self.webhooks:
+            mapping["webhooks"] = "1"
         return mapping
 
     @classmethod
@@ -143,4 +148,5 @@ class AdapterRecord:
             resumes=int(raw.get("resumes", 0)),
             extra={k: int(v) for k, v in raw.items() if k[:2] in ("h_", "p_")},
             options=json.loads(raw["options"]) if "options" in raw else {},
+            webhooks=raw.get("webhooks") == "1",
         )

@@ -72,12 +72,19 @@ class AdapterStore:
         self._heartbeat = redis.register_script(lua("heartbeat"))
 
     async def create(
-        self, record: AdapterRecord, *, pickup_timeout_s: float, max_live: int = 0
+        self,
+        record: AdapterRecord,
+        *,
+        pickup_timeout_s: float,
+        max_live: int = 0,
+        sealed_headers: str = "",
     ) -> bool:
         """Writes a new `connecting` record.
 
         Args:
             max_live: the app's limit of adapters not yet closed (0: none).
+            sealed_headers: the item's header values, sealed (`sluice.state.sealed_headers`);
+                kept apart from the record, and deleted with it.
 
         Raises:
             QuotaExceeded: the app already has `max_live` adapters.
@@ -92,8 +99,15 @@ class AdapterStore:
                 keys.app_adapters(record.app_id),
                 keys.PENDING,
                 keys.app_live(record.app_id),
+                keys.adapter_headers(record.adapter_id),
             ],
-            args=[record.adapter_id, int(pickup_timeout_s * 1000), max_live, *pairs],
+            args=[
+                record.adapter_id,
+                int(pickup_timeout_s * 1000),
+                max_live,
+                sealed_headers,
+                *pairs,
+            ],
         )
         if created == -1:
             raise QuotaExceeded(f"app {record.app_id!r} already runs {max_live} adapters")
@@ -105,6 +119,11 @@ class AdapterStore:
         raw = await self.redis.hgetall(keys.adapter(adapter_id))
         text = {_text(k): _text(v) for k, v in raw.items()}
         return AdapterRecord.from_hash(text) if text.get("adapter_id") else None
+
+    async def sealed_headers(self, adapter_id: str) -> str | None:
+        """The adapter's sealed header values; None if it has none (or they are gone)."""
+        token = await self.redis.get(keys.adapter_headers(adapter_id))
+        return None if token is None else _text(token)
 
     async def claim(self, adapter_id: str, worker: str, *, heartbeat_ttl_s: float) -> bool:
         claimed = await self._claim(
@@ -171,15 +190,20 @@ class AdapterStore:
         )
         return int(result)
 
-    async def restore(self, record: AdapterRecord, *, heartbeat_ttl_s: float) -> None:
+    async def restore(
+        self, record: AdapterRecord, *, heartbeat_ttl_s: float, sealed_headers: str | None = None
+    ) -> None:
         """Writes back the record of a running pipeline whose record vanished.
 
         A Redis restarted without persistence forgets every adapter; the pipelines still
-        stream, so they put their records back rather than stop serving their users.
+        stream, so they put their records back (and their sealed header values, which a
+        resume would need) rather than stop serving their users.
         """
         fields: dict[Any, Any] = record.to_hash()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.adapter(record.adapter_id), mapping=fields)
+            if sealed_headers:
+                pipe.set(keys.adapter_headers(record.adapter_id), sealed_headers)
             pipe.zadd(keys.app_adapters(record.app_id), {record.adapter_id: 0})
             pipe.sadd(keys.app_live(record.app_id), record.adapter_id)
             await pipe.execute()

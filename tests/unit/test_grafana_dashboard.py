@@ -35,6 +35,9 @@ CLUSTER_WIDE = (
     "sluice_adapter_loop_lag_seconds",
     "sluice_workers",
     "sluice_queue_jobs",
+    "sluice_webhook_deliveries_total",
+    "sluice_webhook_pending",
+    "sluice_webhook_failed",
 )
 
 # Every metric name the dashboard may use (histograms by their base name).

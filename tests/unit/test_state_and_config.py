@@ -64,7 +64,8 @@ def test_lua_scripts_build_keys_the_way_keys_py_names_them() -> None:
     assert lua_key(builders["app_key"], app="A", what="adapters") == keys.app_adapters("A")
     assert lua_key(builders["app_key"], app="A", what="live") == keys.app_live("A")
     assert keys.adapter_events("X") == keys.adapter("X") + ":events"  # `key .. ':events'`
-    fixed = {keys.METRICS, keys.PENDING, keys.RESUMING}
+    assert keys.adapter_headers("X") == keys.adapter("X") + ":headers"  # `key .. ':headers'`
+    fixed = {keys.METRICS, keys.PENDING, keys.RESUMING, keys.WEBHOOK_OUTBOX}
     for name in NAMES:
         source = lua(name)
         assert "@PREFIX@" not in source and "'sluice:" not in source  # all through PREFIX

@@ -17,4 +17,6 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', PREFIX .. ':pending', ARGV[1])
 redis.call('ZREM', PREFIX .. ':resuming', ARGV[1])
 redis.call('PUBLISH', KEYS[3], cjson.encode({event = 'closed', reason = ARGV[2]}))
+emit_event(KEYS[1], 'adapter.closed')
+forget_headers(KEYS[1])
 return 1

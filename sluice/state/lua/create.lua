@@ -1,11 +1,13 @@
--- KEYS: record, app index, pending, app live set. ARGV: id, pickup ms, max live (0: no
--- limit), field/value pairs... Returns 1 created, 0 id taken, -1 over the app's limit.
+-- KEYS: record, app index, pending, app live set, sealed headers. ARGV: id, pickup ms, max
+-- live (0: no limit), sealed header values ('' for none), field/value pairs...
+-- Returns 1 created, 0 id taken, -1 over the app's limit.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local limit = tonumber(ARGV[3])
 if limit > 0 and redis.call('SCARD', KEYS[4]) >= limit then return -1 end
 redis.call('SADD', KEYS[4], ARGV[1])
 local now = now_ms()
-set_pairs(KEYS[1], ARGV, 4)
+set_pairs(KEYS[1], ARGV, 5)
+if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4]) end
 redis.call('HSET', KEYS[1], 'claim_deadline_ms', now + tonumber(ARGV[2]))
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])

@@ -45,6 +45,21 @@ local function count_close(key, reason)
   local dir = redis.call('HGET', key, 'direction')
   if dir then redis.call('HINCRBY', PREFIX .. ':metrics', 'closes|' .. dir .. '|' .. reason, 1) end
 end
+-- A lifecycle event for the app's webhook (extension E7), written by the same script as
+-- the transition it reports, so no crash can come between the two. Only adapters created
+-- while their app had a webhook carry `webhooks`; `webhook_sequence` numbers an adapter's
+-- events from 1, and the event holds the record as it is now. Dispatchers move events
+-- from the stream to the delivery queue; the cap bounds it while no dispatcher runs.
+local OUTBOX_MAX = 100000
+local function emit_event(key, kind)
+  if redis.call('HEXISTS', key, 'webhooks') == 0 then return end
+  local sequence = redis.call('HINCRBY', key, 'webhook_sequence', 1)
+  redis.call('XADD', PREFIX .. ':webhook_outbox', 'MAXLEN', '~', OUTBOX_MAX, '*',
+    'type', kind, 'sequence', sequence, 'at_ms', now_ms(),
+    'record', cjson.encode(redis.call('HGETALL', key)))
+end
+-- An adapter's sealed header values (E6) go with the adapter: closed, failed or withdrawn.
+local function forget_headers(key) redis.call('DEL', key .. ':headers') end
 -- An adapter stops counting against its app's limit once it is closed or gone.
 local function not_live(record_key, id)
   local app = redis.call('HGET', record_key, 'app_id')

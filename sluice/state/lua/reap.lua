@@ -21,6 +21,8 @@ local function close_lost(key, id)
     'closed_at', ARGV[1])
   redis.call('EXPIRE', key, tonumber(ARGV[2]))
   redis.call('PUBLISH', key .. ':events', cjson.encode({event = 'closed', reason = 'worker_lost'}))
+  emit_event(key, 'adapter.closed')
+  forget_headers(key)
   table.insert(lost, id)
 end
 local function resume_window_ms(key)
@@ -44,6 +46,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
   local state = redis.call('HGET', key, 'state')
   if state == 'connecting' then
     local app = not_live(key, id)
+    forget_headers(key)
     redis.call('DEL', key)
     if app then redis.call('ZREM', app_key(app, 'adapters'), id) end
     redis.call('PUBLISH', events, cjson.encode({event = 'failed', errorCode = 'no_capacity',
@@ -62,6 +65,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
       redis.call('ZADD', KEYS[4], now + window, id)
       redis.call('HINCRBY', PREFIX .. ':metrics', 'resumes|egress', 1)
       redis.call('PUBLISH', events, cjson.encode({event = 'state', state = 'reconnecting'}))
+      emit_event(key, 'adapter.reconnecting')
       table.insert(resumed, id)
     else
       close_lost(key, id)
@@ -83,6 +87,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', stale, 'LIMIT',
   if redis.call('HGET', key, 'state') == 'connecting'
       and redis.call('HEXISTS', key, 'worker') == 0 then
     local app = not_live(key, id)
+    forget_headers(key)
     redis.call('DEL', key)
     if app then redis.call('ZREM', app_key(app, 'adapters'), id) end
     table.insert(withdrawn, id)

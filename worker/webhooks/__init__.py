@@ -1,0 +1,1 @@
+"""Lifecycle webhooks (E7): the outbox dispatcher, the delivery job, their processes."""
