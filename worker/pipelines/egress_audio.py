@@ -4,9 +4,11 @@ Packets are put in order by a small reorder window (`worker.protocol.reorder`), 
 costs latency only while a packet is missing; holes of up to 100 ms are concealed (in-band
 FEC or PLC) and counted, longer ones jump. Opus is decoded with libopus right in the event
 loop (~40 µs a frame): a thread hop would cost more than the work, and latency is what
-this path is judged by. The wire's default format (48 kHz stereo s16le, 20 ms) sends one
-Packet per decoded frame as it is; any other format (E1) goes through `AudioConverter`
-first.
+this path is judged by. libopus decodes to the adapter's channels (mixing a stereo
+source), and to 24 kHz when the adapter wants 8 or 16 kHz (cheaper than 48 kHz stereo).
+The wire's default format (48 kHz stereo s16le, 20 ms) sends one Packet per decoded frame
+as it is; any other format goes through `AudioConverter` (soxr resampling, μ-law,
+`frameMs` Packets, output-rate timestamps) first.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sluice.state.records import AdapterRecord
 from worker.pipelines.base import PipelineContext
 from worker.pipelines.egress import EgressPipeline, reconnect_window_s
 from worker.pipelines.opus_pcm import OpusPcmDecoder
-from worker.protocol.audio_format import AudioConverter, AudioFormat
+from worker.protocol.audio_format import AudioConverter, AudioFormat, decode_rate
 from worker.protocol.reconnect import Backlog
 from worker.protocol.reorder import AudioReorder, Conceal, Decode, Play
 from worker.protocol.stamping import AUDIO_CLOCK_RATE
@@ -40,7 +42,9 @@ class AudioEgressPipeline(EgressPipeline):
         # At least as long as the reconnect window, so a reconnect inside it loses nothing.
         backlog_s = max(ctx.settings.egress_backlog_s, reconnect_window_s(ctx))
         super().__init__(ctx, Backlog.for_audio(backlog_s, self.format.frame_ms))
-        self.decoder = OpusPcmDecoder()
+        # Decoded to the adapter's channels (libopus mixes), at the rate its converter
+        # resamples from (see `audio_format.decode_rate`).
+        self.decoder = OpusPcmDecoder(decode_rate(self.format), self.format.channels)
         self.converter = None if self.format.is_wire_default else AudioConverter(self.format)
         self.reorder = AudioReorder()
         self._expiry: asyncio.TimerHandle | None = None

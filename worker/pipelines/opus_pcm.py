@@ -1,4 +1,9 @@
-"""Opus → the wire's PCM (s16le, 48 kHz, stereo interleaved), straight from libopus.
+"""Opus → s16le PCM at the adapter's rate and channels, straight from libopus.
+
+libopus decodes to any of 8, 12, 16, 24 and 48 kHz, mono or stereo, holding nothing
+back; a mono output is the mean of a stereo stream's channels. Egress adapters that want
+mono or a lower rate have it decode to their channels and to 24 kHz, which costs less
+than 48 kHz stereo (see `worker.protocol.audio_format` for why not lower).
 
 Concealing a lost frame needs libopus's own calls: `opus_decode` with no packet
 (packet-loss concealment, PLC) and with the next packet and `decode_fec=1` (in-band
@@ -21,10 +26,10 @@ import av
 
 from sluice.errors import MediaError
 
-SAMPLE_RATE = 48_000
+SAMPLE_RATE = 48_000  # Opus's RTP clock, whatever rate it is decoded at
 CHANNELS = 2
-BYTES_PER_SAMPLE_STEREO = 4
-MAX_FRAME_SAMPLES = 5_760  # 120 ms, the longest Opus packet
+DECODE_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)  # what libopus decodes to
+MAX_FRAME_SAMPLES = 5_760  # 120 ms at 48 kHz, the longest Opus packet
 OPUS_OK = 0
 
 
@@ -70,44 +75,54 @@ def _declare(lib: Any) -> None:
 
 
 class OpusPcmDecoder:
-    """Decodes Opus packets to interleaved stereo s16le bytes, and conceals lost ones.
+    """Decodes Opus packets to interleaved s16le bytes, and conceals lost ones.
 
-    libopus decodes to the format we ask for, so no resampler or numpy conversion runs
-    per frame; mono sources come out duplicated on both channels.
+    Args:
+        sample_rate: the output rate, one of `DECODE_RATES`.
+        channels: 1 (the mean of a stereo source's channels) or 2 (a mono source comes
+            out duplicated on both).
 
     Raises:
         OpusUnavailable: no libopus could be loaded.
+        ValueError: a rate or channel count libopus does not decode to.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sample_rate: int = SAMPLE_RATE, channels: int = CHANNELS) -> None:
+        if sample_rate not in DECODE_RATES or channels not in (1, 2):
+            raise ValueError(f"libopus decodes to none of {sample_rate} Hz, {channels} ch")
         lib = libopus()
         error = ctypes.c_int(0)
-        state = lib.opus_decoder_create(SAMPLE_RATE, CHANNELS, ctypes.byref(error))
+        state = lib.opus_decoder_create(sample_rate, channels, ctypes.byref(error))
         if error.value != OPUS_OK or not state:
             raise OpusUnavailable(f"opus_decoder_create failed ({error.value})")
         self._lib = lib
         self._state = state
-        self._pcm = (ctypes.c_int16 * (MAX_FRAME_SAMPLES * CHANNELS))()
+        self._rate = sample_rate
+        self._bytes_per_sample = 2 * channels
+        self._max_samples = MAX_FRAME_SAMPLES * sample_rate // SAMPLE_RATE
+        self._pcm = (ctypes.c_int16 * (self._max_samples * channels))()
         weakref.finalize(self, lib.opus_decoder_destroy, state)
 
     def decode(self, data: bytes) -> list[bytes]:
-        """PCM of one Opus packet (20 ms gives 3 840 bytes); [] if it does not decode."""
+        """PCM of one Opus packet (20 ms at 48 kHz stereo: 3 840 bytes); [] if it does
+        not decode."""
         if not data:
             return []  # an empty payload would mean "lost" to libopus
-        pcm = self._run(data, MAX_FRAME_SAMPLES, fec=False)
+        pcm = self._run(data, self._max_samples, fec=False)
         return [pcm] if pcm else []
 
     def conceal(self, samples: int, fec: bytes | None = None) -> bytes:
         """`samples` (per channel) of made-up audio for a lost frame.
 
         Args:
-            samples: the lost frame's length at 48 kHz (a multiple of 2.5 ms).
+            samples: the lost frame's length in RTP units, 48 kHz (a multiple of 2.5 ms).
             fec: the packet that follows the lost frame, if it carries in-band FEC: the
                 frame is rebuilt from it (decode it normally afterwards). Without it,
                 libopus extrapolates from what it decoded last (PLC).
         """
-        pcm = self._run(fec, min(samples, MAX_FRAME_SAMPLES), fec=fec is not None)
-        return pcm or bytes(samples * BYTES_PER_SAMPLE_STEREO)
+        wanted = min(samples, MAX_FRAME_SAMPLES) * self._rate // SAMPLE_RATE
+        pcm = self._run(fec, wanted, fec=fec is not None)
+        return pcm or bytes(wanted * self._bytes_per_sample)
 
     def _run(self, data: bytes | None, frame_samples: int, *, fec: bool) -> bytes:
         length = len(data) if data else 0
@@ -116,4 +131,4 @@ class OpusPcmDecoder:
         )
         if decoded <= 0:
             return b""
-        return ctypes.string_at(self._pcm, decoded * BYTES_PER_SAMPLE_STEREO)
+        return ctypes.string_at(self._pcm, decoded * self._bytes_per_sample)

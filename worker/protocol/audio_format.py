@@ -1,12 +1,18 @@
-"""Egress audio in the endpoint's format: mono mix, resampling, s16le or μ-law, framing.
+"""Egress audio in the endpoint's format: rate, channels, s16le or μ-law, framing.
 
-The decoder gives 48 kHz stereo s16le, one chunk per Opus frame. `AudioConverter` turns
-that stream into Packets of `frame_ms` in the format an adapter asked for (E1):
+The Opus decoder decodes to the adapter's channels (libopus mixes a stereo source to the
+mean of its channels) and to `decode_rate(fmt)`, one chunk per Opus frame.
+`AudioConverter` turns that stream into Packets of `frame_ms` in the format an adapter
+asked for (E1):
 
-- mono is the mean of left and right (rounded down);
-- other rates go through one streaming soxr resampler for the adapter's life, so its
-  filter state carries across frames (no clicks at frame edges); it takes and gives
-  int16, rounding with TPDF dither and clipping in C;
+- a rate below 48 kHz goes through one streaming soxr resampler for the adapter's life,
+  so its filter state carries across frames (no clicks at frame edges); it takes and
+  gives int16, rounding with TPDF dither and clipping in C. libopus could decode to 8 or
+  16 kHz itself, but its decoder cuts well below the new Nyquist frequency there (nothing
+  above ~3 kHz at 8 kHz) and leaks just above it (~30 dB down, where the contract asks
+  for 40): `python -m bench.resampler`, row OPUS. So the decoder decodes to 24 kHz (for 8
+  and 16 kHz out; mono at 24 kHz costs less than stereo at 48) or 48 kHz, and soxr
+  band-limits from there;
 - samples go out as s16le, or μ-law coded (`g711`);
 - Packets are cut at exactly `frame_ms`, whatever the Opus frame size, and stamped in
   samples at the output rate from 0. A jump in the source's RTP timestamps (a real gap)
@@ -41,12 +47,8 @@ DEFAULT_FRAME_MS = 20
 # past its Nyquist frequency, and it holds back the least audio of the qualities that
 # are: on average 21 ms at 16 and 24 kHz and 42 ms at 8 kHz, where "high quality" holds
 # 23 and 87 ms. "Low quality" is 20 dB down at 0.45 x already; "quick" is cubic
-# interpolation. The variable-rate engine holds back less (12.5 ms at 16 kHz) for 4 to 10
-# times the CPU, and python-soxr calls it experimental (`python -m bench.resampler`).
+# interpolation (`python -m bench.resampler`).
 RESAMPLER_QUALITY = "MQ"
-# Each numpy call costs microseconds with cold caches, as they are every 20 ms in a
-# process busy with its WebRTC stack: the conversion is a handful of calls, the fewest
-# that do it (see bench.cost --formats).
 _UINT32 = 1 << 32
 
 
@@ -101,8 +103,13 @@ class AudioFormat:
         }
 
 
+def decode_rate(fmt: AudioFormat) -> int:
+    """The rate the Opus decoder decodes to for `fmt` (soxr takes it from there)."""
+    return 48_000 if fmt.sample_rate > 16_000 else 24_000
+
+
 class AudioConverter:
-    """Turns the decoder's 48 kHz stereo s16le into `fmt` Packets (one per adapter).
+    """Turns decoded audio (`decode_rate(fmt)`, `fmt`'s channels) into `fmt` Packets.
 
     Args:
         fmt: the output format.
@@ -110,22 +117,21 @@ class AudioConverter:
 
     def __init__(self, fmt: AudioFormat) -> None:
         self.format = fmt
+        self._in_rate = decode_rate(fmt)
         self._resampler = (
             soxr.ResampleStream(
-                SAMPLE_RATE, fmt.sample_rate, fmt.channels, "int16", RESAMPLER_QUALITY
+                self._in_rate, fmt.sample_rate, fmt.channels, "int16", RESAMPLER_QUALITY
             )
-            if fmt.sample_rate != SAMPLE_RATE
+            if fmt.sample_rate != self._in_rate
             else None
         )
-        # Read on every frame: plain attributes, not properties of the format.
-        self._mix = fmt.channels == 1
         self._mulaw = fmt.codec == "mulaw"
-        # 48 kHz stereo pcm in other Packet sizes: the decoder's bytes as they are.
-        self._as_is = self._resampler is None and not self._mix and not self._mulaw
+        self._channels = fmt.channels
+        self._rtp_per_sample = SAMPLE_RATE // self._in_rate  # 1 or 2
         self._frame_bytes, self._frame_samples = fmt.frame_bytes, fmt.frame_samples
         self._pending = bytearray()  # encoded output not yet cut into a Packet
         self._cut = 0  # output samples (per channel) cut into Packets, gaps not counted
-        self._fed = 0  # input samples fed, gaps not counted
+        self._fed = 0  # RTP units (48 kHz) fed, gaps not counted
         self._expected_rtp: int | None = None  # of the next decoded chunk, if contiguous
         self._jumps: deque[tuple[int, int]] = deque()  # (output sample it is at, size)
         self._offset = 0  # source gaps before the next Packet, in output samples
@@ -134,19 +140,23 @@ class AudioConverter:
         """Converts one decoded chunk; returns the Packets it completed, in order.
 
         Args:
-            pcm: 48 kHz stereo s16le, as `OpusPcmDecoder` gives it.
+            pcm: s16le at `decode_rate(format)` in the format's channels, as
+                `OpusPcmDecoder` gives it.
             rtp_timestamp: the source frame's RTP timestamp (48 kHz units).
 
         Returns:
             `(timestamp, payload)` per Packet: `timestamp` in output samples from 0
             (not wrapped), `payload` exactly `format.frame_bytes` long.
         """
-        self._note_gap(rtp_timestamp, len(pcm) // 4)
-        if self._as_is:
-            self._pending += pcm
-        else:
-            samples = self._convert(np.frombuffer(pcm, dtype="<i2"))
-            self._pending += mulaw_encode(samples) if self._mulaw else samples.tobytes()
+        samples = len(pcm) // (2 * self._channels)
+        self._note_gap(rtp_timestamp, samples * self._rtp_per_sample)
+        if self._resampler is None and not self._mulaw:
+            self._pending += pcm  # 48 kHz pcm in other Packet sizes, or mono
+            return self._cut_packets()
+        audio: npt.NDArray[np.int16] = np.frombuffer(pcm, dtype="<i2")
+        if self._resampler is not None:
+            audio = self._resampler.resample_chunk(audio.reshape(-1, self._channels))
+        self._pending += mulaw_encode(audio) if self._mulaw else audio.tobytes()
         return self._cut_packets()
 
     def _note_gap(self, rtp_timestamp: int, samples: int) -> None:
@@ -164,21 +174,6 @@ class AudioConverter:
                 self._jumps.append((at, gap * rate // SAMPLE_RATE))
         self._expected_rtp = end
         self._fed += samples
-
-    def _convert(self, interleaved: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
-        """Mixed and resampled: int16 throughout, in as few numpy calls as it takes."""
-        if self._mix:
-            # Widened first: a contiguous cast, then same-type maths, is the cheap path.
-            wide = interleaved.astype(np.int32)
-            total = wide[0::2] + wide[1::2]
-            total >>= 1
-            audio = total.astype(np.int16).reshape(-1, 1)  # 2-D, as soxr takes it
-        else:
-            audio = interleaved.reshape(-1, 2)
-        if self._resampler is not None:
-            resampled: npt.NDArray[np.int16] = self._resampler.resample_chunk(audio)
-            return resampled
-        return audio
 
     def _cut_packets(self) -> list[tuple[int, bytes]]:
         size, step = self._frame_bytes, self._frame_samples
