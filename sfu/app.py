@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.node = node
         app.state.metrics = metrics.new_registry(manager)
         await manager.start()
+        # Registered before serving, so `/readyz` is truthful from the first request;
+        # an unreachable Redis only delays startup by the check timeout.
+        await run_check(node.beat())
         heartbeat = asyncio.create_task(node.heartbeat(), name="sfu_node_heartbeat")
         try:
             yield

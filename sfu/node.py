@@ -76,18 +76,22 @@ class Node:
         load = dataclasses.replace(self._load(), cpu_pct=round(self._cpu.read(), 1))
         return NodeInfo(self.id, self.url, self._host, os.getpid(), self._started_at_ms, load)
 
+    async def beat(self) -> None:
+        """One heartbeat; Redis trouble is logged once, when the node drops out."""
+        try:
+            await sfu_nodes.beat(self._redis, self.info())
+            if not self.registered:
+                self.log.info("sfu_node_registered")
+            self.registered = True
+        except (RedisError, OSError) as exc:
+            if self.registered:
+                self.log.warning("sfu_node_heartbeat_failed", error=str(exc))
+            self.registered = False
+
     async def heartbeat(self) -> None:
-        """Beats every `HEARTBEAT_INTERVAL_S` until cancelled; Redis trouble is logged once."""
+        """Beats every `HEARTBEAT_INTERVAL_S` until cancelled."""
         while True:
-            try:
-                await sfu_nodes.beat(self._redis, self.info())
-                if not self.registered:
-                    self.log.info("sfu_node_registered")
-                self.registered = True
-            except (RedisError, OSError) as exc:
-                if self.registered:
-                    self.log.warning("sfu_node_heartbeat_failed", error=str(exc))
-                self.registered = False
+            await self.beat()
             await asyncio.sleep(sfu_nodes.HEARTBEAT_INTERVAL_S)
 
     async def leave(self) -> None:
