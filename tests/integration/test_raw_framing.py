@@ -36,7 +36,15 @@ from tests.integration.audio import (
     mono_tone,
     subscribe_to_ingest,
 )
-from tests.integration.helpers import APP, SECRET, Connection, Stack, endpoint, ingest_item
+from tests.integration.helpers import (
+    APP,
+    SECRET,
+    Connection,
+    Stack,
+    egress_item,
+    endpoint,
+    ingest_item,
+)
 from tests.integration.test_egress import create, publish_tone, view
 from tests.integration.test_egress_formats import decode_opus, level_at, opus_decoder
 from tests.integration.test_lifecycle import wait_state
@@ -48,14 +56,7 @@ TONE_HZ = (440, 660)  # the publisher's left and right
 
 
 def remote(url: str, session_id: str, codec: str = "pcm", **fields: Any) -> dict[str, Any]:
-    return {
-        "location": "remote",
-        "sessionId": session_id,
-        "trackName": "mic",
-        "endpoint": url,
-        "outputCodec": codec,
-        **fields,
-    }
+    return {**egress_item(url, session_id, codec=codec), **fields}
 
 
 async def close_adapter(stack: Stack, adapter_id: str) -> dict[str, Any]:
@@ -192,13 +193,15 @@ async def test_jpeg_alone(stack: Stack) -> None:
         await asyncio.wait_for(conn.got_message.wait(), 10)
         await asyncio.sleep(2.0)
         shown = await view(stack, raw["adapterId"])
+        closed = await close_adapter(stack, raw["adapterId"])
+        await asyncio.wait_for(conn.closed.wait(), 5)
         await sessions.close()
     pictures = binary(conn)
     print(f"raw jpeg: {len(pictures)} pictures, {sum(map(len, pictures))} B")
     assert len(pictures) >= 6 and len(conn.messages) == len(pictures)
     assert {decode_jpeg(p).shape for p in pictures} == {(240, 320, 3)}  # each a whole JPEG
     assert shown["settings"]["framing"] == "raw"
-    assert shown["counters"]["bytes"] <= sum(map(len, pictures))  # saved by heartbeats
+    assert closed["bytesProcessed"] == sum(map(len, pictures))
 
 
 # --- ingest ---------------------------------------------------------------------------
@@ -227,6 +230,7 @@ async def test_ingest_takes_raw_pcm_and_marks_still_work(stack: Stack) -> None:
         (conn,) = await ep.wait_connections(1)
         await asyncio.wait_for(conn.got_message.wait(), 8)  # the mark, once played
         await asyncio.sleep(0.5)
+        closed = await close_adapter(stack, adapter_id)
         task.cancel()
         await sessions.close()
         shown = await view(stack, adapter_id)
@@ -238,7 +242,10 @@ async def test_ingest_takes_raw_pcm_and_marks_still_work(stack: Stack) -> None:
         "framing": "raw",
     }
     assert conn.messages == ['{"event":"mark","name":"said","cleared":false}']
+    # Every binary message was audio (the empty one too), counted as it was on the wire.
     assert shown["counters"]["skipped"] == 0
+    assert shown["counters"]["packets"] == -(-len(data) // CHUNK) + 1
+    assert closed["bytesProcessed"] == shown["counters"]["bytes"] == len(data)
     first, last = recording.tone_span()
     assert first >= 0, "no tone arrived"
     heard_s = (last - first + 1) * FRAME / RATE
