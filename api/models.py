@@ -351,6 +351,9 @@ class AdapterSettings(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    framing: Framing | None = Field(
+        None, description='Both (E3): "packet" (protobuf `Packet`s) or "raw" (the media alone).'
+    )
     # Ingest (E1): the format the endpoint sends.
     inputCodec: Literal["pcm", "mulaw"] | None = None
     sampleRate: int | None = Field(
@@ -365,9 +368,6 @@ class AdapterSettings(BaseModel):
     quality: int | None = Field(None, description="Egress jpeg: JPEG quality, 1-100.")
     reconnectWindowS: float | None = Field(
         None, description="Egress: seconds a lost endpoint is re-dialled (0: never)."
-    )
-    framing: Framing | None = Field(
-        None, description='Both: "packet" (protobuf `Packet`s) or "raw" (the media alone).'
     )
 
 
