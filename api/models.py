@@ -32,6 +32,7 @@ _AUDIO_FORMAT_FIELDS = ("sampleRate", "channels", "frameMs")
 _SNAPSHOT_FIELDS = ("fps", "maxWidth", "maxHeight", "quality")
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=1024)]
+Framing = Literal["packet", "raw"]  # E3
 PictureSide = Annotated[int, Field(strict=True, ge=16, le=4096)]  # pixels (E5)
 _WS_SCHEME = re.compile(r"^wss?://", re.IGNORECASE)
 
@@ -57,6 +58,16 @@ class _Item(BaseModel):
     # Unknown fields are ignored, as Cloudflare does, so richer clients keep working.
     model_config = ConfigDict(extra="ignore")
 
+    # E3: framing.
+    framing: Framing = Field(
+        "packet",
+        description='Sluice extension: what each binary WebSocket message holds. "packet" '
+        '(default): one protobuf `Packet`. "raw": the media alone, no protobuf: egress '
+        "sends one frame of s16le or μ-law samples, one Opus packet or one JPEG per "
+        "message; ingest takes each message as audio bytes of the input format (a "
+        "zero-length message still ends a segment). Text messages stay JSON control "
+        "either way. For sockets that take raw audio, e.g. a speech-to-text service's.",
+    )
     trackName: NonEmpty
     endpoint: Annotated[
         str,
@@ -85,7 +96,7 @@ class _Item(BaseModel):
     def settings_in_effect(self) -> dict[str, Any]:
         """The extension settings this item asks for, defaults filled in, as the record
         keeps them (`AdapterRecord.options`) and `AdapterView.settings` shows them."""
-        return {}
+        return {"framing": self.framing}
 
 
 def _exactly_one_of(literal: Any) -> Callable[[Any], Any]:
@@ -144,6 +155,7 @@ class IngestTrack(_Item):
             "inputCodec": self.inputCodec,
             "sampleRate": self.sampleRate or rate,
             "channels": self.channels or channels,
+            **super().settings_in_effect(),
         }
 
 
@@ -253,7 +265,7 @@ class EgressTrack(_Item):
         settings["reconnectWindowS"] = (
             self.reconnectWindowS if self.reconnectWindowS is not None else reconnect_window_s
         )
-        return settings
+        return {**settings, **super().settings_in_effect()}
 
 
 TrackRequest = Annotated[IngestTrack | EgressTrack, Field(discriminator="location")]
@@ -317,8 +329,14 @@ class CloseFailed(ErrorBody):
 
 
 class Counters(BaseModel):
-    packets: int = 0
-    bytes: int = 0
+    packets: int = Field(
+        0, description="Binary messages written (egress) or taken as audio (ingest)."
+    )
+    bytes: int = Field(
+        0,
+        description="Bytes of those messages as they were on the wire: whole Packets, or "
+        "the media alone with `framing: raw`; text messages not.",
+    )
     dropped: int = 0
     reconnects: int = 0
     skipped: int = 0
@@ -346,6 +364,9 @@ class AdapterSettings(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    framing: Framing | None = Field(
+        None, description='Both (E3): "packet" (protobuf `Packet`s) or "raw" (the media alone).'
+    )
     # Ingest (E1): the format the endpoint sends.
     inputCodec: Literal["pcm", "mulaw"] | None = None
     sampleRate: int | None = Field(
@@ -395,7 +416,9 @@ class UsageResponse(BaseModel):
     end: str = Field(alias="to", description="End of the last hour counted (UTC).")
     egressBytes: int = Field(
         description="Bytes sent to WebSocket endpoints (egress; the billable figure): the "
-        "serialized Packets, Protobuf framing included, WebSocket frame headers not."
+        "binary messages as written, i.e. the serialized Packets, Protobuf framing included, "
+        "or the media alone for `framing: raw` adapters; text events and WebSocket frame "
+        "headers not."
     )
     ingestBytes: int = Field(description="Bytes received from WebSocket endpoints (ingest).")
     hours: list[UsageHour] = Field(description="The hours with any traffic, oldest first.")

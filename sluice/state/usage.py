@@ -2,8 +2,9 @@
 
 The store adds a pipeline's byte growth to `sluice:usage:{app}:{hour}` in the same script
 that saves the adapter's own counters, so an app's usage is exactly the sum of its
-adapters' `bytes` counters (the serialized Packets, Protobuf framing included; not the
-WebSocket frame headers). Hours are whole UTC hours, numbered since the epoch.
+adapters' `bytes` counters (the binary messages as they were on the wire: serialized
+Packets, Protobuf framing included, or the media alone with raw framing; not text messages,
+not the WebSocket frame headers). Hours are whole UTC hours, numbered since the epoch.
 """
 
 from __future__ import annotations

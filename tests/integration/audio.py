@@ -51,9 +51,9 @@ def mono_tone(
     return (np.sin(2 * np.pi * freq * t) * amplitude).astype(np.int16)
 
 
-def dominant_frequency(mono: npt.NDArray[np.float64]) -> float:
+def dominant_frequency(mono: npt.NDArray[np.float64], rate: int = RATE) -> float:
     spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono))))
-    return float(np.fft.rfftfreq(len(mono), 1 / RATE)[int(np.argmax(spectrum))])
+    return float(np.fft.rfftfreq(len(mono), 1 / rate)[int(np.argmax(spectrum))])
 
 
 class StereoToneTrack(PacedTrack):

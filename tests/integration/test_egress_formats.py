@@ -97,6 +97,7 @@ async def test_16k_mono_and_8k_mulaw(stack: Stack) -> None:
         "frameMs": 100,
         "events": False,
         "reconnectWindowS": 5.0,
+        "framing": "packet",
     }
     # 10 Packets a second of 3 200 bytes, +1 600 samples each, numbered from 0.
     assert 25 <= len(wide_got) <= 36  # ~10 a second for 3 s, what the backlog held
@@ -132,7 +133,11 @@ async def test_opus_is_forwarded_and_the_default_is_what_it_always_was(stack: St
         await sessions.close()
     opus_got, pcm_got = packets(opus_conn), packets(pcm_conn)
     print(f"opus: {len(opus_got)} packets, sizes {sorted({len(p.payload) for p in opus_got})}")
-    assert opus_view["settings"] == {"events": False, "reconnectWindowS": 5.0}
+    assert opus_view["settings"] == {
+        "events": False,
+        "reconnectWindowS": 5.0,
+        "framing": "packet",
+    }
     assert [p.sequenceNumber for p in opus_got] == list(range(len(opus_got)))
     assert opus_got[0].timestamp == 0 and stamps_step(opus_got) == {960}
     codec = opus_decoder()

@@ -55,7 +55,12 @@ async def test_mono_at_another_rate_is_heard_at_48k_stereo(
         sent_to_endpoint = ep.connections[0].messages
 
     assert view["codec"] == codec
-    assert view["settings"] == {"inputCodec": codec, "sampleRate": rate, "channels": 1}
+    assert view["settings"] == {
+        "inputCodec": codec,
+        "sampleRate": rate,
+        "channels": 1,
+        "framing": "packet",
+    }
     assert sent_to_endpoint == []  # it asked for nothing, so it is told nothing
     first, last = recording.tone_span()
     assert first >= 0, "no tone arrived"

@@ -70,6 +70,10 @@ def egress(codec: str = "pcm", **fields: Any) -> dict[str, Any]:
         (egress(reconnectWindowS=-1), "reconnectWindowS"),
         (egress(reconnectWindowS=61), "reconnectWindowS"),
         (egress(reconnectWindowS="5"), "reconnectWindowS"),
+        (egress(framing="Raw"), "framing"),
+        (egress("jpeg", framing="protobuf"), "framing"),
+        (egress("opus", framing=None), "framing"),
+        (egress(framing=["raw"]), "framing"),
     ],
 )
 def test_a_wrong_extension_value_is_invalid_params_naming_it(
@@ -93,6 +97,9 @@ def test_a_wrong_extension_value_is_invalid_params_naming_it(
         egress("jpeg", fps=0.1, maxWidth=16, maxHeight=4096, quality=1),
         egress("jpeg", fps=5, quality=100, reconnectWindowS=2.5),
         egress(unknownField={"anything": 1}),  # unknown fields are ignored, as before
+        egress(framing="raw", sampleRate=16000, channels=1),
+        egress("opus", framing="raw"),
+        egress("jpeg", framing="packet"),
     ],
 )
 def test_valid_extension_values_pass_validation(client: TestClient, item: dict[str, Any]) -> None:
@@ -111,6 +118,7 @@ def test_settings_in_effect_fill_in_the_defaults() -> None:
         "frameMs": 20,
         "events": False,
         "reconnectWindowS": 5.0,
+        "framing": "packet",
     }
     assert settings_of(egress("mulaw", frameMs=40, events=True)) == {
         "sampleRate": 8000,
@@ -118,14 +126,20 @@ def test_settings_in_effect_fill_in_the_defaults() -> None:
         "frameMs": 40,
         "events": True,
         "reconnectWindowS": 5.0,
+        "framing": "packet",
     }
-    assert settings_of(egress("opus")) == {"events": False, "reconnectWindowS": 5.0}
+    assert settings_of(egress("opus")) == {
+        "events": False,
+        "reconnectWindowS": 5.0,
+        "framing": "packet",
+    }
     configured = {"reconnect_window_s": 12.0, "jpeg_quality": 60}
     assert settings_of(egress("jpeg"), **configured) == {
         "fps": 1.0,
         "quality": 60,
         "events": False,
         "reconnectWindowS": 12.0,
+        "framing": "packet",
     }
     assert settings_of(egress("jpeg", fps=0.2, maxWidth=320, quality=90, reconnectWindowS=0)) == {
         "fps": 0.2,
@@ -133,7 +147,9 @@ def test_settings_in_effect_fill_in_the_defaults() -> None:
         "quality": 90,
         "events": False,
         "reconnectWindowS": 0.0,
+        "framing": "packet",
     }
+    assert settings_of(egress("mulaw", framing="raw"))["framing"] == "raw"
     # What GET shows: every one of them typed.
     shown = AdapterSettings(**settings_of(egress("jpeg", maxHeight=240))).model_dump(
         exclude_none=True
@@ -144,6 +160,7 @@ def test_settings_in_effect_fill_in_the_defaults() -> None:
         "quality": 75,
         "events": False,
         "reconnectWindowS": 5.0,
+        "framing": "packet",
     }
 
 
@@ -160,10 +177,13 @@ def test_openapi_documents_every_extension_field_and_its_values(client: TestClie
         "maxHeight",
         "quality",
         "reconnectWindowS",
+        "framing",
     ):
         assert egress_schema[name].get("description"), name
         assert name in schemas["AdapterSettings"]["properties"], name
     rates = egress_schema["sampleRate"]["anyOf"][0]
     assert rates["enum"] == [8000, 16000, 24000, 48000]
     assert egress_schema["outputCodec"]["enum"] == ["pcm", "mulaw", "opus", "jpeg"]
+    assert egress_schema["framing"]["enum"] == ["packet", "raw"]
+    assert egress_schema["framing"]["default"] == "packet"
     assert egress_schema["fps"]["anyOf"][0] == {"type": "number", "minimum": 0.1, "maximum": 5.0}

@@ -44,12 +44,16 @@ def in_effect(**fields: Any) -> dict[str, Any]:
             {"sampleRate": 22_050, "unknownField": 1},
             {"inputCodec": "pcm", "sampleRate": 22_050, "channels": 2},
         ),
+        (
+            {"sampleRate": 16_000, "channels": 1, "framing": "raw"},
+            {"inputCodec": "pcm", "sampleRate": 16_000, "channels": 1, "framing": "raw"},
+        ),
     ],
 )
 def test_settings_in_effect_fill_in_the_codecs_defaults(
     fields: dict[str, Any], settings: dict[str, Any]
 ) -> None:
-    assert in_effect(**fields) == settings
+    assert in_effect(**fields) == {"framing": "packet", **settings}
 
 
 @pytest.mark.parametrize(
@@ -65,6 +69,9 @@ def test_settings_in_effect_fill_in_the_codecs_defaults(
         ({"channels": 6}, "tracks[0].channels"),
         ({"channels": True}, "tracks[0].channels"),
         ({"channels": "mono"}, "tracks[0].channels"),
+        ({"framing": "RAW"}, "tracks[0].framing"),
+        ({"framing": "protobuf"}, "tracks[0].framing"),
+        ({"framing": 1}, "tracks[0].framing"),
     ],
 )
 def test_a_wrong_value_is_invalid_params_naming_the_field(
@@ -79,7 +86,8 @@ def test_a_wrong_value_is_invalid_params_naming_the_field(
 
 def test_allowed_values_pass_validation(client: TestClient) -> None:
     items = [ingest(inputCodec="mulaw", sampleRate=rate, channels=1) for rate in (8_000, 16_000)]
-    items += [ingest(sampleRate=22_050, channels=2), ingest(sampleRate=44_100)]
+    items += [ingest(sampleRate=22_050, channels=2, framing="raw")]
+    items += [ingest(sampleRate=44_100, framing="packet")]
     resp = client.post(NEW, json={"tracks": items}, headers=AUTH)
     assert resp.status_code == 503  # valid: the (closed) Redis is the first thing it meets
 
@@ -92,6 +100,8 @@ def test_openapi_documents_the_fields_and_their_values(client: TestClient) -> No
     assert rates["enum"] == [8_000, 16_000, 22_050, 24_000, 44_100, 48_000]
     channels = next(branch for branch in fields["channels"]["anyOf"] if "enum" in branch)
     assert channels["enum"] == [1, 2]
-    for name in ("inputCodec", "sampleRate", "channels"):
+    assert fields["framing"]["enum"] == ["packet", "raw"]
+    assert fields["framing"]["default"] == "packet"
+    for name in ("inputCodec", "sampleRate", "channels", "framing"):
         assert fields[name]["description"], name
     assert "48000 for pcm, 8000 for mulaw" in fields["sampleRate"]["description"]

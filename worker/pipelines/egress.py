@@ -2,8 +2,9 @@
 
 The pipeline pulls the track from the SFU with the receiver tapped (encoded frames as
 they complete, no jitter buffer: latency first). The media half (`egress_audio`,
-`egress_jpeg`) turns frames into Packets and hands them to the adapter's
-`EgressSession`, which queues them in a bounded backlog. One sender task writes what the
+`egress_opus`, `egress_jpeg`) turns frames into Packets, framed as the adapter asks (a
+protobuf `Packet`, or with `framing: raw` the payload alone), and hands them to the
+adapter's `EgressSession`, which queues them in a bounded backlog. One sender task writes what the
 session says to send next into the current connection, so a slow or absent endpoint
 never blocks decoding, and memory stays bounded.
 
@@ -33,7 +34,8 @@ from sluice.media.calls_client import SessionsApiError, SessionsClient
 from sluice.media.types import EncodedFrame
 from sluice.state.records import AdapterRecord, AdapterState, CloseReason
 from sluice.tasks import first_completed
-from sluice.wire.packet import UINT32_MOD, encode
+from sluice.wire.framing import frame, framing_of
+from sluice.wire.packet import UINT32_MOD
 from worker.dial import DialError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.sfu_link import (
@@ -82,6 +84,7 @@ class EgressPipeline(Pipeline):
         super().__init__(ctx)
         record = ctx.record
         self.clock_rate, self.packet_interval_ms = self.timing(record)
+        self.framing = framing_of(record.options)
         resume = ctx.resume
         first_sequence, first_timestamp = (
             (resume.first_sequence, resume.first_timestamp) if resume is not None else (0, 0)
@@ -92,7 +95,7 @@ class EgressPipeline(Pipeline):
                 adapter_id=record.adapter_id,
                 session_id=record.session_id,
                 track_name=record.track_name,
-                format={**self.stream_format(), "framing": "packet"},
+                format={**self.stream_format(), "framing": self.framing.value},
                 timestamp_step=self.timestamp_step(),
                 first_connection=1 + ctx.counters["reconnects"] + record.resumes,
             )
@@ -142,8 +145,13 @@ class EgressPipeline(Pipeline):
         """Called in the event loop with every complete encoded frame of the track."""
 
     def _emit(self, sequence: int, timestamp: int, payload: bytes) -> None:
-        """Queues one Packet for the endpoint (drop-oldest when the backlog is full)."""
-        self.session.produce(encode(sequence, timestamp, payload), sequence, timestamp)
+        """Queues one Packet for the endpoint (drop-oldest when the backlog is full).
+
+        With raw framing (E3) the message is the payload alone; the numbers still place
+        it in the stream (backlog, events, a resume).
+        """
+        message = frame(self.framing, sequence, timestamp, payload)
+        self.session.produce(message, sequence, timestamp)
         self._ready.set()
 
     def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:

@@ -1,9 +1,10 @@
 """Ingest (WebSocket → WebRTC): the endpoint pushes PCM Packets, Sluice publishes Opus.
 
-The socket reader decodes Packets, converts their audio to 48 kHz stereo if the endpoint
-sends another format, reassembles the byte stream into 20 ms frames and fills the playout
-buffer; `PlayoutTrack` plays it out in real time into an aiortc sender that is published
-into a new SFU session. When the buffer is full the reader stops reading, so TCP pushes
+The socket reader decodes Packets (with `framing: raw`, E3, a binary message is the audio
+itself; a zero-length one still ends a segment), converts their audio to 48 kHz stereo if
+the endpoint sends another format, reassembles the byte stream into 20 ms frames and fills
+the playout buffer; `PlayoutTrack` plays it out in real time into an aiortc sender that is
+published into a new SFU session. When the buffer is full the reader stops reading, so TCP pushes
 back on the endpoint and nothing is dropped.
 
 Text messages may be `clear` and `mark` (barge-in, extensions.md E2): the reader acts on
@@ -26,7 +27,8 @@ from sluice.errors import ErrorCode
 from sluice.media.calls_client import SessionsApiError, SessionsClient
 from sluice.state.records import CloseReason
 from sluice.tasks import first_completed
-from sluice.wire.packet import MAX_MESSAGE_BYTES, PacketDecodeError, decode
+from sluice.wire.framing import framing_of, payload_of
+from sluice.wire.packet import MAX_MESSAGE_BYTES, PacketDecodeError
 from worker.pipelines.base import Pipeline, PipelineContext, SetupError, close_ws
 from worker.pipelines.playout_track import PlayoutTrack
 from worker.pipelines.sfu_link import (
@@ -77,6 +79,7 @@ class IngestPipeline(Pipeline):
     def __init__(self, ctx: PipelineContext) -> None:
         super().__init__(ctx)
         self.format = InputFormat.of(ctx.record.codec, ctx.record.options)
+        self.framing = framing_of(ctx.record.options)
         self.playout = PlayoutBuffer(ctx.settings.ingest_buffer_s)
         self.intake = Intake(self.format)
         self.room = asyncio.Event()
@@ -160,15 +163,15 @@ class IngestPipeline(Pipeline):
                 self._control(message)
             else:
                 try:
-                    packet = decode(message)
+                    payload = payload_of(self.framing, message)
                 except PacketDecodeError as exc:
                     self._skip(exc.reason)
                     continue
                 counters["packets"] += 1
                 counters["bytes"] += len(message)
-                for frame in self.intake.feed(packet.payload):
+                for frame in self.intake.feed(payload):
                     self.playout.push(frame)
-                if not packet.payload:
+                if not payload:
                     self.playout.mark_end_of_segment()
             counters["max_buffer_ms"] = self.playout.max_depth_frames * 20
             counters["underruns"] = self.playout.underruns

@@ -50,7 +50,8 @@ COUNTERS = ("packets", "bytes", "dropped", "reconnects")  # what the session cou
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One media message and its place in the stream (its Packet's numbers)."""
+    """One media message and its place in the stream (its Packet's numbers, which raw
+    framing does not send but the events and the backlog still go by)."""
 
     data: bytes
     sequence: int
@@ -183,7 +184,8 @@ class EgressSession:
         """Queues one encoded message for the endpoint, connected or not.
 
         Args:
-            message: one WebSocket message (an encoded Packet).
+            message: one binary WebSocket message: an encoded Packet, or the media
+                alone with raw framing (E3).
             sequence, timestamp: its Packet's `sequenceNumber` and `timestamp`.
 
         Returns:
