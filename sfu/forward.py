@@ -13,11 +13,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from sluice.errors import InvalidParams
+from sluice.media.aiortc_internals import (
+    on_keyframe_request,
+    renumber_like_source,
+    restrict_codecs,
+)
 from sluice.media.frames import TimestampUnwrapper
 from sluice.media.packet_track import PacketTrack, make_packet
 from sluice.media.types import EncodedFrame
 from sluice.state.records import MediaKind
+
+if TYPE_CHECKING:
+    from sfu.tracks import SessionTrack
 
 KEYFRAME_REQUEST_INTERVAL_S = 0.3  # one PLI serves every subscriber waiting meanwhile
 AUDIO_QUEUE_FRAMES = 10  # 200 ms: a late-starting sender must not begin with stale audio
@@ -126,3 +136,21 @@ class Fanout:
         for sub in subs:
             sub.track.end()
             sub.on_source_end()
+
+
+def hook_sender(sender: Any, sub: Subscriber) -> None:
+    """Hooks a subscriber's sender: its keyframe requests, its audio's numbering."""
+    on_keyframe_request(sender, sub.fanout.keyframe_needed)
+    if sub.fanout.kind == MediaKind.AUDIO:
+        track = sub.track
+        renumber_like_source(sender, lambda: track.sequence)
+
+
+def restrict_to_source(transceiver: Any, source: SessionTrack) -> None:
+    """Offers only the source's codec: a forwarder cannot translate."""
+    if source.codec is None:
+        return
+    try:
+        restrict_codecs(transceiver, source.codec)
+    except ValueError as exc:
+        raise InvalidParams(f"cannot forward {source.name!r}: {exc}") from None

@@ -116,3 +116,38 @@ class OfferPlan:
                 raise InvalidParams(f"tracks[{i}]: the offer has no unclaimed {wanted} left")
         self._claimed.add(section.mid)
         return section
+
+
+def pushes_without_offer(
+    items: list[TrackRequest],
+    remote_sections: dict[str, sdp.MediaSection],
+    published_mids: Collection[str],
+    names_in_use: set[str],
+) -> list[tuple[int, sdp.MediaSection, str]]:
+    """The local items of a request without an offer: sections of the last offer.
+
+    Raises:
+        InvalidParams: an item is incomplete, names no unpublished sending section of the
+            last offer, or reuses a name.
+    """
+    names = set(names_in_use)
+    pushes: list[tuple[int, sdp.MediaSection, str]] = []
+    for i, item in enumerate(items):
+        if item.location is Location.REMOTE and not (item.sessionId and item.trackName):
+            raise InvalidParams(f"tracks[{i}]: a remote track needs sessionId and trackName")
+    for i, item in enumerate(items):
+        if item.location is not Location.LOCAL:
+            continue
+        if item.mid is None or item.trackName is None:
+            raise InvalidParams(f"tracks[{i}]: a local track needs mid and trackName")
+        section = remote_sections.get(item.mid)
+        if section is None or not section.sends or item.mid in published_mids:
+            raise InvalidParams(
+                f"tracks[{i}].mid {item.mid!r} is not an unpublished sending section "
+                "of the last offer; push with a sessionDescription"
+            )
+        if item.trackName in names:
+            raise InvalidParams(f"tracks[{i}].trackName {item.trackName!r} exists")
+        names.add(item.trackName)
+        pushes.append((i, section, item.trackName))
+    return pushes

@@ -17,9 +17,9 @@ from aiortc import RTCConfiguration
 from aiortc.mediastreams import MediaStreamError
 
 from sfu import sdp
-from sfu.forward import Fanout, Subscriber
+from sfu.forward import Fanout, Subscriber, hook_sender, restrict_to_source
 from sfu.negotiation import Negotiator
-from sfu.plan import OfferPlan
+from sfu.plan import OfferPlan, pushes_without_offer
 from sfu.tracks import Hub, SessionTrack
 from sluice.errors import InvalidParams, SessionNotFound, SluiceError
 from sluice.http.sessions_models import (
@@ -34,13 +34,7 @@ from sluice.http.sessions_models import (
     TrackStatus,
     TrackView,
 )
-from sluice.media.aiortc_internals import (
-    on_keyframe_request,
-    renumber_like_source,
-    restrict_codecs,
-)
 from sluice.media.types import EncodedFrame
-from sluice.state.records import MediaKind
 
 
 def new_session_id() -> str:
@@ -235,9 +229,9 @@ class Session:
                 sub = source.fanout.subscribe(self._source_end_callback(section.mid))
                 subscribed.append(sub)
                 transceiver.direction = "sendonly"
-                self._restrict(transceiver, source)
+                restrict_to_source(transceiver, source)
                 transceiver.sender.replaceTrack(sub.track)
-                self._forward_to(transceiver.sender, sub)
+                hook_sender(transceiver.sender, sub)
                 self.tracks[section.mid] = SessionTrack(
                     Location.REMOTE, section.mid, source.name, source.kind,
                     source.source_session_id, TrackStatus.ACTIVE, transceiver,
@@ -267,26 +261,10 @@ class Session:
         )
 
     async def _tracks_without_offer(self, items: list[TrackRequest]) -> TracksResponse:
-        for i, item in enumerate(items):
-            if item.location is Location.REMOTE and not (item.sessionId and item.trackName):
-                raise InvalidParams(f"tracks[{i}]: a remote track needs sessionId and trackName")
+        pushes = pushes_without_offer(
+            items, self._neg.remote_sections, self.tracks.keys(), self._names_in_use()
+        )
         results: list[TrackResult] = []
-        pushes: list[tuple[int, sdp.MediaSection, str]] = []
-        names = self._names_in_use()
-        for i, item in enumerate(items):
-            if item.location is Location.LOCAL:
-                section = self._neg.remote_sections.get(item.mid or "")
-                if item.mid is None or item.trackName is None:
-                    raise InvalidParams(f"tracks[{i}]: a local track needs mid and trackName")
-                if section is None or not section.sends or item.mid in self.tracks:
-                    raise InvalidParams(
-                        f"tracks[{i}].mid {item.mid!r} is not an unpublished sending section "
-                        "of the last offer; push with a sessionDescription"
-                    )
-                if item.trackName in names:
-                    raise InvalidParams(f"tracks[{i}].trackName {item.trackName!r} exists")
-                names.add(item.trackName)
-                pushes.append((i, section, item.trackName))
         pulls: list[tuple[int, SessionTrack, Subscriber, Any]] = []
         for i, item in enumerate(items):
             if item.location is Location.LOCAL:
@@ -300,8 +278,8 @@ class Session:
             assert source.fanout is not None
             sub = source.fanout.subscribe(self._source_end_callback_later())
             transceiver = self.pc.addTransceiver(sub.track, direction="sendonly")
-            self._restrict(transceiver, source)
-            self._forward_to(transceiver.sender, sub)
+            restrict_to_source(transceiver, source)
+            hook_sender(transceiver.sender, sub)
             pulls.append((i, source, sub, transceiver))
             results.append(TrackResult())
         for i, section, name in pushes:
@@ -365,23 +343,6 @@ class Session:
             "track_pulled", track_name=track.name, source_session_id=track.source_session_id,
             mid=track.mid, kind=track.kind, codec=track.codec, flow=flow,
         )  # fmt: skip
-
-    @staticmethod
-    def _forward_to(sender: Any, sub: Subscriber) -> None:
-        """Hooks a subscriber's sender: its keyframe requests, its audio's numbering."""
-        on_keyframe_request(sender, sub.fanout.keyframe_needed)
-        if sub.fanout.kind == MediaKind.AUDIO:
-            track = sub.track
-            renumber_like_source(sender, lambda: track.sequence)
-
-    @staticmethod
-    def _restrict(transceiver: Any, source: SessionTrack) -> None:
-        if source.codec is None:
-            return
-        try:
-            restrict_codecs(transceiver, source.codec)
-        except ValueError as exc:
-            raise InvalidParams(f"cannot forward {source.name!r}: {exc}") from None
 
     def _names_in_use(self) -> set[str]:
         return {
