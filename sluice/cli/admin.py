@@ -10,37 +10,30 @@ anything can print them: their query strings carry tokens.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
-from rq import Queue, Worker
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
 from api.models import AdapterView
 from api.service import AdapterService, adapter_view
 from sluice.config import Settings
-from sluice.state import keys, sfu_nodes
+from sluice.state import keys
 from sluice.state.connection import async_client
-from sluice.state.jobs import JOB_FUNCTION
 from sluice.state.lag_histogram import BUCKET_FIELDS, COUNT_FIELD, SUM_FIELD, bucket_counts_ms
 from sluice.state.records import (
     COUNTER_NAMES,
     AdapterRecord,
     AdapterState,
     Direction,
-    MediaKind,
     redact_endpoint,
 )
-from sluice.state.sfu_nodes import NodeInfo
 from sluice.state.store import AdapterStore
-from sluice.state.track_registry import TrackInfo, session_key, tracks_key
+from sluice.state.track_registry import session_key
 
 # Stands in for SLUICE_APPS: no admin command uses an app secret (see `admin_settings`).
 _NO_APPS = "sluice-admin:unused"
@@ -127,7 +120,7 @@ class AdapterInfo:
 async def list_apps(redis: Redis) -> list[str]:
     """Every app that ever created an adapter (it has an index), sorted."""
     apps = {
-        _text(key)[len(_APP_PREFIX) : -len(_APP_SUFFIX)]
+        as_text(key)[len(_APP_PREFIX) : -len(_APP_SUFFIX)]
         async for key in redis.scan_iter(match=_APP_INDEX, count=500)
     }
     return sorted(apps)
@@ -162,7 +155,7 @@ async def list_adapters(
         pipe.zrange(keys.HEARTBEATS, 0, -1)
         pipe.zrange(keys.PENDING, 0, -1)
         found = await pipe.execute()
-    ids = {_text(adapter_id) for members in found for adapter_id in members}
+    ids = {as_text(adapter_id) for members in found for adapter_id in members}
     adapters = [
         info
         for info in await load_adapters(redis, sorted(ids))
@@ -188,11 +181,11 @@ async def load_adapters(redis: Redis, adapter_ids: list[str]) -> list[AdapterInf
             pipe.zscore(keys.HEARTBEATS, adapter_id)
             pipe.zscore(keys.PENDING, adapter_id)
         replies = await pipe.execute()
-    now_ms = _time_ms(replies[0])
+    now_ms = redis_time_ms(replies[0])
     infos: list[AdapterInfo] = []
     for i in range(len(adapter_ids)):
         raw, heartbeat_ms, pending_ms = replies[1 + 3 * i : 4 + 3 * i]
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
         if fields.get("adapter_id"):
             infos.append(_adapter_info(fields, heartbeat_ms, pending_ms, now_ms))
     return infos
@@ -286,158 +279,11 @@ async def close_adapter(
     return CloseResult(CloseOutcome.CLOSED, await show_adapter(redis, adapter_id), waited_s)
 
 
-# --- sessions -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """One SFU session as its SFU last recorded it (`sluice.state.track_registry`)."""
-
-    session_id: str
-    app_id: str
-    created_at_ms: int
-    age_s: float
-    tracks: list[TrackInfo]
-    node_id: str = ""  # the SFU node holding it ("" if its SFU names none)
-
-
-async def list_sessions(redis: Redis, *, app_id: str | None = None) -> list[SessionInfo]:
-    """The sessions the SFUs' registry holds, newest first."""
-    prefix = _SESSIONS[:-1]
-    session_ids = [
-        _text(key)[len(prefix) :]
-        async for key in redis.scan_iter(match=_SESSIONS, count=500)
-        if not _text(key).endswith(":tracks")  # `tracks_key`: the same prefix
-    ]
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.time()
-        for session_id in session_ids:
-            pipe.hgetall(session_key(session_id))
-            pipe.hgetall(tracks_key(session_id))
-        replies = await pipe.execute()
-    now_ms = _time_ms(replies[0])
-    sessions: list[SessionInfo] = []
-    for i, session_id in enumerate(session_ids):
-        raw, raw_tracks = replies[1 + 2 * i : 3 + 2 * i]
-        fields = {_text(k): _text(v) for k, v in raw.items()}
-        owner = fields.get("app_id")
-        if owner is None or (app_id is not None and owner != app_id):
-            continue  # expired between SCAN and read, or another app's
-        created_ms = int(fields.get("created_at") or 0)
-        tracks = [
-            _track_info(owner, session_id, _text(name), _text(value))
-            for name, value in raw_tracks.items()
-        ]
-        tracks.sort(key=lambda track: track.track_name)
-        age_s = (now_ms - created_ms) / 1000
-        node_id = fields.get("node", "")
-        sessions.append(SessionInfo(session_id, owner, created_ms, age_s, tracks, node_id))
-    sessions.sort(key=lambda session: session.created_at_ms, reverse=True)
-    return sessions
-
-
-def _track_info(app_id: str, session_id: str, name: str, value: str) -> TrackInfo:
-    try:
-        data: Any = json.loads(value)
-    except ValueError:
-        data = None
-    data = data if isinstance(data, dict) else {}  # tolerate what an older SFU wrote
-    return TrackInfo(
-        app_id=app_id,
-        session_id=session_id,
-        track_name=name,
-        # Shown as written: an unknown kind from another version reads as it is.
-        kind=cast(MediaKind, str(data.get("kind", "?"))),
-        codec=data.get("codec"),
-        status=str(data.get("status", "?")),
-        mid=str(data.get("mid", "")),
-    )
-
-
-async def list_sfu_nodes(redis: Redis) -> list[NodeInfo]:
-    """The SFU nodes alive now (`sluice.state.sfu_nodes`), oldest first."""
-    return await sfu_nodes.live_nodes(redis)
-
-
-# --- workers ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """One RQ worker process of the adapters queue, as RQ registered it."""
-
-    name: str
-    hostname: str | None
-    pid: int | None
-    state: str  # RQ's: starting, idle, busy, suspended, ...
-    job_id: str | None
-    adapter_id: str | None  # the running job's argument
-    birth_date: str | None
-    heartbeat_age_s: float | None
-    successful_jobs: int
-    failed_jobs: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkersReport:
-    queue_name: str
-    queue_length: int  # jobs waiting for a worker
-    workers: list[WorkerInfo]
-
-    @property
-    def busy(self) -> int:
-        return sum(1 for worker in self.workers if worker.state == "busy")
-
-
-def list_workers(rq_redis: SyncRedis, queue_name: str) -> WorkersReport:
-    """The RQ workers registered on `queue_name`, through RQ's own API, sorted by name.
-
-    Args:
-        rq_redis: a bytes-returning client (`sluice.state.connection.sync_client`), as RQ needs.
-    """
-    queue = Queue(queue_name, connection=rq_redis)
-    now_s = _time_ms(rq_redis.time()) / 1000
-    workers = [
-        WorkerInfo(
-            name=worker.name,
-            hostname=worker.hostname,
-            pid=worker.pid,
-            state=str(worker.get_state()),
-            job_id=(job_id := worker.get_current_job_id()),
-            adapter_id=_adapter_of_job(rq_redis, job_id),
-            birth_date=worker.birth_date.isoformat() if worker.birth_date else None,
-            heartbeat_age_s=(
-                round(now_s - worker.last_heartbeat.timestamp(), 3)
-                if worker.last_heartbeat
-                else None
-            ),
-            successful_jobs=worker.successful_job_count,
-            failed_jobs=worker.failed_job_count,
-        )
-        for worker in Worker.all(queue=queue)
-    ]
-    workers.sort(key=lambda worker: worker.name)
-    return WorkersReport(queue_name, queue.count, workers)
-
-
-def _adapter_of_job(rq_redis: SyncRedis, job_id: str | None) -> str | None:
-    """The adapter a job runs: its one argument (`AdapterService` enqueues it so)."""
-    if job_id is None:
-        return None
-    try:
-        job = Job.fetch(job_id, connection=rq_redis)
-    except NoSuchJobError:
-        return None
-    if job.func_name != JOB_FUNCTION or not job.args:
-        return None
-    return str(job.args[0])
-
-
-def _time_ms(reply: tuple[int, int]) -> int:
+def redis_time_ms(reply: tuple[int, int]) -> int:
     """A `TIME` reply in ms: Redis's clock, the one every deadline the store writes uses."""
     seconds, micros = reply
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

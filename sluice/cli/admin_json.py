@@ -11,14 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sluice.cli.admin import (
-    AdapterInfo,
-    CloseOutcome,
-    CloseResult,
-    SessionInfo,
-    WorkerInfo,
-    WorkersReport,
-)
+from sluice.cli.admin import AdapterInfo, CloseOutcome, CloseResult
+from sluice.cli.admin_fleet import SessionInfo, WorkerInfo, WorkersReport
 from sluice.errors import ErrorCode
 from sluice.state.sfu_nodes import NodeInfo
 

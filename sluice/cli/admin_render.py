@@ -19,13 +19,8 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from sluice.cli.admin import (
-    AdapterInfo,
-    CloseOutcome,
-    CloseResult,
-    SessionInfo,
-    WorkersReport,
-)
+from sluice.cli.admin import AdapterInfo, CloseOutcome, CloseResult
+from sluice.cli.admin_fleet import SessionInfo, WorkersReport
 from sluice.state.records import COUNTER_NAMES, AdapterState
 from sluice.state.sfu_nodes import NodeInfo
 

@@ -74,10 +74,10 @@ def _sfu(args: argparse.Namespace) -> int:
 
 
 def _sfu_nodes(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_json, admin_render
+    from sluice.cli import admin, admin_fleet, admin_json, admin_render
 
     def command(settings: Settings) -> int:
-        nodes = admin.run_async(settings, admin.list_sfu_nodes)
+        nodes = admin.run_async(settings, admin_fleet.list_sfu_nodes)
         if args.json:
             admin_json.print_json([admin_json.sfu_node_json(node) for node in nodes])
         else:
@@ -185,13 +185,13 @@ def _adapters_close(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_json, admin_render
+    from sluice.cli import admin_fleet, admin_json, admin_render
     from sluice.state.connection import sync_client
 
     def command(settings: Settings) -> int:
         rq_redis = sync_client(settings)
         try:
-            report = admin.list_workers(rq_redis, settings.queue_name)
+            report = admin_fleet.list_workers(rq_redis, settings.queue_name)
         finally:
             rq_redis.close()
         if args.json:
@@ -204,11 +204,11 @@ def _workers(args: argparse.Namespace) -> int:
 
 
 def _sessions_ls(args: argparse.Namespace) -> int:
-    from sluice.cli import admin, admin_json, admin_render
+    from sluice.cli import admin, admin_fleet, admin_json, admin_render
 
     def command(settings: Settings) -> int:
         sessions = admin.run_async(
-            settings, lambda redis: admin.list_sessions(redis, app_id=args.app)
+            settings, lambda redis: admin_fleet.list_sessions(redis, app_id=args.app)
         )
         if args.json:
             admin_json.print_json([admin_json.session_json(session) for session in sessions])

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from rq import Queue, Worker
 
 from api.service import adapter_view
-from sluice.cli import admin
+from sluice.cli import admin, admin_fleet
 from sluice.cli.main import main
 from sluice.config import Settings, get_settings
 from sluice.state import keys, sfu_nodes
@@ -197,12 +197,12 @@ async def test_sessions_come_from_the_sfu_registry(redis: Redis) -> None:
     await write_session(redis, session("s1", "app1", now_ms - 60_000, "mic", "cam"))
     await write_session(redis, session("s2", "app2", now_ms - 1_000))
 
-    sessions = await admin.list_sessions(redis)
+    sessions = await admin_fleet.list_sessions(redis)
     assert [s.session_id for s in sessions] == ["s2", "s1"]
     assert [t.track_name for t in sessions[1].tracks] == ["cam", "mic"]
     assert sessions[1].tracks[0].kind == "audio" and sessions[1].tracks[0].codec == "opus"
     assert 59 < sessions[1].age_s < 62
-    assert [s.session_id for s in await admin.list_sessions(redis, app_id="app1")] == ["s1"]
+    assert [s.session_id for s in await admin_fleet.list_sessions(redis, app_id="app1")] == ["s1"]
 
 
 def test_workers_come_from_rq(rq_redis: sync_redis.Redis, settings: Settings) -> None:
@@ -218,7 +218,7 @@ def test_workers_come_from_rq(rq_redis: sync_redis.Redis, settings: Settings) ->
     idle.set_state("idle")
     queue.enqueue(JOB_FUNCTION, "a2", job_id="a2", job_timeout=-1, result_ttl=0)
 
-    report = admin.list_workers(rq_redis, settings.queue_name)
+    report = admin_fleet.list_workers(rq_redis, settings.queue_name)
     assert [w.name for w in report.workers] == ["w-busy", "w-idle"]
     assert report.busy == 1 and report.queue_length == 1
     first = report.workers[0]
