@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sluice.config import Settings, parse_port_range
+from sluice.config import Settings
+from sluice.setting_parsers import parse_port_range
 
 DEPLOY = Path("deploy")
 SLUICE_SERVICES = {"api": "SLUICE_API_PORT", "sfu": "SLUICE_SFU_PORT"}

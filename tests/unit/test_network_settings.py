@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sluice.config import Settings, parse_port_range
+from sluice.config import Settings
+from sluice.setting_parsers import parse_port_range
 
 
 def test_port_range_parses() -> None:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.config import Settings, parse_apps
+from sluice.config import Settings
+from sluice.setting_parsers import parse_apps
 from sluice.state.records import AdapterRecord, Direction, redact_endpoint
 
 
