@@ -16,13 +16,8 @@ from rq.job import Job
 
 from api.headers import header_settings
 from api.metrics import ApiMetrics
-from api.models import (
-    AdapterView,
-    CloseTrackResult,
-    CreateTrackResult,
-    EgressTrack,
-    IngestTrack,
-)
+from api.models import CloseTrackResult, CreateTrackResult, EgressTrack, IngestTrack
+from api.views import AdapterView
 from sluice.config import Settings
 from sluice.errors import (
     AdapterNotFound,

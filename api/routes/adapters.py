@@ -9,7 +9,6 @@ from fastapi import APIRouter, Response
 from api.batch import batch_status
 from api.deps import AppDep, ServiceDep
 from api.models import (
-    AdapterView,
     CloseFailed,
     CloseRequest,
     CloseResponse,
@@ -19,6 +18,7 @@ from api.models import (
     CreateResponse,
     CreateTrackResult,
 )
+from api.views import AdapterView
 from sluice.errors import RateLimited, error_headers
 from sluice.http.errors import ErrorBody
 from sluice.http.openapi import (

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from rq import Queue, Worker
 
-from api.models import Readiness
+from api.views import Readiness
 from sluice.http.auth import SettingsDep
 from sluice.http.probes import CHECK_TIMEOUT_S, run_check
 from sluice.state import sfu_nodes

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import WithJsonSchema
 
-from api.models import UsageHour, UsageResponse
+from api.views import UsageHour, UsageResponse
 from sluice.errors import InvalidParams
 from sluice.http.auth import AppDep
 from sluice.http.openapi import STATE_STORE_DOWN, UNAUTHORIZED, UNKNOWN_APP, error

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from api.models import AdapterView
 from api.service import AdapterService, adapter_view
+from api.views import AdapterView
 from sluice.config import Settings
 from sluice.state import keys
 from sluice.state.connection import async_client

@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.models import AdapterSettings, EgressTrack
+from api.models import EgressTrack
+from api.views import AdapterSettings
 from sluice.config import Settings
 
 AUTH = {"Authorization": "Bearer secret1"}

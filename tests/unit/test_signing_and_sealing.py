@@ -13,7 +13,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
-from api.models import AdapterView
+from api.views import AdapterView
 from sluice.config import DEV_SECRETS_KEY, Settings
 from sluice.signing import dial_signature, signed_webhook_headers, webhook_signature
 from sluice.state.records import AdapterRecord, AdapterState, Direction
