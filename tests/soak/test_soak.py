@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import start_stack
-from tests.soak.soak import Plan, soak
+from tests.soak.plan import Plan
+from tests.soak.soak import soak
 
 pytestmark = pytest.mark.integration
 
