@@ -105,6 +105,51 @@ def drift_chart(result: dict[str, Any]) -> Chart:
     )
 
 
+def _node_label(nodes: str) -> str:
+    return f"{nodes} node" if nodes == "1" else f"{nodes} nodes"
+
+
+def sfu_scale_late_chart(result: dict[str, Any]) -> Chart:
+    """Late frames against forwarded streams, one node against two (first round of each);
+    a ramp ends at its first failed step, so its last point is where it failed."""
+    return Chart(
+        title="SFU nodes: audio frames late by more than 100 ms",
+        x_label="forwarded audio streams",
+        y_label="frames late (%)",
+        series=[
+            Series(
+                _node_label(nodes),
+                [(s["n"], s["late_pct"]) for s in runs[0]["steps"]],
+                markers=True,
+            )
+            for nodes, runs in result["ramps"].items()
+        ],
+    )
+
+
+def sfu_scale_cpu_chart(result: dict[str, Any]) -> Chart:
+    """CPU per node (mean over the nodes) against forwarded streams."""
+
+    def per_node(step: dict[str, Any], nodes: str) -> float:
+        busy: float = sum(c for name, c in step["cpu_pct"].items() if name.startswith("node"))
+        return round(busy / int(nodes), 1)
+
+    return Chart(
+        title="SFU nodes: CPU per node",
+        x_label="forwarded audio streams",
+        y_label="CPU (% of one core)",
+        series=[
+            Series(
+                _node_label(nodes),
+                [(s["n"], per_node(s, nodes)) for s in runs[0]["steps"]],
+                markers=True,
+            )
+            for nodes, runs in result["ramps"].items()
+        ],
+        rules=[(100.0, "one core")],
+    )
+
+
 # Plot file → (result it is drawn from, how).
 PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {
     "latency-egress": ("latency", lambda r: latency_chart(r, "egress", EGRESS_PATHS)),
@@ -112,6 +157,8 @@ PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {
     "capacity": ("capacity", capacity_chart),
     "capacity-cpu": ("capacity", capacity_cpu_chart),
     "drift": ("drift", drift_chart),
+    "sfu-scale-late": ("sfu_scale", sfu_scale_late_chart),
+    "sfu-scale-cpu": ("sfu_scale", sfu_scale_cpu_chart),
 }
 
 
