@@ -7,6 +7,7 @@ import asyncio
 import fractions
 import os
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -60,15 +61,19 @@ class SpeakingTrack(PacedTrack):
     def __init__(self) -> None:
         super().__init__()
         self._queued = np.zeros(0, np.int16)  # 48 kHz mono, from sample `_n` on
+        self._last_loud: list[tuple[int, asyncio.Future[float]]] = []
 
-    def say(self, mono: npt.NDArray[np.int16], rate: int) -> float:
-        """Queues speech; returns the `time.monotonic()` its last loud sample goes out."""
+    def say(self, mono: npt.NDArray[np.int16], rate: int) -> asyncio.Future[float]:
+        """Queues speech; the future gets the `time.monotonic()` at which the frame with
+        its last loud sample was handed to the sender (the end of speech, as sent)."""
         samples = resample(mono, rate, RATE)
         if self._start is None:
             raise RuntimeError("the track is not being sent yet")
         self._queued = np.concatenate([self._queued, samples])
-        end = self._n + len(self._queued) - len(samples) + last_loud_s(samples, RATE) * RATE
-        return self._start + end / RATE
+        last_loud = self._n + len(self._queued) - len(samples) + last_loud_s(samples, RATE) * RATE
+        sent: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._last_loud.append((int(last_loud), sent))
+        return sent
 
     async def recv(self) -> av.AudioFrame:
         await self._wait_turn(RATE)
@@ -81,6 +86,11 @@ class SpeakingTrack(PacedTrack):
         frame.sample_rate, frame.pts = RATE, self._n
         frame.time_base = fractions.Fraction(1, RATE)
         self._n += FRAME
+        now = time.monotonic()
+        for sample, sent in self._last_loud:
+            if sample < self._n and not sent.done():
+                sent.set_result(now)
+        self._last_loud = [(n, f) for n, f in self._last_loud if not f.done()]
         return frame
 
 

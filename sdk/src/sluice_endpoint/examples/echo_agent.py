@@ -65,8 +65,9 @@ class Turn:
         answer: what the agent says.
         spoken: the answer as sent (its first audio's time, its length).
         pcm: the answer's audio as sent (s16le mono at `sample_rate`).
-        cleared_at: when a barge-in cleared the answer, if one did.
-        cleared_ms: how much queued audio that dropped.
+        cleared_at: when a barge-in sent the `clear` for this answer, if one did.
+        cleared_ms: how much queued audio that dropped (Sluice's `droppedMs`).
+        clear_acked_at: when Sluice's `cleared` answer came back.
         finished: the answer was heard to its end.
     """
 
@@ -79,6 +80,7 @@ class Turn:
     sample_rate: int = 0
     cleared_at: float | None = None
     cleared_ms: int | None = None
+    clear_acked_at: float | None = None
     finished: bool = False
 
     @property
@@ -119,6 +121,7 @@ class EchoAgent:
         self.turns: list[Turn] = []
         self.sender: IngestSender | None = None
         self.connected = asyncio.Event()  # Sluice has dialled the ingest endpoint
+        self.listener: Listener | None = None  # once Sluice has dialled the egress endpoint
         self._talking: Turn | None = None  # the answer being sent or played
         self._answering: asyncio.Task[None] | None = None
 
@@ -131,6 +134,7 @@ class EchoAgent:
     async def hear(self, stream: EgressStream) -> None:
         """The egress handler: listens, answers, and stops talking when interrupted."""
         listener = Listener(await asyncio.to_thread(self.make_recogniser), self.pause_s)
+        self.listener = listener
         try:
             async for event in heard(stream, listener):
                 now = time.monotonic()
@@ -189,6 +193,7 @@ class EchoAgent:
             turn.cleared_ms = await sender.clear()
         except (SenderClosed, TimeoutError):
             return
+        turn.clear_acked_at = time.monotonic()
         late = turn.cleared_at - speech_start_at
         self.report(
             f"barge-in: cleared {turn.cleared_ms} ms of {turn.answer!r} "

@@ -12,8 +12,10 @@ at a time.
 
 from __future__ import annotations
 
+import array
 import json
 import math
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 
 SAMPLE_RATE = 16_000  # what the recognisers take: 16 kHz mono s16le
 BYTES_PER_SECOND = 2 * SAMPLE_RATE
+VOICE_FRACTION = 0.1  # of an utterance's loudest peak: quieter frames are not its voice
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -214,7 +217,8 @@ class Utterance:
     Attributes:
         text: the transcript (empty if nothing was recognised).
         start_s: where the speech began, in seconds of audio fed.
-        end_s: where it ended.
+        end_s: where the voice ended: the end of its last frame at least a tenth as loud
+            as its loudest (the detector's own end lags by up to its window).
         heard_s: how much audio had been fed when the end was certain.
     """
 
@@ -241,6 +245,7 @@ class Listener:
         self._pending = bytearray()
         self._fed = 0  # bytes fed
         self._start_s = 0.0
+        self._voice = VoiceEnd()
 
     @property
     def position_s(self) -> float:
@@ -266,13 +271,14 @@ class Listener:
                 continue
             if not was_speech:
                 self._start_s = float(self._endpointer.speech_start)
+                self._voice.start(self._start_s)
                 self._recogniser.start()
                 events.append(SpeechStarted(self._start_s, self.position_s))
+            self._voice.add(speech)
             self._recogniser.accept(speech)
             if not self._endpointer.in_speech:
-                end_s = float(self._endpointer.speech_end)
                 text = self._recogniser.finish()
-                events.append(Utterance(text, self._start_s, end_s, self.position_s))
+                events.append(Utterance(text, self._start_s, self._voice.end_s, self.position_s))
         return events
 
     def flush(self) -> list[Utterance]:
@@ -284,9 +290,35 @@ class Listener:
         self._pending.clear()
         speech = self._endpointer.end_stream(tail)
         if speech:
+            self._voice.add(speech)
             self._recogniser.accept(speech)
         text = self._recogniser.finish()
-        return [Utterance(text, self._start_s, self.position_s, self.position_s)]
+        return [Utterance(text, self._start_s, self._voice.end_s, self.position_s)]
+
+
+class VoiceEnd:
+    """Where the voice in an utterance ends: the end of its last stretch at least
+    `VOICE_FRACTION` as loud (peak) as the loudest so far. The detector hands over an
+    utterance's audio in order, from its start.
+    """
+
+    def __init__(self) -> None:
+        self.start(0.0)
+
+    def start(self, start_s: float) -> None:
+        self._at_s = start_s  # the end of the audio added so far
+        self._loudest = 0
+        self.end_s = start_s
+
+    def add(self, speech: bytes) -> None:
+        samples = array.array("h", speech[: len(speech) - len(speech) % 2])
+        if sys.byteorder == "big":
+            samples.byteswap()  # the audio is s16le
+        peak = max(max(samples, default=0), -min(samples, default=0))
+        self._at_s += len(speech) / BYTES_PER_SECOND
+        self._loudest = max(self._loudest, peak)
+        if peak and peak >= VOICE_FRACTION * self._loudest:
+            self.end_s = self._at_s
 
 
 def word_errors(reference: str, hypothesis: str) -> int:
