@@ -154,6 +154,32 @@ async def test_stt_transcribes_tts_digits_as_well_as_the_original_audio(stack: S
     assert wer_through <= wer_direct + WER_MARGIN
 
 
+async def test_tts_speaks_stdin_lines_and_ends_once_all_were_heard(stack: Stack) -> None:
+    lines = ["Three one four.", "One five nine two six."]
+    process = await asyncio.create_subprocess_exec(
+        *example("tts"), "--api", api_url(stack), "--secret", SECRET, "--json",
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=example_env(),
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(process.communicate("\n".join(lines).encode()), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode()
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    ready = events[0]
+    assert ready["event"] == "ready" and ready["sampleRate"] == 22_050, events  # espeak-ng's
+    assert [e["text"] for e in events if e["event"] == "sent"] == lines
+    assert [e["text"] for e in events if e["event"] == "heard"] == lines  # played, in order
+    assert all(0.5 < e["seconds"] < 5 for e in events if e["event"] == "sent")
+    async with AsyncSluiceClient(api_url(stack), SECRET) as api:  # it closed its adapter
+        adapter = await api.get_adapter(ready["adapterId"])
+    assert (adapter.state, adapter.close_reason) == ("closed", "api_close"), adapter
+    assert adapter.counters["packets"] > 0
+
+
 async def test_echo_agent_answers_and_stops_when_interrupted(stack: Stack) -> None:
     replies = [
         "You said {}. I will say it again, slowly: {}. And once more, to be sure: {}.",

@@ -6,18 +6,20 @@ Sluice still has queued (barge-in, E2).
     python -m sluice_endpoint.examples.echo_agent --session SESSION --track mic
 
 With `make run` going, publish your microphone on the demo page (http://127.0.0.1:8080/,
-**Start**), start the agent with the session id and track name shown there, and play
-the agent's track (printed: session and track `agent`) in the page's second panel.
+**Start**), start the agent with the session id and track name shown there, and hear
+the agent's track on the same page (its session id is printed; track `agent`, **Pull**).
 Each turn is one line, with the latency from the end of your speech to the answer's
 first audio sent, and where it went:
 
-    heard 'one two three' -> 'You said one two three.' in 402 ms (end of speech certain
-    after 300 ms, recognised and first audio sent 102 ms later)
-    barge-in: cleared 1850 ms of 'You said ...' 0.31 s after you started speaking
+    heard 'one two three' -> 'You said one two three.' in 640 ms (end of speech certain
+    after 600 ms, recognised and first audio sent 40 ms later)
+    barge-in: cleared 7660 ms of 'You said ...' 0.30 s after the participant started speaking
 
-The end of speech is certain only once the voice-activity detector has heard a pause
-(`--pause`, 0.3 s): that is most of the latency, and the price of not answering in the
-middle of a sentence.
+The end of speech is certain only once the voice-activity detector has heard a pause:
+its window (`--pause`, 0.3 s) after the last frame it counts as voice, and it counts a
+word's quiet tail too. That is most of the latency, and the price of not answering in
+the middle of a sentence; the way to the agent and back through Sluice adds 200-300 ms
+(Sluice's tests/examples/test_sdk_examples.py measures all three).
 """
 
 from __future__ import annotations

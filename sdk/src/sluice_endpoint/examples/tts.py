@@ -7,11 +7,11 @@ speaks it into an ingest adapter, each chunk sent as soon as it is synthesised.
     curl -d 'Three one four one five.' http://127.0.0.1:9001/say
 
 The adapter is created at espeak-ng's own rate (22.05 kHz mono; Sluice resamples, E1),
-so nothing is converted here. The new track's session id is printed: play it on the
-demo page of `make run` (http://127.0.0.1:8080/, second panel, track `tts`). After each
-line has been heard on the track (a mark, E2), a line says so. With input from a pipe
-or file, the example ends once every line has been heard; with `--http-port` it runs
-until Ctrl+C.
+so nothing is converted here. The new track's session id is printed: hear it on the
+demo page of `make run` (http://127.0.0.1:8080/: that session id, track `tts`, **Pull**).
+After each line has been heard on the track (a mark, E2), a line says so. With input
+from a pipe or file, the example ends once every line has been heard; with
+`--http-port` it runs until Ctrl+C.
 """
 
 from __future__ import annotations
