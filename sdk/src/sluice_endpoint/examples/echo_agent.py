@@ -25,6 +25,7 @@ the middle of a sentence; the way to the agent and back through Sluice adds 200-
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -50,6 +51,8 @@ from sluice_endpoint.ingest import IngestSender
 from sluice_endpoint.server import Endpoint, url_of
 
 FRAME_MS = 20  # every 20 ms counts towards the answer's latency
+
+log = logging.getLogger("sluice_endpoint.examples.echo_agent")
 
 
 def echo(text: str) -> str:
@@ -160,6 +163,7 @@ class EchoAgent:
         self.turns.append(turn)
         previous = self._answering
         self._answering = asyncio.create_task(self._say(turn, previous))
+        self._answering.add_done_callback(_log_failure)
 
     async def _say(self, turn: Turn, previous: asyncio.Task[None] | None) -> None:
         if previous is not None:  # answers go out one after the other
@@ -218,6 +222,12 @@ class EchoAgent:
             f"certain after {certain * 1000:.0f} ms, recognised and first audio sent "
             f"{(latency - certain) * 1000:.0f} ms later)"
         )
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """An answer that failed (espeak-ng gone, say) is logged; the agent goes on listening."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("answering failed: %r", exc, exc_info=exc)
 
 
 async def converse(
