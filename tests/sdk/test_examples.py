@@ -1,19 +1,23 @@
 """The SDK examples' own logic, without a stack: word errors, the vocabulary model, WAV
-and JPEG headers, utterance cutting, the text intake over HTTP."""
+and JPEG headers, utterance cutting, the text intake over HTTP, the snapshot sink and its
+model hook."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from sluice_endpoint.egress import EgressStream
 from sluice_endpoint.examples.espeak import Speech, SynthesisError, parse_wav_header
-from sluice_endpoint.examples.snapshots import jpeg_size
+from sluice_endpoint.examples.snapshots import Sink, Snapshot, describe, jpeg_size
 from sluice_endpoint.examples.speech import (
     DIGITS,
     SAMPLE_RATE,
@@ -27,6 +31,9 @@ from sluice_endpoint.examples.speech import (
     word_errors,
 )
 from sluice_endpoint.examples.tts import serve_http
+from sluice_endpoint.formats import VideoFormat
+from sluice_endpoint.packet import encode_packet
+from tests.sdk.test_stream import MemorySocket
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="no espeak-ng")
 
@@ -83,12 +90,19 @@ def test_wav_headers_of_a_stream() -> None:
         parse_wav_header(b"ID3" + bytes(60))
 
 
+APP0 = b"\xff\xe0" + (16).to_bytes(2, "big") + b"JFIF\x00" + bytes(9)
+
+
+def jpeg_headers(width: int, height: int) -> bytes:
+    """A JPEG's markers up to its size (start of frame), with no picture in it."""
+    sof = b"\xff\xc0" + (17).to_bytes(2, "big") + b"\x08" + height.to_bytes(2, "big")
+    sof += width.to_bytes(2, "big") + b"\x03" + bytes(9)
+    return b"\xff\xd8" + APP0 + sof + b"\xff\xd9"
+
+
 def test_jpeg_size_reads_the_start_of_frame() -> None:
-    app0 = b"\xff\xe0" + (16).to_bytes(2, "big") + b"JFIF\x00" + bytes(9)
-    sof = b"\xff\xc0" + (17).to_bytes(2, "big") + b"\x08" + (240).to_bytes(2, "big")
-    sof += (320).to_bytes(2, "big") + b"\x03" + bytes(9)
-    assert jpeg_size(b"\xff\xd8" + app0 + sof + b"\xff\xd9") == (320, 240)
-    assert jpeg_size(b"\xff\xd8" + app0 + b"\xff\xd9") is None
+    assert jpeg_size(jpeg_headers(320, 240)) == (320, 240)
+    assert jpeg_size(b"\xff\xd8" + APP0 + b"\xff\xd9") is None
     assert jpeg_size(b"\xff\xd8garbage") is None
 
 
@@ -156,3 +170,37 @@ async def test_text_comes_in_over_http() -> None:
     finally:
         await asyncio.to_thread(server.shutdown)
     assert arrived.is_set() and got == ["Hello there."]
+
+
+async def test_the_snapshot_sink_saves_under_times_and_asks_the_model(tmp_path: Path) -> None:
+    jpeg = jpeg_headers(160, 90)
+    seen: list[Snapshot] = []
+
+    def model(snapshot: Snapshot) -> str:  # in a thread, with the file already saved
+        assert snapshot.path.read_bytes() == snapshot.jpeg
+        seen.append(snapshot)
+        return f"{len(seen)} seen"
+
+    reports: list[tuple[Path, str | None]] = []
+    sink = Sink(tmp_path / "out", look=model, report=lambda s, a: reports.append((s.path, a)))
+    stream, socket = EgressStream(VideoFormat(fps=2)), MemorySocket()
+    pump = asyncio.create_task(stream.attach(socket))
+    start = (1 << 32) - 45_000  # the RTP clock wraps between the two pictures
+    for n, timestamp in enumerate([start, (start + 45_000) % (1 << 32)]):
+        socket.inbox.put_nowait(encode_packet(n, timestamp, jpeg))
+    running = asyncio.create_task(sink(stream))
+    await asyncio.wait_for(until(lambda: len(reports) == 2), 5)
+    await stream.close()
+    await asyncio.wait_for(asyncio.gather(running, pump), 5)
+
+    assert [s.media_s for s in seen] == [0.0, 0.5]
+    assert [a for _, a in reports] == ["1 seen", "2 seen"]
+    assert describe(seen[0]) == f"160x90, {len(jpeg) / 1000:.1f} KB"
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert [p.name for p, _ in reports] == names
+    assert re.fullmatch(r"\d{8}T\d{6}\.\d{3}Z_00000\.500s\.jpg", names[1]), names
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    while not predicate():  # noqa: ASYNC110 (the sink's task changes it)
+        await asyncio.sleep(0.01)
