@@ -1,11 +1,13 @@
 """The SDK's runnable examples against a real stack, each started as its one command
-(`python -m sluice_endpoint.examples.<name>`) or, where times are measured, in process.
+(`python -m sluice_endpoint.examples.<name>`), and where times are measured in process too.
 
 - tts + stt: digits spoken by espeak-ng into an ingest adapter, pulled through an egress
   adapter at 16 kHz mono, transcribed by PocketSphinx: the word error rate must be no
   worse than the same recogniser's on the original audio, plus a small margin.
+- tts from stdin: every line heard, in order; then it ends and closes its adapter.
 - echo_agent: answers what it heard, and stops talking when interrupted: its queued
-  audio is gone from the track within 40 ms of its `clear`.
+  audio is gone from the track within 40 ms of its `clear`; the latency from the end of
+  speech to the answer, printed.
 - snapshots: JPEGs at the asked rate and width, saved under their times.
 """
 
@@ -275,6 +277,30 @@ async def test_echo_agent_answers_and_stops_when_interrupted(stack: Stack) -> No
 def hearing(agent: EchoAgent) -> float:
     """Seconds of the participant's audio the agent has heard."""
     return agent.listener.position_s if agent.listener is not None else 0.0
+
+
+async def test_echo_agent_command_answers_what_it_heard(stack: Stack) -> None:
+    participant = SpeakingTrack()
+    sessions = stack.sessions()
+    session_id, _ = await sessions.publish(participant, "mic")
+    try:
+        async with command(
+            stack, "echo_agent", "--session", session_id, "--track", "mic", "--digits"
+        ) as agent:
+            await agent.line("^listening", timeout_s=20)  # Sluice dialled its egress endpoint
+            await started(participant)
+            await asyncio.sleep(0.5)
+            mono, rate = await espeak("two seven one")
+            participant.say(mono, rate)
+            line = await agent.line("^heard ")
+            status, err = await agent.stop()
+    finally:
+        await sessions.close()
+    assert status == 0, err
+    turn = re.fullmatch(r"heard '([a-z ]+)' -> 'You said \1\.' in \d+ ms \(.*\)", line)
+    assert turn is not None, line
+    assert word_errors("two seven one", turn.group(1)) <= 1, line  # the recogniser's, mostly
+    assert "hear it on track 'agent' of session" in err
 
 
 async def wait_for_audio(agent: EchoAgent, turns: int) -> Any:

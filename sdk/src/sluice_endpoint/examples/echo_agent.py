@@ -11,6 +11,7 @@ the agent's track on the same page (its session id is printed; track `agent`, **
 Each turn is one line, with the latency from the end of your speech to the answer's
 first audio sent, and where it went:
 
+    listening: speak, then pause
     heard 'one two three' -> 'You said one two three.' in 640 ms (end of speech certain
     after 600 ms, recognised and first audio sent 40 ms later)
     barge-in: cleared 7660 ms of 'You said ...' 0.30 s after the participant started speaking
@@ -53,6 +54,9 @@ from sluice_endpoint.server import Endpoint, url_of
 FRAME_MS = 20  # every 20 ms counts towards the answer's latency
 
 log = logging.getLogger("sluice_endpoint.examples.echo_agent")
+
+
+LISTENING = "listening: speak, then pause"
 
 
 def echo(text: str) -> str:
@@ -104,7 +108,7 @@ class EchoAgent:
         voice: espeak-ng's voice.
         words_per_minute: its rate.
         pause_s: the pause that ends an utterance.
-        report: gets a line per turn and per barge-in.
+        report: gets a line once it listens, then one per turn and per barge-in.
     """
 
     def __init__(
@@ -140,6 +144,7 @@ class EchoAgent:
         """The egress handler: listens, answers, and stops talking when interrupted."""
         listener = Listener(await asyncio.to_thread(self.make_recogniser), self.pause_s)
         self.listener = listener
+        self.report(LISTENING)
         try:
             async for event in heard(stream, listener):
                 now = time.monotonic()
