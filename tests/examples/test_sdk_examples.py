@@ -33,6 +33,7 @@ from sluice_endpoint import AsyncSluiceClient
 from sluice_endpoint.examples.echo_agent import EchoAgent, converse
 from sluice_endpoint.examples.snapshots import jpeg_size
 from sluice_endpoint.examples.speech import DIGITS, SAMPLE_RATE, PocketSphinx, word_errors
+from sluice_endpoint.examples.tts import serve_http
 from tests.examples.speech import (
     LOUD,
     SpeakingTrack,
@@ -104,14 +105,30 @@ async def command(stack: Stack, name: str, *args: str) -> AsyncIterator[Command]
             await process.wait()
 
 
+@asynccontextmanager
+async def receiving_posts() -> AsyncIterator[tuple[str, list[str | None]]]:
+    """A URL to POST to, and the bodies posted (any POST endpoint will do: tts's)."""
+    posted: list[str | None] = []
+    server = serve_http("127.0.0.1", 0, posted.append)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/say", posted
+    finally:
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+
+
 async def test_stt_transcribes_tts_digits_as_well_as_the_original_audio(stack: Stack) -> None:
     rng = random.Random(19)
     lines = [" ".join(rng.choice(DIGITS) for _ in range(6)) for _ in range(LINES)]
-    async with command(stack, "tts", "--json", "--http-port", "0") as tts:
+    async with (
+        receiving_posts() as (post_url, posted),
+        command(stack, "tts", "--json", "--http-port", "0") as tts,
+    ):
         ready = json.loads(await tts.line('"ready"'))
         async with command(
-            stack, "stt", "--session", ready["sessionId"], "--track", "tts", "--digits", "--json"
-        ) as stt:
+            stack, "stt", "--session", ready["sessionId"], "--track", "tts", "--digits", "--json",
+            "--post", post_url,
+        ) as stt:  # fmt: skip
             assert stt.process.stderr is not None
             attached = await asyncio.wait_for(stt.process.stderr.readline(), 15)
             assert b"<- egress" in attached, attached
@@ -129,6 +146,7 @@ async def test_stt_transcribes_tts_digits_as_well_as_the_original_audio(stack: S
         tts_status, tts_err = await tts.stop()
     assert (stt_status, tts_status) == (0, 0), (stt_err, tts_err)
     transcripts = [json.loads(line) for line in stt.lines if line.startswith("{")]
+    assert [json.loads(body or "") for body in posted] == transcripts  # printed and posted
     through = " ".join(t["text"] for t in transcripts)
 
     # The same recogniser on the original audio: espeak-ng's 22.05 kHz, resampled to 16 kHz.
