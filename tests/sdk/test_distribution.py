@@ -18,7 +18,9 @@ SDK = Path(__file__).resolve().parents[2] / "sdk"
 SOURCE = SDK / "src" / "sluice_endpoint"
 SERVER_PACKAGES = {"sluice", "api", "worker", "sfu", "examples", "bench", "tests"}
 DEPENDENCIES = {"websockets", "httpx"}
-OPTIONAL = {"numpy", "soxr"}  # extras: imported only inside the functions that need them
+# Extras (and the engines the examples can use if you install them): imported only inside
+# the functions that need them.
+OPTIONAL = {"numpy", "soxr", "pocketsphinx", "vosk", "faster_whisper"}
 
 
 def imports(tree: ast.AST) -> list[tuple[str, ast.stmt]]:
