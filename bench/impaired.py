@@ -56,6 +56,7 @@ AUDIO_CASES = {
 }
 VIDEO_CASES = {"5 % loss": Impairment(loss=0.05), "300 ms outage every 10 s": OUTAGE}
 SIZE = (320, 240)
+CASE_SETUP_S = 60.0  # what a case may take beyond its seconds (a busy machine's setup)
 THUMBNAIL = (160, 120)  # what a picture is judged on (blocks of a broken one still show)
 
 
@@ -78,7 +79,8 @@ class Run:
 
     @staticmethod
     def both(source: MediaStreamTrack) -> tuple[MediaStreamTrack, MediaStreamTrack]:
-        """One source for both paths: a late sender delays both alike."""
+        """One source for both paths: a late sender delays both alike (encoded audio
+        only: its packets are only read)."""
         fan_out = MediaRelay()
         return fan_out.subscribe(source), fan_out.subscribe(source)
 
@@ -195,9 +197,12 @@ async def video_case(run: Run, key: str, imp: Impairment) -> dict[str, Any]:
         image = cast(npt.NDArray[np.uint8], small.to_ndarray())
         bare_got.append(judged(arrival, int(frame.pts or 0), image))
 
-    to_sluice, to_bare = run.both(ColourCycleTrack(*SIZE))
+    # A source each: two encoders on one frame object would share its PyAV reformatter
+    # across threads. Each track is paced from its own start, so their colours change
+    # within a few milliseconds of each other.
     (counters, sluice_relay), bare_relay = await asyncio.gather(
-        run.sluice(key, to_sluice, "jpeg", imp), run.bare(to_bare, imp, keep)
+        run.sluice(key, ColourCycleTrack(*SIZE), "jpeg", imp),
+        run.bare(ColourCycleTrack(*SIZE), imp, keep),
     )
     until = asyncio.get_running_loop().time()
     judged_jpegs = [jpeg_picture(a, m) for a, m in run.received.get(key, [])]
@@ -261,7 +266,13 @@ async def run_cases(
         async with limit:
             progress(f"{kind} under {label}: {run.seconds:.0f} s")
             case = audio_case if kind == "audio" else video_case
-            return await case(run, f"{kind}-{n}", imp)
+            try:
+                async with asyncio.timeout(run.seconds + CASE_SETUP_S):
+                    return await case(run, f"{kind}-{n}", imp)
+            except (TimeoutError, RuntimeError, ValueError) as exc:
+                # A broken path is a result (its checks fail), not the end of the run.
+                progress(f"{kind} under {label}: FAILED: {exc!r}")
+                return {"error": repr(exc)}
 
     async with endpoint(on_message=run.on_message) as ep:
         run.url = ep.url
@@ -269,6 +280,9 @@ async def run_cases(
     result: dict[str, Any] = {"audio": {}, "jpeg": {}, "checks": {}}
     for (kind, label, _), case in zip(cases, results, strict=True):
         result[kind][label] = case
+        if "error" in case:
+            result["checks"][f"{kind} {label}: ran"] = False
+            continue
         checks = audio_checks if kind == "audio" else video_checks
         result["checks"].update(checks(label, case))
     return result
@@ -277,7 +291,7 @@ async def run_cases(
 def show(result: dict[str, Any]) -> None:
     rows = []
     for label, case in result["audio"].items():
-        for path in ("sluice", "bare"):
+        for path in ("sluice", "bare") if "error" not in case else ():
             r = case[path]
             rows.append(
                 [label, path, r["per_second"], r["backwards"], r["spliced"], r["gaps"],
@@ -290,7 +304,7 @@ def show(result: dict[str, Any]) -> None:
         print_table("egress PCM (bare: aiortc's own receiver)", header, rows)
     rows = []
     for label, case in result["jpeg"].items():
-        for path in ("sluice", "bare"):
+        for path in ("sluice", "bare") if "error" not in case else ():
             r = case[path]
             rows.append(
                 [label, path, r["pictures"], r["per_second"], r["max_interval_s"],
