@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from sluice.media.aiortc_internals import tap_receiver
 from sluice.media.calls_client import Peer, SessionsClient
+from sluice.media.types import FrameSink
 from tests.netsim.relay import Address, UdpRelay
 from tests.netsim.schedule import CLEAR, Impairment
 
@@ -118,10 +120,18 @@ async def pull_via_relay(
     upstream: Impairment = CLEAR,
     downstream: Impairment = CLEAR,
     seed: int = 1,
+    on_frame: FrameSink | None = None,
 ) -> tuple[MediaStreamTrack, UdpRelay]:
-    """Pulls a track in a new session whose media crosses a relay (`downstream`: media)."""
+    """Pulls a track in a new session whose media crosses a relay (`downstream`: media).
+
+    With `on_frame`, every encoded frame goes there as it arrives, undecoded and in
+    arrival order (no jitter buffer: what the network delivered); the returned track then
+    only reports the end.
+    """
     peer = await client.new_peer()
     transceiver = peer.pc.addTransceiver(kind, direction="recvonly")
+    if on_frame is not None:
+        tap_receiver(transceiver.receiver, kind, on_frame)
     item = {"location": "remote", "sessionId": session_id, "trackName": track_name}
     relay = await _offer_through_relay(peer, lambda: [item], upstream, downstream, seed)
     return transceiver.receiver.track, relay
