@@ -45,7 +45,7 @@ from tests.integration.video import ColourCycleTrack, decode_jpeg
 from tests.netsim import Impairment, UdpRelay, direct_via_relay, publish_via_relay
 from tests.sfu.media import PacketLoopTrack
 
-OUTAGE_AT_S = 5.0  # from the relay's start: after the paths are up, before the end
+OUTAGE_AT_S = 3.5  # from the relay's start: after a first latency window, before the end
 OUTAGE = Impairment(outage_every_s=10, outage_ms=300, outage_offset_s=OUTAGE_AT_S)
 AUDIO_CASES = {
     "2 % loss": Impairment(loss=0.02),
@@ -328,7 +328,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", default="", help='the cases whose "kind label" contains this (e.g. "jpeg")'
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: 8 s, 2 at once")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 6 s, 3 at once")
     parser.add_argument("--results-dir", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
     cases = chosen_cases(args.only)
     if not cases:
         raise SystemExit(f"no case matches {args.only!r}")
-    seconds, parallel = (8.0, 2) if args.quick else (args.seconds, max(1, args.parallel))
+    seconds, parallel = (6.0, 3) if args.quick else (args.seconds, max(1, args.parallel))
     with contextlib.ExitStack() as exit_stack:
         if stack is None:
             stack = exit_stack.enter_context(running_stack(workers=min(parallel, len(cases))))
