@@ -216,9 +216,9 @@ async def video_case(run: Run, key: str, imp: Impairment) -> dict[str, Any]:
         image = cast(npt.NDArray[np.uint8], small.to_ndarray())
         bare_got.append(judged(arrival, int(frame.pts or 0), image))
 
-    # A source each: two encoders on one frame object would share its PyAV reformatter
-    # across threads. Each track is paced from its own start, so their colours change
-    # within a few milliseconds of each other.
+    # A source each: with one source's frame objects fanned out to two VP8 encoders
+    # (each in an executor thread) the run hung at exit. Each track is paced from its
+    # own start, so their colours change within milliseconds of each other.
     (counters, sluice_relay), bare_relay = await asyncio.gather(
         run.sluice(key, ColourCycleTrack(*SIZE), "jpeg", imp),
         run.bare(ColourCycleTrack(*SIZE), imp, keep),
