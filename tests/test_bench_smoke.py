@@ -83,3 +83,29 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
         for forwarder in ("sluice", "media_relay"):
             r = sfu["kinds"][kind][forwarder]
             assert r["frames_per_s_per_subscriber"]["min"] > 0, (kind, forwarder)
+
+
+def test_impaired_network_table_quick(tmp_path: Path, repo_root: Path) -> None:
+    """`bench.impaired` (alone, not in `python -m bench`): every impairment, both paths."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.impaired", "--quick", "--results-dir", str(tmp_path)],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(done.stdout)
+    result = json.loads((tmp_path / "impaired.json").read_text())
+    assert result["quick"] is True
+    assert len(result["audio"]) == 5 and len(result["jpeg"]) == 2
+    for kind in ("audio", "jpeg"):
+        for label, case in result[kind].items():
+            assert {"sluice", "bare"} <= case.keys(), f"{kind} {label}: {case}"
+    failed = [name for name, ok in result["checks"].items() if not ok]
+    assert not failed, done.stdout
+    assert done.returncode == 0, done.stderr[-4000:]
+    # The relay did impair: the lossy cases lost, the outage dropped, the jitter reordered.
+    relays = {label: case["relay"]["sluice"] for label, case in result["audio"].items()}
+    assert relays["10 % loss"]["lost"] > relays["2 % loss"]["lost"] > 0
+    assert relays["300 ms outage every 10 s"]["outage"] >= 5
+    assert relays["30 ± 20 ms jitter, reordering"]["reordered"] >= 10

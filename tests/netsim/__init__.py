@@ -9,7 +9,13 @@
 puts the relay between a test's WebRTC peer and the SFU.
 """
 
-from tests.netsim.peers import publish_via_relay, pull_via_relay, server_address, via_relay
+from tests.netsim.peers import (
+    direct_via_relay,
+    publish_via_relay,
+    pull_via_relay,
+    server_address,
+    via_relay,
+)
 from tests.netsim.relay import UdpRelay, is_media
 from tests.netsim.schedule import CLEAR, Impairment, Schedule, Verdict
 
@@ -19,6 +25,7 @@ __all__ = [
     "Schedule",
     "UdpRelay",
     "Verdict",
+    "direct_via_relay",
     "is_media",
     "publish_via_relay",
     "pull_via_relay",

@@ -5,7 +5,8 @@ SFU's answer names its 127.0.0.1 host candidate, which is rewritten to the relay
 before the peer applies it. The peer then only ever talks to the relay, and the SFU
 learns the relay's address as a peer-reflexive candidate from the peer's checks. (With
 the peer's own candidate in the offer, the SFU's checks would reach the peer directly,
-and ICE might choose that path instead.)
+and ICE might choose that path instead.) `direct_via_relay` does the same between two
+bare aiortc peers, the baseline an impaired Sluice path is compared with.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from aiortc import MediaStreamTrack, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from sluice.media.aiortc_internals import tap_receiver
 from sluice.media.calls_client import Peer, SessionsClient
+from sluice.media.types import FrameSink
 from tests.netsim.relay import Address, UdpRelay
 from tests.netsim.schedule import CLEAR, Impairment
 
@@ -117,10 +120,50 @@ async def pull_via_relay(
     upstream: Impairment = CLEAR,
     downstream: Impairment = CLEAR,
     seed: int = 1,
+    on_frame: FrameSink | None = None,
 ) -> tuple[MediaStreamTrack, UdpRelay]:
-    """Pulls a track in a new session whose media crosses a relay (`downstream`: media)."""
+    """Pulls a track in a new session whose media crosses a relay (`downstream`: media).
+
+    With `on_frame`, every encoded frame goes there as it arrives, undecoded and in
+    arrival order (no jitter buffer: what the network delivered); the returned track then
+    only reports the end.
+    """
     peer = await client.new_peer()
     transceiver = peer.pc.addTransceiver(kind, direction="recvonly")
+    if on_frame is not None:
+        tap_receiver(transceiver.receiver, kind, on_frame)
     item = {"location": "remote", "sessionId": session_id, "trackName": track_name}
     relay = await _offer_through_relay(peer, lambda: [item], upstream, downstream, seed)
     return transceiver.receiver.track, relay
+
+
+async def direct_via_relay(
+    track: MediaStreamTrack,
+    *,
+    upstream: Impairment = CLEAR,
+    downstream: Impairment = CLEAR,
+    seed: int = 1,
+) -> tuple[RTCPeerConnection, RTCPeerConnection, MediaStreamTrack, UdpRelay]:
+    """Two bare aiortc peers, `track` sent from one to the other across a relay.
+
+    The sender stands where a publisher would and the receiver where the SFU would:
+    `upstream` is the media, `downstream` the receiver's RTCP. Loopback-only ICE must be
+    on (`sluice.media.ice.set_loopback`). Returns (sender, receiver, received track,
+    relay); close both peers, then the relay.
+    """
+    config = RTCConfiguration(iceServers=[])
+    sender, receiver = RTCPeerConnection(config), RTCPeerConnection(config)
+    sender.addTransceiver(track, direction="sendonly")
+    await sender.setLocalDescription(await sender.createOffer())
+    offer = without_candidates(sender.localDescription.sdp)
+    await receiver.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+    received = receiver.getTransceivers()[0].receiver.track
+    await receiver.setLocalDescription(await receiver.createAnswer())
+    sdp = receiver.localDescription.sdp
+    relay = await UdpRelay.start(
+        server_address(sdp), upstream=upstream, downstream=downstream, seed=seed
+    )
+    await sender.setRemoteDescription(
+        RTCSessionDescription(sdp=via_relay(sdp, relay.port), type="answer")
+    )
+    return sender, receiver, received, relay

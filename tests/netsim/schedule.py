@@ -8,6 +8,7 @@ time, fall on the datagrams that happen to arrive in them).
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -54,6 +55,16 @@ class Impairment:
         into = (elapsed_s - self.outage_offset_s) % self.outage_every_s
         return into < self.outage_ms / 1000
 
+    def outages(self, until_s: float) -> list[tuple[float, float]]:
+        """The burst outages that begin before `until_s`: (start, end) after the start."""
+        if not self.outage_every_s or not self.outage_ms:
+            return []
+        starts = itertools.count(self.outage_offset_s, self.outage_every_s)
+        return [
+            (start, start + self.outage_ms / 1000)
+            for start in itertools.takewhile(lambda s: s < until_s, starts)
+        ]
+
 
 CLEAR = Impairment()
 
@@ -91,7 +102,7 @@ class Schedule:
         self.impairment = impairment
         self.stats = ScheduleStats()
         self._random = random.Random(seed)
-        self._start = start
+        self.start = start  # the clock reading outages count from
         self._last_release = start  # of the latest datagram let through
 
     def decide(self, now: float) -> Verdict:
@@ -99,7 +110,7 @@ class Schedule:
         imp, stats = self.impairment, self.stats
         stats.datagrams += 1
         lost_draw, jitter_draw = self._random.random(), self._random.random()
-        if imp.in_outage(now - self._start):
+        if imp.in_outage(now - self.start):
             stats.outage += 1
             return Verdict(True, now)
         if lost_draw < imp.loss:

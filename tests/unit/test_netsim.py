@@ -120,3 +120,11 @@ async def test_relay_passes_handshakes_at_once_and_impairs_media() -> None:
         relay.close()
         server.close()
         client.close()
+
+
+def test_outage_windows_are_where_the_schedule_drops() -> None:
+    imp = Impairment(outage_every_s=2.0, outage_ms=500, outage_offset_s=1.0)
+    assert imp.outages(5.0) == [(1.0, 1.5), (3.0, 3.5)]
+    assert Impairment(loss=0.1).outages(5.0) == []
+    inside = [start + 0.25 for start, _ in imp.outages(5.0)]
+    assert all(imp.in_outage(t) for t in inside)
