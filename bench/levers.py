@@ -51,6 +51,7 @@ from bench.harness import (
     wait_with_progress,
 )
 from bench.report import RESULTS_DIR, distribution, print_table, ratio, write_result
+from bench.settle import alive, settle
 from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
 
@@ -149,13 +150,17 @@ async def measure(
                 created = await stack.create(item_for(kind, ep.url(path), i, session_id))
                 create_ms[path] = (time.monotonic() - started) * 1000
                 adapters[path] = created["adapterId"]
-            pids = {path: stack.adapter_pid(a) for path, a in adapters.items()}
-            host = {path: (stack.host_of(pid) or "?") for path, pid in pids.items()}
+            recorded = {path: stack.adapter_pid(a) for path, a in adapters.items()}
+            host = {path: (stack.host_of(pid) or "?") for path, pid in recorded.items()}
             by_side: dict[str, list[str]] = {}
             for path, name in host.items():
                 by_side.setdefault(name.removeprefix("worker-"), []).append(path)
             progress(f"levers: {kind}: {', '.join(f'{s} {len(p)}' for s, p in by_side.items())}")
             await asyncio.sleep(warmup_s)
+            # An adapter reaped under load (`worker_lost`) is reported, not measured.
+            pids = {path: pid for path, pid in recorded.items() if alive([pid])}
+            lost = {side: sum(p not in pids for p in paths) for side, paths in by_side.items()}
+            by_side = {side: [p for p in paths if p in pids] for side, paths in by_side.items()}
             window = CpuWindow(pids)
             counts_before = dict(tally.count)
             load_before = os.getloadavg()
@@ -184,7 +189,9 @@ async def measure(
             "create_to_active_ms": distribution([create_ms[p] for p in paths]),
             "messages_per_s_per_adapter": distribution(messages),
             "profile_pct": areas.get(side, {}),
+            "adapters_lost_before_the_window": lost[side],
         }
+    result["adapter_pids"] = list(recorded.values())
     return result
 
 
@@ -200,7 +207,8 @@ async def run(
     for kind in kinds:
         progress(f"levers: {kind}: {2 * n} adapters")
         results[kind] = await measure(stack, kind, n, warmup_s, window_s, profile)
-        await asyncio.sleep(2.0)  # let the closed adapters' processes exit
+        # The closed adapters' processes gone before the next kind starts.
+        await settle(results[kind].pop("adapter_pids"), float("inf"), timeout_s=30.0)
     return results
 
 

@@ -105,6 +105,34 @@ def drift_chart(result: dict[str, Any]) -> Chart:
     )
 
 
+def capacity_before_after_chart(before: dict[str, Any], after: dict[str, Any]) -> Chart:
+    """Both ramps of two capacity results (`--name capacity-before` with the old
+    settings, then the default), every run of each."""
+    series = []
+    for label, result in (("before", before), ("after", after)):
+        for number, kinds in enumerate(result.get("runs") or [result["kinds"]], start=1):
+            for key, kind_label in CAPACITY_KINDS.items():
+                if steps := kinds.get(key, {}).get("steps"):
+                    points = [(s["n"], s["late_pct"]) for s in steps]
+                    series.append(
+                        Series(f"{label}, run {number}: {kind_label}", points, markers=True)
+                    )
+    pass_below = after["config"]["pass_below_late_pct"]
+    return Chart(
+        title=f"Capacity ramp before and after: frames late by more than "
+        f"{after['config']['late_ms']:g} ms",
+        x_label="adapters at once",
+        y_label="frames late (%)",
+        series=series,
+        rules=[(pass_below, f"passes below {pass_below:g} %")],
+    )
+
+
+# Plot file → (results it is drawn from, how): drawn when all of them exist.
+COMPARISONS: dict[str, tuple[tuple[str, str], Callable[[Any, Any], Chart]]] = {
+    "capacity-before-after": (("capacity-before", "capacity"), capacity_before_after_chart),
+}
+
 # Plot file → (result it is drawn from, how).
 PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {
     "latency-egress": ("latency", lambda r: latency_chart(r, "egress", EGRESS_PATHS)),
@@ -126,6 +154,13 @@ def write_plots(results_dir: Path = RESULTS_DIR, out_dir: Path = DOCS_IMG) -> li
         path = out_dir / f"{name}.svg"
         path.write_text(render(draw(json.loads(source.read_text()))))
         written.append(path)
+    for name, ((first, second), compare) in COMPARISONS.items():
+        sources = [results_dir / f"{result_name}.json" for result_name in (first, second)]
+        if all(source.exists() for source in sources):
+            path = out_dir / f"{name}.svg"
+            loaded = [json.loads(source.read_text()) for source in sources]
+            path.write_text(render(compare(*loaded)))
+            written.append(path)
     return written
 
 
