@@ -393,6 +393,10 @@ class CpuWindow:
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def stop(self) -> dict[str, float]:
+        """CPU % per process; a process gone during the window is left out."""
         elapsed = time.monotonic() - self._t0
-        used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        used = {}
+        for name, pid in self.pids.items():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                used[name] = cpu_seconds(pid) - self._start[name]
         return {name: 100.0 * seconds / elapsed for name, seconds in used.items()}
