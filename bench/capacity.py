@@ -60,6 +60,10 @@ PASS_LATE_PCT = 0.5
 SETTLE_LOAD = 0.5 * (os.cpu_count() or 2)
 KINDS = ("audio", "jpeg")
 STACK_ENV = {"SLUICE_APP_CREATES_PER_S": "0", "SLUICE_APP_MAX_ADAPTERS": "0"}
+# Creates of a step start together: on a busy machine a worker process may take longer
+# than the defaults to pick one up and connect (a `no_capacity` then ends a ramp that
+# still had free processes and no late frames).
+RAMP_ENV = {**STACK_ENV, "SLUICE_PICKUP_TIMEOUT_S": "10", "SLUICE_CONNECT_TIMEOUT_S": "15"}
 WHERE = {
     "adapter processes": "one forked process per adapter: receive, decode, send (summed)",
     "sfu process": "`sluice sfu`: forwards the one published track to every adapter",
@@ -236,7 +240,7 @@ async def run(
             "retries_of_a_failing_step": 1,
             "settle": {"load_below": SETTLE_LOAD, "timeout_s": settle_s},
             "worker_pool": stack.workers,
-            "stack_env": STACK_ENV,
+            "stack_env": RAMP_ENV,
             "cpus": os.cpu_count(),
         },
     }
@@ -320,10 +324,7 @@ def by_sfu_nodes(args: argparse.Namespace, counts: list[int]) -> dict[str, Any]:
     """The audio ramp with each number of SFU nodes, one after the other."""
     ramps: dict[str, Any] = {}
     for count in counts:
-        # Creates of a step start together: on a busy machine a worker process may take
-        # longer than the defaults to pick one up and connect (neither is the SFU's doing).
-        env = {**STACK_ENV, "SLUICE_PICKUP_TIMEOUT_S": "10", "SLUICE_CONNECT_TIMEOUT_S": "15"}
-        with running_stack(workers=args.max, settings=env, sfu_nodes=count) as stack:
+        with running_stack(workers=args.max, settings=RAMP_ENV, sfu_nodes=count) as stack:
             progress(f"capacity: audio with {count} SFU node(s), by {args.step} up to {args.max}")
             ramps[str(count)] = asyncio.run(
                 ramp(stack, "audio", args.step, args.max, args.warmup, args.window)
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
             exit_stack.enter_context(prioritized_session())
         if stack is None or stack.workers < workers or env:
             stack = exit_stack.enter_context(
-                running_stack(workers=workers, settings={**STACK_ENV, **env})
+                running_stack(workers=workers, settings={**RAMP_ENV, **env})
             )
         result = asyncio.run(run(stack, limits, warmup, window, settle_s, args.runs))
     result["settings"] = env
