@@ -7,8 +7,9 @@ except drift, which runs `DRIFT_SECONDS` here (600 s alone) so that the whole ru
 under 15 minutes. `capacity` starts its own stack when its worker pool must be larger
 than the shared one, and `sfu_scale` its own stacks of one and two SFU nodes. The shared
 stack lifts the app's create-rate limit (see `bench.control`).
-`bench.resampler` (egress audio's soxr qualities, no stack) and `bench.cost --formats`
-(egress formats side by side) run only alone.
+`bench.resampler` (egress audio's soxr qualities, no stack), `bench.cost --formats`
+(egress formats side by side) and `bench.levers` (one setting or interpreter A/B, two
+worker hosts on one stack) run only alone.
 At the end the plots are drawn from the results (`bench.plots`): into `docs/img/`, or
 beside the results when `--results-dir` is given.
 """

@@ -36,16 +36,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.cost import INGEST_FORMATS, Tally, publish_source, tone_feeder
+from bench.cost import INGEST_FORMATS, Tally, item_for, publish_for, tone_feeder
 from bench.harness import (
     BIN,
     SESSION_NICE,
     CpuWindow,
     Stack,
     WorkerHost,
-    egress_item,
     endpoint,
-    ingest_item,
     memory_kib,
     prioritized_session,
     progress,
@@ -88,14 +86,6 @@ def sides(lever: str, venv: Path) -> dict[str, WorkerHost]:
             "uvloop": WorkerHost({"SLUICE_EVENT_LOOP": "uvloop"}),
         }
     return {"py311": WorkerHost(), "py313": WorkerHost(bin_dir=venv / "bin")}
-
-
-def item_for(kind: str, url: str, index: int, session_id: str) -> dict[str, Any]:
-    if kind in INGEST_FORMATS:
-        return ingest_item(url, f"tts{index}")
-    if kind == "egress_pcm":
-        return egress_item(url, session_id, "mic", "pcm")
-    return egress_item(url, session_id, "cam", "jpeg")
 
 
 def start_profiles(
@@ -147,11 +137,7 @@ async def measure(
     feeder = tone_feeder(kind) if kind in INGEST_FORMATS else None
     async with endpoint(tally.on_message, feeder) as ep:
         try:
-            session_id = ""
-            if kind == "egress_pcm":
-                session_id = await publish_source(sessions, "mic")
-            elif kind.startswith("jpeg"):
-                session_id = await publish_source(sessions, "cam")
+            session_id = await publish_for(sessions, kind)
             for i in range(2 * n):
                 path = f"{kind}-{i}"
                 started = time.monotonic()
