@@ -14,7 +14,8 @@ Levers (`--lever`), A against B:
   both on the default loop.
 
 Per kind (`bench.cost`'s sources and endpoints): CPU % of one core per adapter process,
-PSS and private memory at the end of the window, create → active (the create call's
+PSS and private memory at the start and the end of the window (`--window 600`: a
+fresh process against one 10 minutes old), create → active (the create call's
 time, `bench.control`), messages per second at the endpoint (the same on both sides, or
 a side fell behind). `--profile` records one adapter of each side with py-spy during the
 window (`levers-<lever>-<kind>-<side>.txt`, collapsed stacks) and prints where their
@@ -157,6 +158,7 @@ async def measure(
             lost = {side: sum(p not in pids for p in paths) for side, paths in by_side.items()}
             by_side = {side: [p for p in paths if p in pids] for side, paths in by_side.items()}
             window = CpuWindow(pids)
+            memory_start = {path: memory_kib(pid) for path, pid in pids.items()}
             counts_before = dict(tally.count)
             load_before = os.getloadavg()
             profiles = start_profiles(pids, by_side, window_s, profile, kind) if profile else []
@@ -182,6 +184,12 @@ async def measure(
             "pss_mib_per_adapter": distribution([memory[p]["pss_kib"] for p in paths], 1 / 1024),
             "private_mib_per_adapter": distribution(
                 [memory[p]["private_kib"] for p in paths], 1 / 1024
+            ),
+            "pss_mib_at_window_start": distribution(
+                [memory_start[p]["pss_kib"] for p in paths], 1 / 1024
+            ),
+            "private_mib_at_window_start": distribution(
+                [memory_start[p]["private_kib"] for p in paths], 1 / 1024
             ),
             "create_to_active_ms": distribution([create_ms[p] for p in paths]),
             "messages_per_s_per_adapter": distribution(messages),
