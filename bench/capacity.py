@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
         print(f"written to {path}")
         return compared
     if args.quick:
-        limits, warmup, window, settle_s = {"audio": (1, 2), "jpeg": (1, 1)}, 1.0, 2.0, 5.0
+        limits, warmup, window, settle_s = {"audio": (1, 2), "jpeg": (1, 1)}, 1.0, 2.0, 1.0
     else:
         limits = {"audio": (args.step, args.max), "jpeg": (args.jpeg_step, args.jpeg_max)}
         warmup, window, settle_s = args.warmup, args.window, 120.0
