@@ -8,8 +8,9 @@ under 15 minutes. `capacity` starts its own stack when its worker pool must be l
 than the shared one, and `sfu_scale` its own stacks of one and two SFU nodes. The shared
 stack lifts the app's create-rate limit (see `bench.control`).
 `bench.resampler` (egress audio's soxr qualities, no stack), `bench.cost --formats`
-(egress formats side by side) and `bench.impaired` (media on an impaired network,
-against bare aiortc; docs/reliability.md) run only alone.
+(egress formats side by side), `bench.impaired` (media on an impaired network,
+against bare aiortc; docs/reliability.md) and `bench.levers` (one setting or interpreter
+A/B, two worker hosts on one stack) run only alone.
 At the end the plots are drawn from the results (`bench.plots`): into `docs/img/`, or
 beside the results when `--results-dir` is given.
 """

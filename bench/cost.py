@@ -157,6 +157,34 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
+async def publish_for(sessions: Any, kind: str) -> str:
+    """The source a type's adapters pull ("" for ingest, which publishes its own)."""
+    if kind == "egress_pcm":
+        from bench.media import ClickTrack  # quiet audio, never armed: no clicks
+
+        session_id, _ = await sessions.publish(ClickTrack(), "mic")
+    elif kind.startswith("jpeg"):
+        width, height = (int(v) for v in kind.split("_")[1].split("x"))
+        track = PatternVideoTrack(width, height)
+        session_id, _ = await sessions.publish(track, "cam", codec="VP8")
+    else:
+        return ""
+    return str(session_id)
+
+
+def item_for(kind: str, url: str, index: int, session_id: str) -> dict[str, Any]:
+    """The create item of a type's `index`-th adapter."""
+    if kind in INGEST_FORMATS:
+        item: dict[str, Any] = ingest_item(url, f"tts{index}")
+        if kind != "ingest":
+            codec, rate, channels = INGEST_FORMATS[kind]
+            item |= {"inputCodec": codec, "sampleRate": rate, "channels": channels}
+        return item
+    if kind == "egress_pcm":
+        return egress_item(url, session_id, "mic", "pcm")
+    return egress_item(url, session_id, "cam", "jpeg")
+
+
 async def measure(
     stack: Stack, kind: str, n: int, warmup_s: float, window_s: float
 ) -> dict[str, Any]:
@@ -170,26 +198,10 @@ async def measure(
     feeder = tone_feeder(kind) if kind in INGEST_FORMATS else None
     async with endpoint(tally.on_message, feeder) as ep:
         try:
-            session_id = ""
-            if kind == "egress_pcm":
-                from bench.media import ClickTrack  # quiet audio, never armed: no clicks
-
-                session_id, _ = await sessions.publish(ClickTrack(), "mic")
-            elif kind.startswith("jpeg"):
-                width, height = (int(v) for v in kind.split("_")[1].split("x"))
-                track = PatternVideoTrack(width, height)
-                session_id, _ = await sessions.publish(track, "cam", codec="VP8")
+            session_id = await publish_for(sessions, kind)
             for i in range(n):
                 path = f"{kind}-{i}"
-                if kind in INGEST_FORMATS:
-                    item: dict[str, Any] = ingest_item(ep.url(path), f"tts{i}")
-                    if kind != "ingest":
-                        codec, rate, channels = INGEST_FORMATS[kind]
-                        item |= {"inputCodec": codec, "sampleRate": rate, "channels": channels}
-                elif kind == "egress_pcm":
-                    item = egress_item(ep.url(path), session_id, "mic", "pcm")
-                else:
-                    item = egress_item(ep.url(path), session_id, "cam", "jpeg")
+                item = item_for(kind, ep.url(path), i, session_id)
                 create_started[path] = time.monotonic()
                 created = await stack.create(item)
                 create_ms[path] = (time.monotonic() - create_started[path]) * 1000

@@ -50,6 +50,16 @@ async def wait_with_progress(seconds: float, what: str, every_s: float = 10.0) -
             progress(f"{what}: {loop.time() - start:.0f}/{seconds:.0f} s")
 
 
+@dataclass(frozen=True)
+class WorkerHost:
+    """One worker host of a stack that runs several side by side (`running_stack(hosts=)`):
+    its own `SLUICE_*` settings, and the virtualenv's bin directory it runs from (another
+    interpreter)."""
+
+    settings: dict[str, str] = field(default_factory=dict)
+    bin_dir: Path = BIN
+
+
 @dataclass
 class Stack:
     """Redis + SFU + API + worker pool, as real processes."""
@@ -84,6 +94,20 @@ class Stack:
     def pid(self, name: str) -> int:
         return self.processes[name].pid
 
+    def host_of(self, pid: int) -> str | None:
+        """The worker host (`worker-<name>` process) an adapter process descends from."""
+        hosts = {
+            proc.pid: name for name, proc in self.processes.items() if name.startswith("worker")
+        }
+        for _ in range(4):  # adapter → RQ worker process → pool
+            try:
+                pid = parent_pid(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                return None
+            if pid in hosts:
+                return hosts[pid]
+        return None
+
     async def create(self, item: dict[str, Any]) -> dict[str, Any]:
         """Creates one adapter; raises with the body if it failed."""
         async with self.client() as client:
@@ -116,7 +140,8 @@ class Stack:
 
     def stop(self) -> None:
         nodes = sorted(name for name in self.processes if name.startswith("sfu"))
-        for name in ("worker", "api", *nodes, "redis"):
+        hosts = sorted(name for name in self.processes if name.startswith("worker"))
+        for name in (*hosts, "api", *nodes, "redis"):
             proc = self.processes.get(name)
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -185,6 +210,7 @@ def running_stack(
     log_dir: Path | None = None,
     settings: dict[str, str] | None = None,
     sfu_nodes: int = 1,
+    hosts: dict[str, WorkerHost] | None = None,
 ) -> Iterator[Stack]:
     """Starts redis-server and the Sluice processes; stops them all on exit.
 
@@ -194,6 +220,9 @@ def running_stack(
         log_dir: where the processes' logs go (a temporary directory by default).
         settings: more `SLUICE_*` settings for the processes (e.g. limits).
         sfu_nodes: SFU node processes (`sfu`, `sfu-2`, ...), each on its own port.
+        hosts: instead of one worker host, one per entry (`worker-<name>`), each with
+            `workers` processes, its settings and interpreter: an A/B of a setting in
+            one run (with as many adapters as processes, each host runs `workers`).
     """
     from rq import Queue, Worker
 
@@ -226,16 +255,24 @@ def running_stack(
         ("sfu" if i == 0 else f"sfu-{i + 1}"): ["sfu", "--nodes", "1", "--port", str(port)]
         for i, port in enumerate(node_ports)
     }
+    host_env: dict[str, tuple[Path, dict[str, str]]] = {}
     if workers:
         commands["api"] = ["api", "--port", str(api_port)]
-        commands["worker"] = ["worker", "--processes", str(workers)]
+        for i, (host, spec) in enumerate((hosts or {"": WorkerHost()}).items()):
+            name = f"worker-{host}" if host else "worker"
+            commands[name] = ["worker", "--processes", str(workers)]
+            # One health server per machine port: the first host's only.
+            health = {"SLUICE_WORKER_HEALTH_PORT": "0"} if i else {}
+            host_env[name] = (spec.bin_dir, {**env, **spec.settings, **health})
+    pool = workers * len(hosts or [""])
     sfu_urls = [f"http://127.0.0.1:{port}" for port in node_ports]
-    stack = Stack(processes, redis_url, api_url, sfu_url, log_dir, workers, sfu_urls)
+    stack = Stack(processes, redis_url, api_url, sfu_url, log_dir, pool, sfu_urls)
     try:
         for name, args in commands.items():
+            bin_dir, process_env = host_env.get(name, (BIN, env))
             processes[name] = subprocess.Popen(
-                [str(BIN / "sluice"), *args],
-                env=env,
+                [str(bin_dir / "sluice"), *args],
+                env=process_env,
                 stdout=subprocess.DEVNULL,
                 stderr=open(log_dir / f"{name}.log", "ab"),  # noqa: SIM115
             )
@@ -244,7 +281,7 @@ def running_stack(
         if workers:
             _wait_until(_healthy(api_url), 40, "the API")
             queue = Queue("sluice-adapters", connection=redis.Redis.from_url(redis_url))
-            _wait_until(lambda: len(Worker.all(queue=queue)) >= workers, 30, "the worker pool")
+            _wait_until(lambda: len(Worker.all(queue=queue)) >= pool, 60, "the worker pool")
         yield stack
     finally:
         stack.stop()
@@ -326,6 +363,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """Rss, Pss and private (clean + dirty) memory of `pid` from smaps_rollup, in KiB."""
     values: dict[str, int] = {}
@@ -351,6 +393,10 @@ class CpuWindow:
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def stop(self) -> dict[str, float]:
+        """CPU % per process; a process gone during the window is left out."""
         elapsed = time.monotonic() - self._t0
-        used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        used = {}
+        for name, pid in self.pids.items():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                used[name] = cpu_seconds(pid) - self._start[name]
         return {name: 100.0 * seconds / elapsed for name, seconds in used.items()}

@@ -150,6 +150,36 @@ def sfu_scale_cpu_chart(result: dict[str, Any]) -> Chart:
     )
 
 
+LATE_CAP_PCT = 10.0  # a failing step's figure is drawn at most this high
+
+
+def capacity_before_after_chart(kind: str, before: dict[str, Any], after: dict[str, Any]) -> Chart:
+    """One kind's ramps of two capacity results, every run of each: `bench.capacity --name
+    capacity-before` with the old settings, then `--name capacity-after`."""
+    series = []
+    for label, result in (("before", before), ("after", after)):
+        for number, kinds in enumerate(result.get("runs") or [result["kinds"]], start=1):
+            if steps := kinds.get(kind, {}).get("steps"):
+                points = [(s["n"], min(LATE_CAP_PCT, s["late_pct"])) for s in steps]
+                series.append(Series(f"{label}, run {number}", points, markers=True))
+    pass_below = after["config"]["pass_below_late_pct"]
+    return Chart(
+        title=f"{CAPACITY_KINDS[kind]}, before and after: frames late by more than "
+        f"{after['config']['late_ms']:g} ms (drawn at most {LATE_CAP_PCT:g} %)",
+        x_label="adapters at once",
+        y_label="frames late (%)",
+        series=series,
+        rules=[(pass_below, f"passes below {pass_below:g} %")],
+        y_range=(0.0, LATE_CAP_PCT),
+    )
+
+
+# Plot file → (results it is drawn from, kind): drawn when all of them exist.
+COMPARISONS: dict[str, tuple[tuple[str, str], str]] = {
+    f"capacity-before-after-{kind}": (("capacity-before", "capacity-after"), kind)
+    for kind in CAPACITY_KINDS
+}
+
 # Plot file → (result it is drawn from, how).
 PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {
     "latency-egress": ("latency", lambda r: latency_chart(r, "egress", EGRESS_PATHS)),
@@ -173,6 +203,13 @@ def write_plots(results_dir: Path = RESULTS_DIR, out_dir: Path = DOCS_IMG) -> li
         path = out_dir / f"{name}.svg"
         path.write_text(render(draw(json.loads(source.read_text()))))
         written.append(path)
+    for name, ((first, second), kind) in COMPARISONS.items():
+        sources = [results_dir / f"{result_name}.json" for result_name in (first, second)]
+        if all(source.exists() for source in sources):
+            path = out_dir / f"{name}.svg"
+            loaded = [json.loads(source.read_text()) for source in sources]
+            path.write_text(render(capacity_before_after_chart(kind, *loaded)))
+            written.append(path)
     return written
 
 

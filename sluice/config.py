@@ -6,6 +6,7 @@ import base64
 import hashlib
 import ipaddress
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -155,6 +156,11 @@ class Settings(BaseSettings):
     worker_processes: int = Field(8, ge=1, description="Adapter processes per worker host.")
     queue_name: str = "sluice-adapters"
     heartbeat_interval_s: float = Field(1.0, gt=0)
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="The event loop of pipelines, SFU nodes and the API: uvloop (libuv, "
+        "cheaper per datagram) or the standard library's asyncio loop.",
+    )
     heartbeat_ttl_s: float = Field(3.0, gt=0, description="A pipeline silent this long is lost.")
     reap_interval_s: float = Field(1.0, gt=0)
 

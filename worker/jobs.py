@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import faulthandler
 import signal
 
+from sluice import event_loop
 from sluice.config import get_settings
 from sluice.log import configure_logging
 from sluice.state.connection import async_client
@@ -31,4 +31,4 @@ def run_adapter(adapter_id: str) -> str | None:
             await redis.aclose()
         return reason.value if reason else None
 
-    return asyncio.run(main())
+    return event_loop.run(main(), settings.event_loop)

@@ -52,6 +52,7 @@ def preload_media_stack() -> None:
     import aiortc  # noqa: F401
     import av  # noqa: F401
     import numpy  # noqa: F401
+    import uvloop  # noqa: F401  (SLUICE_EVENT_LOOP's default)
     import websockets.asyncio.client  # noqa: F401
 
     import worker.jobs

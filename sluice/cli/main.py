@@ -29,7 +29,13 @@ def _serve(app_factory: str, process: str, host: str, port: int) -> int:
     configure_logging(settings.log_format, settings.log_level, process=process)
     _warn_if_dev(settings.dev)
     uvicorn.run(
-        app_factory, factory=True, host=host, port=port, log_level="warning", proxy_headers=True
+        app_factory,
+        factory=True,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=True,
+        loop=settings.event_loop,
     )
     return 0
 

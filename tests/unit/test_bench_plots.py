@@ -84,7 +84,8 @@ def test_the_committed_plots_are_drawn_from_the_committed_results(
     tmp_path: Path, repo_root: Path
 ) -> None:
     written = plots.write_plots(RESULTS_DIR, tmp_path)
-    assert {p.name for p in written} == {f"{name}.svg" for name in plots.PLOTS}
+    expected = {f"{name}.svg" for name in [*plots.PLOTS, *plots.COMPARISONS]}
+    assert {p.name for p in written} == expected
     performance = (repo_root / "docs" / "performance.md").read_text()
     for path in written:
         committed = repo_root / "docs" / "img" / path.name
@@ -106,3 +107,14 @@ def test_each_plot_has_its_data(name: str) -> None:
     result_name, draw = plots.PLOTS[name]
     chart = draw(json.loads((RESULTS_DIR / f"{result_name}.json").read_text()))
     assert chart.series and all(len(series.points) >= 2 for series in chart.series)
+
+
+@pytest.mark.parametrize("name", sorted(plots.COMPARISONS))
+def test_each_comparison_has_both_sides(name: str) -> None:
+    (before, after), kind = plots.COMPARISONS[name]
+    loaded = [json.loads((RESULTS_DIR / f"{r}.json").read_text()) for r in (before, after)]
+    chart = plots.capacity_before_after_chart(kind, *loaded)
+    labels = {series.name.split(",")[0] for series in chart.series}
+    assert labels == {"before", "after"}
+    assert all(len(series.points) >= 2 for series in chart.series)
+    assert all(y <= plots.LATE_CAP_PCT for series in chart.series for _, y in series.points)

@@ -1,0 +1,19 @@
+"""The version guard: what aiortc keeps where, and the error when an upgrade moved it.
+
+Every module of this package checks the private shape it relies on before it patches
+anything and raises `SeamBroken` otherwise; `tests/sfu/test_aiortc_internals.py` pins the
+behaviour behind each seam.
+"""
+
+from __future__ import annotations
+
+from sluice.errors import MediaError
+
+# Name-mangled attributes of RTCRtpReceiver the receive side reads or replaces.
+JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+CODECS_ATTR = "_RTCRtpReceiver__codecs"
+STREAMS_ATTR = "_RTCRtpReceiver__remote_streams"  # SSRC → StreamStatistics
+
+
+class SeamBroken(MediaError):
+    """aiortc no longer has the shape this package relies on (an upgrade changed it)."""
