@@ -95,6 +95,41 @@ async def test_redis_outage_and_empty_restart_do_not_stop_media(
     assert len(ep.connections) == 1  # the endpoint never noticed
 
 
+async def test_redis_forgetting_the_sfu_nodes_ends_no_pipeline_or_cascade(
+    own_redis: tuple[str, int], tmp_path: Path
+) -> None:
+    """Redis restarted empty forgets every SFU node until its next heartbeat (up to 1 s):
+    pipelines and cascades that looked then took their node for dead and ended."""
+    stack = start_stack(own_redis[0], 2, tmp_path, sfu_nodes=2)
+    publisher, subscriber = stack.nodes[0].sessions(), stack.nodes[1].sessions()
+    arrivals: list[float] = []
+    try:
+        session_id, _ = await publisher.publish(StereoToneTrack(440, 660), "mic")
+        await subscriber.pull(  # node 2 pulls the track from node 1: a cascade
+            session_id, "mic", kind="audio", on_frame=lambda _: arrivals.append(time.monotonic())
+        )
+        async with endpoint() as ep, stack.client() as client:
+            adapter_id = await create_egress(client, ep.url, session_id)
+            await ep.wait_connections(1)
+            flushes = 6  # each lands in a pipeline's check of its node about half the time
+            for _ in range(flushes):
+                redis.Redis.from_url(own_redis[0]).flushall()
+                await asyncio.sleep(0.7)
+            await asyncio.sleep(2.0)  # the records are written back by the next heartbeats
+            view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+            connections = len(ep.connections)
+        recent = [t for t in arrivals if t > time.monotonic() - 1.0]
+    finally:
+        await subscriber.close()
+        await publisher.close()
+        stack.stop()
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+    print(f"after {flushes} flushes: adapter {view['state']}, cascade {len(recent)} frames/s")
+    assert (view["state"], connections) == ("active", 1), view
+    assert len(recent) >= 40, "the cascade from node 1 to node 2 ended"
+
+
 @pytest.mark.own_stack  # kills its SFU
 async def test_sfu_killed_closes_pipelines_promptly(stack: Stack) -> None:
     """The SFU dies with its sessions (no BYE): egress and ingest adapters notice and
