@@ -74,10 +74,20 @@ class AdapterService:
 
     # --- create -----------------------------------------------------------------
 
+    @property
+    def answer_within_s(self) -> float:
+        """The longest a create waits for its outcome before answering."""
+        settings = self.settings
+        return settings.pickup_timeout_s + settings.connect_timeout_s + OUTCOME_SLACK_S
+
     async def create(self, app_id: str, item: IngestTrack | EgressTrack) -> CreateTrackResult:
         """Creates one adapter and waits until its pipeline is connected or has failed."""
         started = time.perf_counter()
-        result = await self._create(app_id, item)
+        adapter_id = new_id()
+        result = await self._create(app_id, item, adapter_id)
+        # Only now may the reapers leave this create be. A replica dying before this line
+        # (or an error above) leaves a record nobody has the id of: they close it.
+        await self.store.answered(adapter_id)
         direction = _direction(item)
         self.metrics.creates.labels(direction, result.errorCode or "active").inc()
         if result.errorCode is None:
@@ -89,10 +99,11 @@ class AdapterService:
         for item in items:
             self.metrics.creates.labels(_direction(item), error_code).inc()
 
-    async def _create(self, app_id: str, item: IngestTrack | EgressTrack) -> CreateTrackResult:
+    async def _create(
+        self, app_id: str, item: IngestTrack | EgressTrack, adapter_id: str
+    ) -> CreateTrackResult:
         if isinstance(item, EgressTrack) and (refusal := await self._check_source(app_id, item)):
             return refusal
-        adapter_id = new_id()
         codec: str
         if isinstance(item, IngestTrack):
             # The pipeline makes the SFU session and records its id before it is active.
@@ -129,6 +140,7 @@ class AdapterService:
                     record,
                     pickup_timeout_s=self.settings.pickup_timeout_s,
                     max_live=self.settings.app_max_adapters,
+                    answer_within_s=self.answer_within_s,
                 )
             except QuotaExceeded as exc:
                 bound.info("adapter_create_over_quota")

@@ -66,6 +66,13 @@ async def _watch_loop_lag(counters: dict[str, int], histogram: LagHistogram) -> 
             counters["max_loop_lag_ms"] = lag_ms
 
 
+def _control_reason(data: object) -> CloseReason:
+    """Why a message on the control channel stops the adapter: the API's close says
+    `close`; the reapers name the reason they closed its record with (`api_lost`)."""
+    text = data.decode() if isinstance(data, bytes) else str(data)
+    return CloseReason.API_LOST if text == CloseReason.API_LOST else CloseReason.API_CLOSE
+
+
 def _succeeded(task: asyncio.Task[Any]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is None
 
@@ -342,7 +349,7 @@ class AdapterRunner:
                 await pubsub.subscribe(keys.adapter_control(self.adapter_id))
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        self.stop.set(CloseReason.API_CLOSE)
+                        self.stop.set(_control_reason(message.get("data")))
             except RedisError as exc:
                 self.log.warning("control_channel_lost", error=str(exc))
             finally:

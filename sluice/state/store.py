@@ -72,12 +72,20 @@ class AdapterStore:
         self._heartbeat = redis.register_script(lua("heartbeat"))
 
     async def create(
-        self, record: AdapterRecord, *, pickup_timeout_s: float, max_live: int = 0
+        self,
+        record: AdapterRecord,
+        *,
+        pickup_timeout_s: float,
+        max_live: int = 0,
+        answer_within_s: float = 0.0,
     ) -> bool:
         """Writes a new `connecting` record.
 
         Args:
             max_live: the app's limit of adapters not yet closed (0: none).
+            answer_within_s: the longest the creating API replica can take to answer; a
+                create it has not marked `answered` by then (and a grace period) is
+                closed `api_lost` by the reapers: its caller never got the id. 0: none.
 
         Raises:
             QuotaExceeded: the app already has `max_live` adapters.
@@ -92,14 +100,25 @@ class AdapterStore:
                 keys.app_adapters(record.app_id),
                 keys.PENDING,
                 keys.app_live(record.app_id),
+                keys.UNANSWERED,
             ],
-            args=[record.adapter_id, int(pickup_timeout_s * 1000), max_live, *pairs],
+            args=[
+                record.adapter_id,
+                int(pickup_timeout_s * 1000),
+                max_live,
+                int(answer_within_s * 1000),
+                *pairs,
+            ],
         )
         if created == -1:
             raise QuotaExceeded(f"app {record.app_id!r} already runs {max_live} adapters")
         if not created:
             raise ValueError(f"adapter id {record.adapter_id} exists")
         return True
+
+    async def answered(self, adapter_id: str) -> None:
+        """Marks a create answered: its caller has the outcome, the reapers leave it be."""
+        await self.redis.zrem(keys.UNANSWERED, adapter_id)
 
     async def load(self, adapter_id: str) -> AdapterRecord | None:
         raw = await self.redis.hgetall(keys.adapter(adapter_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -10,8 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
 
 from sluice.cli.devserver import redis_server_binary, spawn_redis
 from sluice.wire.packet_pb2 import Packet
@@ -43,6 +48,12 @@ def frozen_stack(own_redis: tuple[str, int], tmp_path: Path) -> Iterator[Stack]:
     for name in ("api.log", "worker.log", "sfu.log"):
         if (tmp_path / name).exists():
             print(f"--- {name}\n{(tmp_path / name).read_text()[-6000:]}")
+
+
+def print_logs(log_dir: Path) -> None:
+    """The stack's logs; pytest shows them when the test failed."""
+    for log in sorted(log_dir.glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
 
 
 async def create_egress(client: Any, url: str, session_id: str) -> str:
@@ -123,11 +134,46 @@ async def test_redis_forgetting_the_sfu_nodes_ends_no_pipeline_or_cascade(
         await subscriber.close()
         await publisher.close()
         stack.stop()
-        for log in sorted(tmp_path.glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        print_logs(tmp_path)
     print(f"after {flushes} flushes: adapter {view['state']}, cascade {len(recent)} frames/s")
     assert (view["state"], connections) == ("active", 1), view
     assert len(recent) >= 40, "the cascade from node 1 to node 2 ended"
+
+
+@pytest.mark.own_stack  # kills its API
+async def test_a_create_whose_api_died_before_answering_is_closed_api_lost(stack: Stack) -> None:
+    """Nobody got the adapter's id: without the sweep it would stream until its endpoint
+    hung up, holding a worker process all along."""
+    sessions = stack.sessions()
+    session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
+    dialled, closed = asyncio.Event(), asyncio.get_running_loop().create_future()
+
+    async def slow_handshake(ws: ServerConnection, request: Request) -> None:
+        dialled.set()
+        await asyncio.sleep(0.5)  # the create is in flight while its API replica dies
+
+    async def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
+                pass
+        if not closed.done():
+            closed.set_result(ws.close_code)
+
+    async with serve(handler, "127.0.0.1", 0, process_request=slow_handshake) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        async with stack.client() as client:
+            create = asyncio.create_task(create_egress(client, url, session_id))
+            await asyncio.wait_for(dialled.wait(), 10)
+            stack.api.send_signal(signal.SIGKILL)
+            with pytest.raises(httpx.HTTPError):
+                await create
+        close_code = await asyncio.wait_for(closed, 25)  # answer window, grace, a reap pass
+    conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    (record,) = [
+        r for k in conn.scan_iter("sluice:adapter:*") if (r := conn.hgetall(k)).get("endpoint")
+    ]
+    await sessions.close()
+    assert (record["state"], record["close_reason"], close_code) == ("closed", "api_lost", 1000)
 
 
 @pytest.mark.own_stack  # kills its SFU
