@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from typing import Any
@@ -11,8 +10,6 @@ from typing import Any
 import structlog
 from redis import Redis as SyncRedis
 from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
 from api.metrics import ApiMetrics
 from api.models import (
@@ -35,7 +32,7 @@ from sluice.errors import (
 )
 from sluice.state import keys
 from sluice.state.events import Claimed, Closed, Failed, StateChanged, subscribe
-from sluice.state.jobs import enqueue_adapter
+from sluice.state.jobs import drop_queued_job, enqueue_adapter
 from sluice.state.records import (
     AdapterRecord,
     AdapterState,
@@ -156,7 +153,7 @@ class AdapterService:
             event = await events.wait_for((Claimed, *outcome_kinds), self.settings.pickup_timeout_s)
             # No claim in time: withdraw the create, unless a worker claimed it meanwhile.
             if event is None and await self.store.abandon(adapter_id, app_id):
-                await asyncio.to_thread(self._drop_job, adapter_id)
+                await asyncio.to_thread(drop_queued_job, self.queue, adapter_id)
                 bound.warning("adapter_create_no_capacity")
                 return _failed(
                     item.trackName,
@@ -200,10 +197,6 @@ class AdapterService:
                 f"{item.trackName!r} is {info.kind}",
             )
         return None
-
-    def _drop_job(self, adapter_id: str) -> None:
-        with contextlib.suppress(NoSuchJobError):
-            Job.fetch(adapter_id, connection=self.queue.connection).delete(remove_from_queue=True)
 
     async def check_create_rate(self, app_id: str) -> None:
         """Counts one create request against the app's per-second limit.
