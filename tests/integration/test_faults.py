@@ -126,7 +126,15 @@ async def test_redis_forgetting_the_sfu_nodes_ends_no_pipeline_or_cascade(
             for _ in range(flushes):
                 redis.Redis.from_url(own_redis[0]).flushall()
                 await asyncio.sleep(0.7)
-            await asyncio.sleep(2.0)  # the records are written back by the next heartbeats
+            # The nodes write their sessions back as soon as they see Redis forgot them
+            # (before: at their next refresh, up to 15 s): the API routes them again.
+            flushed_at = time.monotonic()
+            for _ in range(200):
+                if (await client.get(f"/sessions/{session_id}")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            routed_after = time.monotonic() - flushed_at
+            await asyncio.sleep(max(0.0, flushed_at + 2.0 - time.monotonic()))
             view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
             connections = len(ep.connections)
         recent = [t for t in arrivals if t > time.monotonic() - 1.0]
@@ -135,8 +143,12 @@ async def test_redis_forgetting_the_sfu_nodes_ends_no_pipeline_or_cascade(
         await publisher.close()
         stack.stop()
         print_logs(tmp_path)
-    print(f"after {flushes} flushes: adapter {view['state']}, cascade {len(recent)} frames/s")
+    print(
+        f"after {flushes} flushes: adapter {view['state']}, cascade {len(recent)} frames/s, "
+        f"the session routed again {routed_after:.1f} s after the last"
+    )
     assert (view["state"], connections) == ("active", 1), view
+    assert routed_after < 2.5
     assert len(recent) >= 40, "the cascade from node 1 to node 2 ended"
 
 
