@@ -164,7 +164,10 @@ class Deployment:
             base_url=f"{self.base_url}/v1/apps/{APP}",
             headers={"Authorization": f"Bearer {SECRET}"},
             timeout=timeout_s,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+            # Shorter than the proxy's 5 s keep-alive: see `tests.chaos.proxy`.
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=100, keepalive_expiry=2.0
+            ),
         )
 
     def __enter__(self) -> Deployment:

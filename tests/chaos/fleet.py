@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -225,7 +226,11 @@ async def create(api: Any, endpoints: Endpoints, stream: Stream) -> Stream:
     endpoints.streams[stream.name] = stream
     url = endpoints.url(stream.name)
     item = egress_item(url, stream) if stream.egress else ingest_item(url, stream)
-    resp = await api.post("/adapters/websocket/new", json={"tracks": [item]})
+    try:
+        resp = await api.post("/adapters/websocket/new", json={"tracks": [item]})
+    except httpx.TransportError as exc:  # the caller decides whether to try again
+        stream.create_status, stream.create_error = 0, type(exc).__name__
+        return stream
     stream.create_status = resp.status_code
     body = (
         resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}

@@ -46,10 +46,14 @@ class RoundRobin:
         self.answered: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
-        # No pooling limits of its own: a burst of creates must not queue here.
+        # No pooling limits of its own: a burst of creates must not queue here. Idle
+        # connections are dropped well before uvicorn's 5 s keep-alive ends them: a
+        # request on one the replica is closing fails as if the replica had died.
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(60, connect=1.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=200, keepalive_expiry=2.0
+            ),
         )
 
     async def forward(self, request: Request) -> Response:

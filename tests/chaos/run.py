@@ -49,7 +49,7 @@ class Size:
 
     @classmethod
     def short(cls) -> Size:
-        # In the test suite the machine runs other work besides: 2 s of slack on the
+        # In the test suite the machine runs other work besides: 5 s of slack on the
         # resume (the failure is found by heartbeat TTL + reap pass, 3 to 4 s, by design).
         return cls(
             adapters=6,
@@ -57,7 +57,7 @@ class Size:
             burst=10,
             load_creates=100,
             load_seconds=4.0,
-            resume_within_s=7.0,
+            resume_within_s=10.0,
         )
 
 
@@ -96,16 +96,19 @@ class Chaos:
         self._named += missing
         failed = new
         async with self.api() as api:
-            for _ in range(5):  # a busy machine's pool may be slow to claim: try again
-                await asyncio.gather(*(fleet.create(api, self.endpoints, s) for s in failed))
+            for _ in range(8):  # a busy machine's pool may be slow to claim: try again
+                for start in range(0, len(failed), 4):  # a few at a time: no burst here
+                    batch = failed[start : start + 4]
+                    await asyncio.gather(*(fleet.create(api, self.endpoints, s) for s in batch))
                 failed = [s for s in new if not s.adapter_id]
                 if not failed:
                     break
                 await asyncio.sleep(1.0)
         if failed:
-            raise RuntimeError(f"creates failed: {[(s.name, s.create_status) for s in failed]}")
+            why = [(s.name, s.create_status, s.create_error) for s in failed]
+            raise RuntimeError(f"creates failed: {why}")
         self.streams += new
-        await self.flowing(new, 10.0)
+        await self.flowing(new, 20.0)
         return new
 
     def is_live(self, stream: Stream) -> bool:
@@ -194,8 +197,13 @@ async def run(size: Size, chosen: list[str], log_dir: Path) -> Verdicts:
                     print(f"  ({time.monotonic() - started:.1f} s)")
                     if revived := deployment.revive():
                         print(f"  (started again after the step: {', '.join(revived)})")
-                    await chaos.publish()
-                    await chaos.fill()
+                    try:
+                        await chaos.publish()
+                        await chaos.fill()
+                    except RuntimeError as exc:  # the next step runs on what there is
+                        chaos.verdicts.check(
+                            name, "the fleet streams again after it", False, str(exc)
+                        )
                     reap_orphans(keep={h.pid for h in deployment.hosts if h.proc})
                 chaos.final_checks()
                 await chaos.close_all()
