@@ -118,6 +118,7 @@ class AdapterRunner:
         # written back (before, it was withdrawn or failed on purpose).
         self._live = False
         self._pipeline: Pipeline | None = None
+        self._superseded = False  # the adapter went to another process: leave its record
 
     async def run(self) -> CloseReason | None:
         """Runs the adapter to its end; None if there was nothing to run."""
@@ -183,7 +184,7 @@ class AdapterRunner:
             # The record is final before housekeeping stops: a close waiting on it is
             # answered even if tearing down the Redis tasks below were slow.
             self._live = False
-            if reason is not None:
+            if reason is not None and not self._superseded:  # else the record is not ours
                 await self._close_record(reason, ctx.counters)
             stuck = await cancel_and_wait(background, log=self.log, timeout_s=CLEANUP_TIMEOUT_S)
             if stuck:
@@ -290,6 +291,8 @@ class AdapterRunner:
         return None
 
     async def _set_state(self, state: AdapterState) -> None:
+        if self._superseded:
+            return
         if self._record is not None:
             self._record.state = state
         try:
@@ -329,8 +332,15 @@ class AdapterRunner:
                     ttl_s=self.settings.heartbeat_ttl_s,
                     counters=counters,
                     extra=self._extra(),
+                    worker=worker_name(),
                 )
-                if reply.should_stop:
+                if reply.superseded:
+                    # This process stalled past the heartbeat TTL and the adapter went to
+                    # another: streaming on beside it would send the endpoint two streams.
+                    self.log.warning("adapter_superseded")
+                    self._superseded = True
+                    self.stop.set(CloseReason.WORKER_LOST)
+                elif reply.should_stop:
                     self.stop.set(CloseReason.API_CLOSE)
                 elif reply.record_lost and self._live and self._record is not None:
                     self._record.counters = dict(counters)

@@ -53,6 +53,12 @@ class HeartbeatReply:
         """The record vanished while the pipeline ran (e.g. Redis restarted empty)."""
         return self.state == "gone"
 
+    @property
+    def superseded(self) -> bool:
+        """The adapter is no longer this process's: its beats lapsed, the reapers took it
+        for lost, and another process resumes it (or already has)."""
+        return self.state == "taken"
+
 
 class AdapterStore:
     """Typed access to adapter records; every write is one of the scripts above."""
@@ -202,7 +208,7 @@ class AdapterStore:
             pipe.zadd(keys.app_adapters(record.app_id), {record.adapter_id: 0})
             pipe.sadd(keys.app_live(record.app_id), record.adapter_id)
             await pipe.execute()
-        await self.heartbeat(record.adapter_id, ttl_s=heartbeat_ttl_s)
+        await self.heartbeat(record.adapter_id, ttl_s=heartbeat_ttl_s, worker=record.worker or "")
 
     async def set_session(self, adapter_id: str, session_id: str) -> None:
         """Records the SFU session a pipeline made (ingest), while still `connecting`."""
@@ -222,13 +228,21 @@ class AdapterStore:
         ttl_s: float,
         counters: dict[str, int] | None = None,
         extra: dict[str, int] | None = None,
+        worker: str = "",
     ) -> HeartbeatReply:
+        """Keeps the adapter alive and saves its counters.
+
+        Args:
+            worker: the beating process (`hostname:pid`); when given, a record held by
+                another process (or by none) is not touched and the reply is `superseded`.
+        """
         state, requested = await self._heartbeat(
             keys=[keys.adapter(adapter_id), keys.HEARTBEATS],
             args=[
                 adapter_id,
                 int(ttl_s * 1000),
                 self.usage_retention_s,
+                worker,
                 *_counter_args(counters, extra),
             ],
         )

@@ -220,6 +220,45 @@ async def test_sfu_killed_closes_pipelines_promptly(stack: Stack) -> None:
 
 
 @pytest.mark.workers(2)
+async def test_a_pipeline_frozen_past_its_ttl_hands_over_and_stops(stack: Stack) -> None:
+    """A pipeline process starved longer than the heartbeat TTL (a machine at load 30)
+    is taken for lost and resumed on another. Thawed, it streamed on beside its
+    successor: the endpoint got two streams, and sequence numbers repeated."""
+    sessions = stack.sessions()
+    session_id, _ = await sessions.publish(StereoToneTrack(440, 660), "mic")
+    async with endpoint() as ep, stack.client() as client:
+        adapter_id = await create_egress(client, ep.url, session_id)
+        (first,) = await ep.wait_connections(1)
+        await asyncio.sleep(1.5)
+        conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+        key = f"sluice:adapter:{adapter_id}"
+        pid = int(conn.hget(key, "worker").rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            _, second = await ep.wait_connections(2, timeout_s=15)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        thawed_at = time.monotonic()
+        await asyncio.wait_for(first.closed.wait(), 5)  # its next beat tells it
+        stopped_after = time.monotonic() - thawed_at
+        sent_by_first = len(first.messages)
+        await asyncio.sleep(2.0)
+        view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
+        worker = conn.hget(key, "worker")
+        await sessions.close()
+    print(f"the thawed pipeline stopped {stopped_after:.2f} s after SIGCONT")
+    assert len(ep.connections) == 2 and len(first.messages) == sent_by_first
+    assert view["state"] == "active", view
+    assert int(worker.rsplit(":", 1)[1]) != pid
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):  # the old pipeline's process ends (its worker reaps it)
+            os.kill(pid, 0)
+            await asyncio.sleep(0.1)
+    after = [Packet.FromString(m).sequenceNumber for m in second.messages if isinstance(m, bytes)]
+    assert after == list(range(after[0], after[0] + len(after)))
+
+
+@pytest.mark.workers(2)
 async def test_egress_resumes_on_another_process_after_sigkill(stack: Stack) -> None:
     """The pipeline process dies mid-stream: another takes over within seconds, the
     endpoint sees one reconnect, sequence numbers go on without repeating, and the

@@ -255,6 +255,33 @@ async def test_a_lost_egress_adapter_is_resumed_then_closed_if_nobody_claims_it(
     assert closed is not None and closed.close_reason == "worker_lost"
 
 
+async def test_a_process_that_stalled_past_its_ttl_leaves_the_adapter_to_its_successor(
+    store: AdapterStore, clean_redis: str
+) -> None:
+    """A pipeline starved for longer than the heartbeat TTL (a loaded machine) is taken
+    for lost and resumed elsewhere. Its beats went on being accepted: both processes
+    streamed to the endpoint (sequence numbers repeated) and wrote the same counters."""
+    settings = Settings(apps="a:b", egress_resumes=1, reconnect_window_s=5)
+    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
+    await store.create(record("e"), pickup_timeout_s=5)
+    await store.claim("e", "w1", heartbeat_ttl_s=0.05)
+    await store.set_live_state("e", AdapterState.ACTIVE)
+    await store.heartbeat("e", ttl_s=0.05, counters={"packets": 7}, worker="w1")
+    await asyncio.sleep(0.1)
+    await reapers_were_running(store)
+    assert reaper.reap_once().resumed == ["e"]
+
+    handed_back = await store.heartbeat("e", ttl_s=3, counters={"packets": 99}, worker="w1")
+    assert handed_back.superseded and not handed_back.should_stop
+    assert await store.claim("e", "w2", heartbeat_ttl_s=3)
+    late = await store.heartbeat("e", ttl_s=3, counters={"packets": 99}, worker="w1")
+    assert late.superseded
+    assert (await store.heartbeat("e", ttl_s=3, worker="w2")).state == "reconnecting"
+    resumed = await store.load("e")
+    assert resumed is not None and resumed.worker == "w2"
+    assert resumed.counters["packets"] == 7  # w1's late counters were not written
+
+
 async def test_a_resume_nobody_claims_in_the_window_is_lost(
     store: AdapterStore, clean_redis: str
 ) -> None:
