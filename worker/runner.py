@@ -337,7 +337,8 @@ class AdapterRunner:
                 if reply.superseded:
                     # This process stalled past the heartbeat TTL and the adapter went to
                     # another: streaming on beside it would send the endpoint two streams.
-                    self.log.warning("adapter_superseded")
+                    if not self._superseded:
+                        self.log.warning("adapter_superseded")
                     self._superseded = True
                     self.stop.set(CloseReason.WORKER_LOST)
                 elif reply.should_stop:

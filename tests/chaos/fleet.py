@@ -242,12 +242,17 @@ async def create(api: Any, endpoints: Endpoints, stream: Stream) -> Stream:
     return stream
 
 
+_KINDS = ("pcm", "ingest", "jpeg", "pcm", "ingest")
+
+
 def plan(count: int, sources: list[str], start: int = 0) -> list[Stream]:
-    """`count` streams: 2 of every 5 egress PCM, 1 JPEG, 2 ingest, sources in turn."""
-    kinds = itertools.cycle(["pcm", "ingest", "jpeg", "pcm", "ingest"])
+    """`count` streams: 2 of every 5 egress PCM, 1 JPEG, 2 ingest, sources in turn.
+
+    The kind follows the stream's number from `start`, so refills keep the mix."""
     turn = itertools.cycle(sources)
     streams = []
-    for i, kind in zip(range(start, start + count), kinds, strict=False):
+    for i in range(start, start + count):
+        kind = _KINDS[i % len(_KINDS)]
         streams.append(Stream(f"{kind}-{i}", kind, "" if kind == "ingest" else next(turn)))
     return streams
 

@@ -2,11 +2,11 @@
 
 `python -m tests.chaos.proxy --port 8080 --upstream http://127.0.0.1:9001 --upstream ...`
 
-Each request goes to the next replica in turn. A replica that refuses the connection is
-skipped and the request tried on the next (nothing of it was sent: safe to repeat, as
-nginx's `proxy_next_upstream error` does); one that fails after the request went out
-answers 502, since a create may already be under way there. `GET /_proxy/stats` counts
-the requests each replica answered.
+Each request goes to the next replica in turn. A replica that refuses the connection (or
+does not accept it within 5 s) is skipped and the request tried on the next: nothing of
+it was sent, so it is safe to repeat, as nginx's `proxy_next_upstream error` does. One
+that fails after the request went out answers 502: a create may be under way there.
+`GET /_proxy/stats` counts the requests each replica answered.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class RoundRobin:
         # connections are dropped well before uvicorn's 5 s keep-alive ends them: a
         # request on one the replica is closing fails as if the replica had died.
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(60, connect=1.0),
+            timeout=httpx.Timeout(60, connect=5.0),
             limits=httpx.Limits(
                 max_connections=None, max_keepalive_connections=200, keepalive_expiry=2.0
             ),
@@ -67,7 +67,7 @@ class RoundRobin:
                 answer = await self.client.request(
                     request.method, upstream + target, content=body, headers=headers
                 )
-            except httpx.ConnectError:
+            except (httpx.ConnectError, httpx.ConnectTimeout):
                 self.refused[upstream] += 1
                 continue  # nothing was sent: the next replica may take it
             except httpx.HTTPError as exc:

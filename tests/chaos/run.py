@@ -79,7 +79,17 @@ class Chaos:
         return self.d.client(timeout_s)
 
     async def publish(self) -> None:
-        """One publisher per SFU node that has none alive."""
+        """One publisher per SFU node that has none alive.
+
+        A publisher's session can end without the runner noticing (its peer starved of
+        CPU past ICE consent on a loaded machine): one the API no longer knows is replaced.
+        """
+        async with self.api(timeout_s=10) as api:
+            for publisher in list(self.publishers):
+                if (await api.get(f"/sessions/{publisher.session_id}")).status_code == 404:
+                    print(f"  (publisher {publisher.session_id} on {publisher.node_url} gone)")
+                    self.publishers.remove(publisher)
+                    await publisher.close()
         alive = {p.node_url for p in self.publishers}
         for node in self.d.sfu:
             if node.url not in alive and node.alive():

@@ -83,7 +83,9 @@ async def restart_redis_empty(c: Chaos) -> None:
         step,
         "JPEG pictures kept coming (about 1 a second)",
         all(n >= watch_s / 2 for n in pictures),
-        f"{pictures} pictures per stream in the {watch_s:.0f} s after the kill",
+        f"{pictures} pictures per stream in the {watch_s:.0f} s after the kill"
+        if pictures
+        else "no JPEG adapter in the fleet",
     )
     for what in ("SFU directory", "every adapter record", "every worker process registered"):
         v.check(step, f"{what} restored", restored[what] < watch_s, f"{restored[what]:.1f} s")
