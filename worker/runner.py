@@ -326,32 +326,36 @@ class AdapterRunner:
     async def _heartbeat(self, counters: dict[str, int]) -> None:
         every = self.settings.heartbeat_interval_s
         while True:
-            try:
-                reply = await self.store.heartbeat(
-                    self.adapter_id,
-                    ttl_s=self.settings.heartbeat_ttl_s,
-                    counters=counters,
-                    extra=self._extra(),
-                    worker=worker_name(),
-                )
-                if reply.superseded:
-                    # This process stalled past the heartbeat TTL and the adapter went to
-                    # another: streaming on beside it would send the endpoint two streams.
-                    if not self._superseded:
-                        self.log.warning("adapter_superseded")
-                    self._superseded = True
-                    self.stop.set(CloseReason.WORKER_LOST)
-                elif reply.should_stop:
-                    self.stop.set(CloseReason.API_CLOSE)
-                elif reply.record_lost and self._live and self._record is not None:
-                    self._record.counters = dict(counters)
-                    await self.store.restore(
-                        self._record, heartbeat_ttl_s=self.settings.heartbeat_ttl_s
-                    )
-                    self.log.warning("adapter_record_restored")
-            except RedisError as exc:
-                self.log.warning("heartbeat_failed", error=str(exc))
+            await self._beat(counters)
             await asyncio.sleep(every)
+
+    async def _beat(self, counters: dict[str, int]) -> None:
+        if self._superseded:
+            return  # not ours: never beat for it again, nor write it back after a flush
+        try:
+            reply = await self.store.heartbeat(
+                self.adapter_id,
+                ttl_s=self.settings.heartbeat_ttl_s,
+                counters=counters,
+                extra=self._extra(),
+                worker=worker_name(),
+            )
+            if reply.superseded:
+                # This process stalled past the heartbeat TTL and the adapter went to
+                # another: streaming on beside it would send the endpoint two streams.
+                self.log.warning("adapter_superseded")
+                self._superseded = True
+                self.stop.set(CloseReason.WORKER_LOST)
+            elif reply.should_stop:
+                self.stop.set(CloseReason.API_CLOSE)
+            elif reply.record_lost and self._live and self._record is not None:
+                self._record.counters = dict(counters)
+                await self.store.restore(
+                    self._record, heartbeat_ttl_s=self.settings.heartbeat_ttl_s
+                )
+                self.log.warning("adapter_record_restored")
+        except RedisError as exc:
+            self.log.warning("heartbeat_failed", error=str(exc))
 
     async def _listen_for_close(self) -> None:
         while True:
