@@ -19,7 +19,7 @@ import httpx
 import redis
 from rq import Queue, Worker
 
-from sluice.cli.devserver import answers_healthz, free_port, redis_server_binary
+from sluice.cli.devserver import answers_healthz, free_port, redis_argv, redis_server_binary
 from sluice.state import keys
 from tests.chaos.hosts import Host
 from tests.integration.helpers import APP, BIN, SECRET, stack_env
@@ -65,22 +65,7 @@ class Deployment:
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.redis = Host(
-            "redis",
-            [
-                binary,
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(log_dir),
-            ],
-            {},
-            log_dir / "redis.log",
+            "redis", redis_argv(binary, self.redis_port, log_dir), {}, log_dir / "redis.log"
         )
         sfu_ports = [free_port() for _ in range(shape.sfu_nodes)]
         # Pipelines fall back to the first node while the directory is empty.
