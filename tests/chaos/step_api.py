@@ -197,7 +197,7 @@ async def load_test(c: Chaos) -> None:
     )
     settled = await _until_settled(c, before, 20)
     v.check(step, "every load adapter and its job ended", settled < 20, f"after {settled:.1f} s")
-    _leak_checks(c, step, before)
+    await _leak_checks(c, step, before)
 
 
 async def _until_settled(c: Chaos, before: set[str], within_s: float) -> float:
@@ -212,7 +212,7 @@ async def _until_settled(c: Chaos, before: set[str], within_s: float) -> float:
     return time.monotonic() - started
 
 
-def _leak_checks(c: Chaos, step: str, before: set[str]) -> None:
+async def _leak_checks(c: Chaos, step: str, before: set[str]) -> None:
     v, d = c.verdicts, c.d
     live = set(live_records(d.conn))
     v.check(
@@ -237,14 +237,25 @@ def _leak_checks(c: Chaos, step: str, before: set[str]) -> None:
         str(zsets),
     )
     expected = {h.name: 2 + d.shape.processes for h in d.workers}  # supervisor, health, pool
-    pipelines = Counter(
-        h.name for h in d.workers for r in live_records(d.conn).values()
-        if int(r.get("worker", "x:0").rsplit(":", 1)[1]) in h.processes()
-    )  # fmt: skip
-    counts = {h.name: len(h.processes()) - pipelines[h.name] for h in d.workers}
+    started = time.monotonic()  # a pipeline whose record just closed may still be exiting
+    for _ in range(40):  # /proc has no event to await
+        if (counts := _process_counts(c)) == expected:
+            break
+        await asyncio.sleep(0.25)
     v.check(
         step,
         "no leaked processes",
         counts == expected,
-        f"per host, beside its live pipelines: {counts} (expected {expected})",
+        f"per host, beside its live pipelines: {counts} (expected {expected}) after "
+        f"{time.monotonic() - started:.1f} s",
     )
+
+
+def _process_counts(c: Chaos) -> dict[str, int]:
+    """Each worker host's processes, its live adapters' pipelines left out."""
+    live = live_records(c.d.conn).values()
+    pipelines = Counter(
+        h.name for h in c.d.workers for r in live
+        if int(r.get("worker", "x:0").rsplit(":", 1)[1]) in h.processes()
+    )  # fmt: skip
+    return {h.name: len(h.processes()) - pipelines[h.name] for h in c.d.workers}
