@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo bench soak test lint typecheck unit proto lock clean
+.PHONY: run demo bench soak chaos test lint typecheck unit proto lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(VENV)/.installed-dev
 ## soak: 30 minutes of 6 egress + 4 ingest adapters under endpoint chaos, checked for leaks
 soak: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.soak.soak --minutes 30 --egress 6 --ingest 4
+
+## chaos: a deployment of separate hosts under 20 adapters, each host killed in turn (~4 min)
+chaos: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.chaos
 
 ## test: lint, type-check and the whole suite (starts its own throwaway Redis)
 test: $(VENV)/.installed-dev lint typecheck

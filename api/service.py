@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from typing import Any
@@ -11,8 +10,6 @@ from typing import Any
 import structlog
 from redis import Redis as SyncRedis
 from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
 from api.headers import header_settings
 from api.metrics import ApiMetrics
@@ -30,7 +27,7 @@ from sluice.errors import (
 )
 from sluice.state import keys
 from sluice.state.events import Claimed, Closed, Failed, StateChanged, subscribe
-from sluice.state.jobs import enqueue_adapter
+from sluice.state.jobs import drop_queued_job, enqueue_adapter
 from sluice.state.records import (
     AdapterRecord,
     AdapterState,
@@ -73,10 +70,20 @@ class AdapterService:
 
     # --- create -----------------------------------------------------------------
 
+    @property
+    def answer_within_s(self) -> float:
+        """The longest a create waits for its outcome before answering."""
+        settings = self.settings
+        return settings.pickup_timeout_s + settings.connect_timeout_s + OUTCOME_SLACK_S
+
     async def create(self, app_id: str, item: IngestTrack | EgressTrack) -> CreateTrackResult:
         """Creates one adapter and waits until its pipeline is connected or has failed."""
         started = time.perf_counter()
-        result = await self._create(app_id, item)
+        adapter_id = new_id()
+        result = await self._create(app_id, item, adapter_id)
+        # Only now may the reapers leave this create be. A replica dying before this line
+        # (or an error above) leaves a record nobody has the id of: they close it.
+        await self.store.answered(adapter_id)
         direction = _direction(item)
         self.metrics.creates.labels(direction, result.errorCode or "active").inc()
         if result.errorCode is None:
@@ -103,10 +110,11 @@ class AdapterService:
         for item in items:
             self.metrics.creates.labels(_direction(item), error_code).inc()
 
-    async def _create(self, app_id: str, item: IngestTrack | EgressTrack) -> CreateTrackResult:
+    async def _create(
+        self, app_id: str, item: IngestTrack | EgressTrack, adapter_id: str
+    ) -> CreateTrackResult:
         if isinstance(item, EgressTrack) and (refusal := await self._check_source(app_id, item)):
             return refusal
-        adapter_id = new_id()
         codec: str
         if isinstance(item, IngestTrack):
             # The pipeline makes the SFU session and records its id before it is active.
@@ -148,6 +156,7 @@ class AdapterService:
                     pickup_timeout_s=self.settings.pickup_timeout_s,
                     max_live=self.settings.app_max_adapters,
                     sealed_headers=sealed,
+                    answer_within_s=self.answer_within_s,
                 )
             except QuotaExceeded as exc:
                 bound.info("adapter_create_over_quota")
@@ -163,7 +172,7 @@ class AdapterService:
             event = await events.wait_for((Claimed, *outcome_kinds), self.settings.pickup_timeout_s)
             # No claim in time: withdraw the create, unless a worker claimed it meanwhile.
             if event is None and await self.store.abandon(adapter_id, app_id):
-                await asyncio.to_thread(self._drop_job, adapter_id)
+                await asyncio.to_thread(drop_queued_job, self.queue, adapter_id)
                 bound.warning("adapter_create_no_capacity")
                 return _failed(
                     item.trackName,
@@ -207,10 +216,6 @@ class AdapterService:
                 f"{item.trackName!r} is {info.kind}",
             )
         return None
-
-    def _drop_job(self, adapter_id: str) -> None:
-        with contextlib.suppress(NoSuchJobError):
-            Job.fetch(adapter_id, connection=self.queue.connection).delete(remove_from_queue=True)
 
     async def check_create_rate(self, app_id: str) -> None:
         """Counts one create request against the app's per-second limit.

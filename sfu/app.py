@@ -37,7 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = async_client(settings)
         manager: SessionManager | None = None
-        node = Node(settings, redis, lambda: manager.load() if manager else NodeLoad())
+        node = Node(
+            settings,
+            redis,
+            lambda: manager.load() if manager else NodeLoad(),
+            on_forgotten=lambda: manager.rewrite_registry() if manager else None,
+        )
         manager = SessionManager(settings, redis, node.id)
         app.state.redis = redis
         app.state.sessions = manager

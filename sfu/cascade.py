@@ -37,6 +37,7 @@ from sluice.config import Settings
 from sluice.errors import SessionNotFound, SluiceError, TrackNotFound
 from sluice.http.sessions_models import Location, TrackStatus
 from sluice.media.calls_client import Peer, SessionsApiError, SessionsClient
+from sluice.media.node_watch import node_gone
 from sluice.state import sfu_nodes, track_registry
 from sluice.state.track_registry import TrackInfo
 from sluice.tasks import cancel_and_wait, log_exception
@@ -105,7 +106,7 @@ class Upstream:
                     return "source_ended"
                 if self._peer.pc.connectionState in ("failed", "closed"):
                     return "connection_failed"
-                if not await _node_alive(redis, self.source_node.node_id):
+                if await node_gone(redis, self.source_node.node_id, self._peer):
                     return "source_node_gone"
                 now = time.monotonic()
                 if self.fanout.subscribers:
@@ -249,13 +250,6 @@ async def _until_ended(track: MediaStreamTrack) -> None:
     with contextlib.suppress(MediaStreamError):
         while True:
             await track.recv()
-
-
-async def _node_alive(redis: Redis, node_id: str) -> bool:
-    try:
-        return await sfu_nodes.is_alive(redis, node_id)
-    except (RedisError, OSError):
-        return True  # Redis trouble is not the node's death: media goes on
 
 
 def _as_track_error(exc: Exception, session_id: str, track_name: str) -> SluiceError:

@@ -48,6 +48,7 @@ class SessionManager:
         self._closing: set[Session] = set()  # their counters are not in `totals` yet
         self.totals = Totals()  # metrics of the closed sessions (`sfu.metrics`)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._registry_lost = asyncio.Event()
 
     async def start(self) -> None:
         settings = self._settings
@@ -178,9 +179,19 @@ class SessionManager:
             # Media must not depend on Redis; the periodic refresh rewrites the record.
             session.log.warning("registry_write_failed", error=str(exc))
 
+    def rewrite_registry(self) -> None:
+        """Redis lost the registry (restarted empty): write it back now, not at the next
+        refresh, or the API routes none of this node's sessions and refuses egress
+        adapters on them (`not_found_session_error`) for up to that long."""
+        self._registry_lost.set()
+
     async def _refresh_registry(self) -> None:
         while True:
-            await asyncio.sleep(track_registry.REFRESH_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._registry_lost.wait(), track_registry.REFRESH_INTERVAL_S
+                )
+            self._registry_lost.clear()
             for session in list(self._sessions.values()):
                 await self.tracks_changed(session)
 

@@ -60,7 +60,13 @@ class Node:
         load: the node's current load, read at each heartbeat.
     """
 
-    def __init__(self, settings: Settings, redis: Redis, load: Callable[[], NodeLoad]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        load: Callable[[], NodeLoad],
+        on_forgotten: Callable[[], None] = lambda: None,
+    ) -> None:
         host = socket.gethostname()
         self.id = f"{host}-{settings.sfu_port}-{secrets.token_hex(3)}"
         self.url = node_url(settings)
@@ -70,6 +76,8 @@ class Node:
         self._started_at_ms = int(time.time() * 1000)
         self._cpu = CpuMeter()
         self.registered = False  # the last heartbeat reached Redis
+        self._beats = 0
+        self._on_forgotten = on_forgotten
         self.log = log.bind(node_id=self.id, url=self.url)
 
     def info(self) -> NodeInfo:
@@ -77,12 +85,21 @@ class Node:
         return NodeInfo(self.id, self.url, self._host, os.getpid(), self._started_at_ms, load)
 
     async def beat(self) -> None:
-        """One heartbeat; Redis trouble is logged once, when the node drops out."""
+        """One heartbeat; Redis trouble is logged once, when the node drops out.
+
+        An entry found missing after the first beat means Redis lost what this node wrote
+        (restarted empty, or the node stalled past its TTL): `on_forgotten` is called so
+        the node writes its sessions back at once.
+        """
         try:
-            await sfu_nodes.beat(self._redis, self.info())
+            missing = await sfu_nodes.beat(self._redis, self.info())
+            self._beats += 1
             if not self.registered:
                 self.log.info("sfu_node_registered")
             self.registered = True
+            if missing and self._beats > 1:
+                self.log.warning("sfu_node_forgotten_by_redis")
+                self._on_forgotten()
         except (RedisError, OSError) as exc:
             if self.registered:
                 self.log.warning("sfu_node_heartbeat_failed", error=str(exc))

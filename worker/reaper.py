@@ -1,4 +1,5 @@
-"""Finds adapters whose pipeline died and withdraws creates nobody claimed.
+"""Finds adapters whose pipeline died, withdraws creates nobody claimed, and closes
+creates whose API replica died before answering (nobody has their id).
 
 Any number of reapers may run (one per worker host): each pass is one atomic script.
 A lost egress adapter is resumed rather than closed: the script hands it back, and the
@@ -28,6 +29,7 @@ class ReapOutcome(NamedTuple):
     lost: list[str]  # closed `worker_lost`
     withdrawn: list[str]  # creates nobody claimed, removed
     resumed: list[str]  # egress adapters handed to another worker
+    abandoned: list[str]  # closed `api_lost`: the create's API replica never answered
 
 
 class Reaper:
@@ -46,8 +48,8 @@ class Reaper:
         # A create whose API replica died is withdrawn once its claim deadline is well past;
         # the slack keeps us from racing the replica's own withdrawal.
         grace_ms = int((settings.pickup_timeout_s + 5) * 1000)
-        lost, withdrawn, resumed = self._script(
-            keys=[keys.HEARTBEATS, keys.PENDING, keys.REAPER, keys.RESUMING],
+        lost, withdrawn, resumed, abandoned = self._script(
+            keys=[keys.HEARTBEATS, keys.PENDING, keys.REAPER, keys.RESUMING, keys.UNANSWERED],
             args=[
                 utc_now_iso(),
                 settings.closed_retention_s,
@@ -60,11 +62,18 @@ class Reaper:
                 int(settings.reconnect_window_s * 1000),
             ],
         )
-        outcome = ReapOutcome([_text(x) for x in lost], [_text(x) for x in withdrawn], [])
+        outcome = ReapOutcome(
+            [_text(x) for x in lost],
+            [_text(x) for x in withdrawn],
+            [],
+            [_text(x) for x in abandoned],
+        )
         for adapter_id in outcome.lost:
             log.warning("adapter_worker_lost", adapter_id=adapter_id)
         for adapter_id in outcome.withdrawn:
             log.warning("adapter_create_withdrawn", adapter_id=adapter_id)
+        for adapter_id in outcome.abandoned:
+            log.warning("adapter_create_unanswered", adapter_id=adapter_id)
         for adapter_id in (_text(x) for x in resumed):
             try:
                 enqueue_adapter(self._queue, adapter_id, resumed=True)

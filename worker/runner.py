@@ -68,6 +68,13 @@ async def _watch_loop_lag(counters: dict[str, int], histogram: LagHistogram) -> 
             counters["max_loop_lag_ms"] = lag_ms
 
 
+def _control_reason(data: object) -> CloseReason:
+    """Why a message on the control channel stops the adapter: the API's close says
+    `close`; the reapers name the reason they closed its record with (`api_lost`)."""
+    text = data.decode() if isinstance(data, bytes) else str(data)
+    return CloseReason.API_LOST if text == CloseReason.API_LOST else CloseReason.API_CLOSE
+
+
 def _succeeded(task: asyncio.Task[Any]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is None
 
@@ -117,6 +124,7 @@ class AdapterRunner:
         # sealed header values it came from (to write back if Redis forgets them).
         self._identity: DialIdentity | None = None
         self._sealed_headers: str | None = None
+        self._superseded = False  # the adapter went to another process: leave its record
 
     async def run(self) -> CloseReason | None:
         """Runs the adapter to its end; None if there was nothing to run."""
@@ -182,7 +190,7 @@ class AdapterRunner:
             # The record is final before housekeeping stops: a close waiting on it is
             # answered even if tearing down the Redis tasks below were slow.
             self._live = False
-            if reason is not None:
+            if reason is not None and not self._superseded:  # else the record is not ours
                 await self._close_record(reason, ctx.counters)
             stuck = await cancel_and_wait(background, log=self.log, timeout_s=CLEANUP_TIMEOUT_S)
             if stuck:
@@ -296,6 +304,8 @@ class AdapterRunner:
         return None
 
     async def _set_state(self, state: AdapterState) -> None:
+        if self._superseded:
+            return
         if self._record is not None:
             self._record.state = state
         try:
@@ -329,26 +339,38 @@ class AdapterRunner:
     async def _heartbeat(self, counters: dict[str, int]) -> None:
         every = self.settings.heartbeat_interval_s
         while True:
-            try:
-                reply = await self.store.heartbeat(
-                    self.adapter_id,
-                    ttl_s=self.settings.heartbeat_ttl_s,
-                    counters=counters,
-                    extra=self._extra(),
-                )
-                if reply.should_stop:
-                    self.stop.set(CloseReason.API_CLOSE)
-                elif reply.record_lost and self._live and self._record is not None:
-                    self._record.counters = dict(counters)
-                    await self.store.restore(
-                        self._record,
-                        heartbeat_ttl_s=self.settings.heartbeat_ttl_s,
-                        sealed_headers=self._sealed_headers,
-                    )
-                    self.log.warning("adapter_record_restored")
-            except RedisError as exc:
-                self.log.warning("heartbeat_failed", error=str(exc))
+            await self._beat(counters)
             await asyncio.sleep(every)
+
+    async def _beat(self, counters: dict[str, int]) -> None:
+        if self._superseded:
+            return  # not ours: never beat for it again, nor write it back after a flush
+        try:
+            reply = await self.store.heartbeat(
+                self.adapter_id,
+                ttl_s=self.settings.heartbeat_ttl_s,
+                counters=counters,
+                extra=self._extra(),
+                worker=worker_name(),
+            )
+            if reply.superseded:
+                # This process stalled past the heartbeat TTL and the adapter went to
+                # another: streaming on beside it would send the endpoint two streams.
+                self.log.warning("adapter_superseded")
+                self._superseded = True
+                self.stop.set(CloseReason.WORKER_LOST)
+            elif reply.should_stop:
+                self.stop.set(CloseReason.API_CLOSE)
+            elif reply.record_lost and self._live and self._record is not None:
+                self._record.counters = dict(counters)
+                await self.store.restore(
+                    self._record,
+                    heartbeat_ttl_s=self.settings.heartbeat_ttl_s,
+                    sealed_headers=self._sealed_headers,
+                )
+                self.log.warning("adapter_record_restored")
+        except RedisError as exc:
+            self.log.warning("heartbeat_failed", error=str(exc))
 
     async def _listen_for_close(self) -> None:
         while True:
@@ -357,7 +379,7 @@ class AdapterRunner:
                 await pubsub.subscribe(keys.adapter_control(self.adapter_id))
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        self.stop.set(CloseReason.API_CLOSE)
+                        self.stop.set(_control_reason(message.get("data")))
             except RedisError as exc:
                 self.log.warning("control_channel_lost", error=str(exc))
             finally:

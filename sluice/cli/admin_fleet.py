@@ -7,6 +7,7 @@ Data gathering only, like `sluice.cli.admin` for adapters; rendering lives in
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from redis.asyncio import Redis
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.worker import BaseWorker
 
 from sluice.cli.admin import as_text, redis_time_ms
 from sluice.state import sfu_nodes
@@ -143,7 +145,7 @@ def list_workers(rq_redis: SyncRedis, queue_name: str) -> WorkersReport:
             hostname=worker.hostname,
             pid=worker.pid,
             state=str(worker.get_state()),
-            job_id=(job_id := worker.get_current_job_id()),
+            job_id=(job_id := _current_job_id(worker)),
             adapter_id=_adapter_of_job(rq_redis, job_id),
             birth_date=worker.birth_date.isoformat() if worker.birth_date else None,
             heartbeat_age_s=(
@@ -158,6 +160,23 @@ def list_workers(rq_redis: SyncRedis, queue_name: str) -> WorkersReport:
     ]
     workers.sort(key=lambda worker: worker.name)
     return WorkersReport(queue_name, queue.count, workers)
+
+
+def _current_job_id(worker: BaseWorker, tries: int = 3) -> str | None:
+    """The job `worker` runs, or None when RQ cannot tell.
+
+    A heartbeat of the worker that races its job's end writes the job's execution back
+    without `created_at` for a moment, and RQ's reader raises KeyError on it: asked again,
+    it has settled. One that stays half (the job deleted under its worker) reads as no job,
+    rather than failing the whole listing.
+    """
+    for attempt in range(tries):
+        try:
+            return worker.get_current_job_id()
+        except KeyError:
+            if attempt + 1 < tries:
+                time.sleep(0.05)
+    return None
 
 
 def _adapter_of_job(rq_redis: SyncRedis, job_id: str | None) -> str | None:

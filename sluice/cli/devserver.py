@@ -64,6 +64,12 @@ def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes] | None:
     return server
 
 
+def redis_argv(binary: str, port: int, data_dir: Path) -> list[str]:
+    """The command of a throwaway redis-server on 127.0.0.1 that persists nothing."""
+    no_persistence = ["--save", "", "--appendonly", "no", "--dir", str(data_dir)]
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", *no_persistence]
+
+
 def spawn_redis(
     binary: str, port: int, data_dir: Path, *, own_session: bool = False
 ) -> subprocess.Popen[bytes]:
@@ -74,19 +80,7 @@ def spawn_redis(
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data_dir),
-        ],
+        redis_argv(binary, port, data_dir),
         stdout=subprocess.DEVNULL,
         start_new_session=own_session,
     )

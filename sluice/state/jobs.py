@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 
 # By name, so the API enqueues without importing the media stack.
 JOB_FUNCTION = "worker.jobs.run_adapter"
@@ -26,3 +30,18 @@ def enqueue_adapter(queue: Queue, adapter_id: str, *, resumed: bool = False) -> 
         description=f"adapter {adapter_id}" + (" (resumed)" if resumed else ""),
         at_front=resumed,
     )
+
+
+def drop_queued_job(queue: Queue, job_id: str) -> bool:
+    """Deletes a job that no worker has taken yet; returns whether it was still queued.
+
+    A job a worker took already is left alone: its adapter's claim fails at once, and the
+    job ends as usual. Deleting it under the worker deleted its RQ execution too, which
+    the worker's next heartbeat wrote back without `created_at`, and every reader of
+    the worker's state (`sluice workers`, `rq info`) failed on it until the job ended.
+    """
+    if not queue.connection.lrem(queue.key, 0, job_id):
+        return False  # taken (or gone): the worker's claim of the record decides
+    with contextlib.suppress(NoSuchJobError):
+        Job.fetch(job_id, connection=queue.connection).delete(remove_from_queue=False)
+    return True

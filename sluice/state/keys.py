@@ -8,6 +8,8 @@ PREFIX = "sluice"
 HEARTBEATS = f"{PREFIX}:heartbeats"  # zset: adapter id → heartbeat deadline (ms, Redis clock)
 PENDING = f"{PREFIX}:pending"  # zset: adapter id → claim deadline (ms) while unclaimed
 RESUMING = f"{PREFIX}:resuming"  # zset: lost egress adapter id → claim deadline (ms)
+# zset: adapter id → when the API replica creating it will have answered at the latest (ms)
+UNANSWERED = f"{PREFIX}:unanswered"
 REAPER = f"{PREFIX}:reaper"  # hash: last pass and quiet period of the reapers (ms)
 # stream: lifecycle events of adapters whose app has a webhook, written by the transition
 # scripts themselves, read by the webhook dispatchers (consumer group below).

@@ -33,6 +33,7 @@ class CloseReason(StrEnum):
     API_CLOSE = "api_close"
     SHUTDOWN = "shutdown"
     WORKER_LOST = "worker_lost"
+    API_LOST = "api_lost"  # the API replica creating it died before it answered
     ENDPOINT_CLOSED = "endpoint_closed"
     ENDPOINT_UNAVAILABLE = "endpoint_unavailable"
     MESSAGE_TOO_BIG = "message_too_big"

@@ -54,8 +54,12 @@ class NodeInfo:
     beat_at_ms: int = 0
 
 
-async def beat(redis: Redis, node: NodeInfo) -> None:
-    """Writes (or re-creates, e.g. after a Redis flush) a node's entry and renews its TTL."""
+async def beat(redis: Redis, node: NodeInfo) -> bool:
+    """Writes (or re-creates, e.g. after a Redis flush) a node's entry and renews its TTL.
+
+    Returns:
+        Whether the entry was missing: the node's first beat, or Redis lost it.
+    """
     key = keys.sfu_node(node.node_id)
     now_ms = int(time.time() * 1000)
     mapping: dict[Any, str | int | float] = {
@@ -70,7 +74,8 @@ async def beat(redis: Redis, node: NodeInfo) -> None:
         pipe.pexpire(key, NODE_TTL_MS)
         pipe.zadd(keys.SFU_NODES, {node.node_id: now_ms})
         pipe.pexpire(keys.SFU_NODES, NODE_TTL_MS)  # with every node gone, the index goes too
-        await pipe.execute()
+        added_fields = (await pipe.execute())[0]
+    return bool(added_fields)
 
 
 async def leave(redis: Redis, node_id: str) -> None:

@@ -53,6 +53,12 @@ class HeartbeatReply:
         """The record vanished while the pipeline ran (e.g. Redis restarted empty)."""
         return self.state == "gone"
 
+    @property
+    def superseded(self) -> bool:
+        """The adapter is no longer this process's: its beats lapsed, the reapers took it
+        for lost, and another process resumes it (or already has)."""
+        return self.state == "taken"
+
 
 class AdapterStore:
     """Typed access to adapter records; every write is one of the scripts above."""
@@ -78,6 +84,7 @@ class AdapterStore:
         pickup_timeout_s: float,
         max_live: int = 0,
         sealed_headers: str = "",
+        answer_within_s: float = 0.0,
     ) -> bool:
         """Writes a new `connecting` record.
 
@@ -85,6 +92,9 @@ class AdapterStore:
             max_live: the app's limit of adapters not yet closed (0: none).
             sealed_headers: the item's header values, sealed (`sluice.state.sealed_headers`);
                 kept apart from the record, and deleted with it.
+            answer_within_s: the longest the creating API replica can take to answer; a
+                create it has not marked `answered` by then (and a grace period) is
+                closed `api_lost` by the reapers: its caller never got the id. 0: none.
 
         Raises:
             QuotaExceeded: the app already has `max_live` adapters.
@@ -100,12 +110,14 @@ class AdapterStore:
                 keys.PENDING,
                 keys.app_live(record.app_id),
                 keys.adapter_headers(record.adapter_id),
+                keys.UNANSWERED,
             ],
             args=[
                 record.adapter_id,
                 int(pickup_timeout_s * 1000),
                 max_live,
                 sealed_headers,
+                int(answer_within_s * 1000),
                 *pairs,
             ],
         )
@@ -114,6 +126,10 @@ class AdapterStore:
         if not created:
             raise ValueError(f"adapter id {record.adapter_id} exists")
         return True
+
+    async def answered(self, adapter_id: str) -> None:
+        """Marks a create answered: its caller has the outcome, the reapers leave it be."""
+        await self.redis.zrem(keys.UNANSWERED, adapter_id)
 
     async def load(self, adapter_id: str) -> AdapterRecord | None:
         raw = await self.redis.hgetall(keys.adapter(adapter_id))
@@ -207,7 +223,7 @@ class AdapterStore:
             pipe.zadd(keys.app_adapters(record.app_id), {record.adapter_id: 0})
             pipe.sadd(keys.app_live(record.app_id), record.adapter_id)
             await pipe.execute()
-        await self.heartbeat(record.adapter_id, ttl_s=heartbeat_ttl_s)
+        await self.heartbeat(record.adapter_id, ttl_s=heartbeat_ttl_s, worker=record.worker or "")
 
     async def set_session(self, adapter_id: str, session_id: str) -> None:
         """Records the SFU session a pipeline made (ingest), while still `connecting`."""
@@ -227,13 +243,21 @@ class AdapterStore:
         ttl_s: float,
         counters: dict[str, int] | None = None,
         extra: dict[str, int] | None = None,
+        worker: str = "",
     ) -> HeartbeatReply:
+        """Keeps the adapter alive and saves its counters.
+
+        Args:
+            worker: the beating process (`hostname:pid`); when given, a record held by
+                another process (or by none) is not touched and the reply is `superseded`.
+        """
         state, requested = await self._heartbeat(
             keys=[keys.adapter(adapter_id), keys.HEARTBEATS],
             args=[
                 adapter_id,
                 int(ttl_s * 1000),
                 self.usage_retention_s,
+                worker,
                 *_counter_args(counters, extra),
             ],
         )

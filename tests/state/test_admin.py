@@ -227,6 +227,28 @@ def test_workers_come_from_rq(rq_redis: sync_redis.Redis, settings: Settings) ->
     assert report.workers[1].adapter_id is None
 
 
+def test_a_half_written_execution_does_not_fail_the_listing(
+    rq_redis: sync_redis.Redis, settings: Settings
+) -> None:
+    """A worker's beat that races its job's end writes the execution back without
+    `created_at`: RQ's reader raised KeyError and `sluice workers` failed with it."""
+    queue = Queue(settings.queue_name, connection=rq_redis)
+    busy = Worker([queue], name="w-busy", connection=rq_redis)
+    busy.register_birth()  # type: ignore[no-untyped-call]
+    job = queue.enqueue(JOB_FUNCTION, "a1", job_id="job-of-a1", job_timeout=-1, result_ttl=0)
+    queue.remove(job)
+    execution = busy.prepare_execution(job)
+    rq_redis.hdel(execution.key, "created_at", "id", "job_id", "worker_name")
+
+    (listed,) = admin.list_workers(rq_redis, settings.queue_name).workers
+    assert (listed.name, listed.state, listed.job_id, listed.adapter_id) == (
+        "w-busy",
+        "busy",
+        None,
+        None,
+    )
+
+
 # --- the command line ---------------------------------------------------------------
 
 

@@ -61,7 +61,8 @@ def test_node_ports_and_count() -> None:
 
 async def test_directory_round_trip_expiry_and_leave(redis: Redis) -> None:
     info = NodeInfo("n1", "http://127.0.0.1:9", "vm", 42, 1000, NodeLoad(2, 1, 3, 0, 12.5))
-    await sfu_nodes.beat(redis, info)
+    assert await sfu_nodes.beat(redis, info)  # the entry was missing: the first beat
+    assert not await sfu_nodes.beat(redis, info)
     (got,) = await sfu_nodes.live_nodes(redis)
     assert (got.node_id, got.url, got.pid, got.load) == ("n1", info.url, 42, info.load)
     assert got.beat_at_ms > 0
@@ -69,7 +70,7 @@ async def test_directory_round_trip_expiry_and_leave(redis: Redis) -> None:
     await redis.delete(keys.sfu_node("n1"))  # what the TTL does to a dead node
     assert await sfu_nodes.live_nodes(redis) == []
     assert await redis.zcard(keys.SFU_NODES) == 0  # its index entry is forgotten too
-    await sfu_nodes.beat(redis, info)
+    assert await sfu_nodes.beat(redis, info)  # missing again: Redis lost it
     await sfu_nodes.leave(redis, "n1")
     assert await sfu_nodes.get(redis, "n1") is None
 

@@ -114,13 +114,13 @@ async def test_reaper_marks_silent_pipelines_lost(store: AdapterStore, clean_red
     await asyncio.sleep(0.1)
     reaper = Reaper(sync_redis.Redis.from_url(clean_redis), Settings(apps="a:b", egress_resumes=0))
     await reapers_were_running(store)
-    lost, withdrawn, _ = reaper.reap_once()
+    lost, withdrawn, _, _ = reaper.reap_once()
     assert (lost, withdrawn) == (["dead"], [])
     dead = await store.load("dead")
     assert dead is not None and dead.close_reason == "worker_lost"
     live = await store.load("live")
     assert live is not None and live.state == AdapterState.ACTIVE
-    assert reaper.reap_once() == ([], [], [])
+    assert reaper.reap_once() == ([], [], [], [])
 
 
 async def test_reaper_withdraws_creates_nobody_claimed(
@@ -131,10 +131,43 @@ async def test_reaper_withdraws_creates_nobody_claimed(
     settings = Settings(apps="a:b", pickup_timeout_s=0.01)
     reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
     await reapers_were_running(store)
-    assert reaper.reap_once() == ([], [], [])  # still inside the grace period
+    assert reaper.reap_once() == ([], [], [], [])  # still inside the grace period
     await store.redis.zadd(keys.PENDING, {"a1": 0})  # as if the deadline was long ago
-    assert reaper.reap_once() == ([], ["a1"], [])
+    assert reaper.reap_once() == ([], ["a1"], [], [])
     assert await store.load("a1") is None
+
+
+async def test_reaper_closes_creates_whose_api_replica_never_answered(
+    store: AdapterStore, clean_redis: str
+) -> None:
+    """The replica died waiting on the create: the pipeline runs on, and nobody has its id."""
+    for adapter_id in ("orphan", "answered"):
+        await store.create(record(adapter_id), pickup_timeout_s=5, answer_within_s=0.01)
+        await store.claim(adapter_id, "w", heartbeat_ttl_s=30)
+        await store.set_live_state(adapter_id, AdapterState.ACTIVE)
+    await store.answered("answered")
+    settings = Settings(apps="a:b", pickup_timeout_s=0.01)
+    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
+    await reapers_were_running(store)
+    assert reaper.reap_once() == ([], [], [], [])  # still inside the grace period
+    await store.redis.zadd(keys.UNANSWERED, {"orphan": 0})  # as if long past its deadline
+    control = store.redis.pubsub()
+    await control.subscribe(keys.adapter_control("orphan"))
+    assert reaper.reap_once() == ([], [], [], ["orphan"])
+    orphan = await store.load("orphan")
+    assert orphan is not None and (orphan.state, orphan.close_reason) == ("closed", "api_lost")
+    assert not await store.redis.sismember(keys.app_live("app1"), "orphan")
+    message = None
+    async with asyncio.timeout(2):
+        while message is None or message["type"] != "message":
+            message = await control.get_message(timeout=1)
+    assert message["data"] == "api_lost"  # the pipeline stops at once, saying why
+    await control.aclose()  # type: ignore[no-untyped-call]
+    beat = await store.heartbeat("orphan", ttl_s=30)
+    assert beat.should_stop, "its pipeline stops at its next heartbeat, if not at once"
+    answered = await store.load("answered")
+    assert answered is not None and answered.state == AdapterState.ACTIVE
+    assert await store.redis.zcard(keys.UNANSWERED) == 0
 
 
 async def test_live_adapters_count_against_the_app_limit(store: AdapterStore) -> None:
@@ -183,11 +216,11 @@ async def test_reaper_stays_quiet_after_a_gap_between_passes(
     await store.set_live_state("dead", AdapterState.ACTIVE)
     reaper.reap_once()  # the first pass ever: a gap by definition, so it starts quiet
     await asyncio.sleep(0.6)
-    assert reaper.reap_once() == ([], [], [])  # 0.6 s since the last pass: quiet again
+    assert reaper.reap_once() == ([], [], [], [])  # 0.6 s since the last pass: quiet again
     await asyncio.sleep(0.55)  # passes every 0.1 s from here: the quiet period ends
     for _ in range(6):
         await asyncio.sleep(0.1)
-        lost, _, _ = reaper.reap_once()
+        lost, _, _, _ = reaper.reap_once()
         if lost:
             break
     assert lost == ["dead"]
@@ -205,7 +238,7 @@ async def test_a_lost_egress_adapter_is_resumed_then_closed_if_nobody_claims_it(
     await store.heartbeat("e", ttl_s=0.05, counters={"packets": 7}, extra={"p_seq": 9})
     await asyncio.sleep(0.1)
     await reapers_were_running(store)
-    assert reaper.reap_once() == ([], [], ["e"])
+    assert reaper.reap_once() == ([], [], ["e"], [])
     resuming = await store.load("e")
     assert resuming is not None
     assert (resuming.state, resuming.worker, resuming.resumes) == ("reconnecting", None, 1)
@@ -217,9 +250,36 @@ async def test_a_lost_egress_adapter_is_resumed_then_closed_if_nobody_claims_it(
 
     await store.set_live_state("e", AdapterState.ACTIVE)
     await asyncio.sleep(0.1)  # w2 dies too: no resume left, so it is lost for good
-    assert reaper.reap_once() == (["e"], [], [])
+    assert reaper.reap_once() == (["e"], [], [], [])
     closed = await store.load("e")
     assert closed is not None and closed.close_reason == "worker_lost"
+
+
+async def test_a_process_that_stalled_past_its_ttl_leaves_the_adapter_to_its_successor(
+    store: AdapterStore, clean_redis: str
+) -> None:
+    """A pipeline starved for longer than the heartbeat TTL (a loaded machine) is taken
+    for lost and resumed elsewhere. Its beats went on being accepted: both processes
+    streamed to the endpoint (sequence numbers repeated) and wrote the same counters."""
+    settings = Settings(apps="a:b", egress_resumes=1, reconnect_window_s=5)
+    reaper = Reaper(sync_redis.Redis.from_url(clean_redis), settings)
+    await store.create(record("e"), pickup_timeout_s=5)
+    await store.claim("e", "w1", heartbeat_ttl_s=0.05)
+    await store.set_live_state("e", AdapterState.ACTIVE)
+    await store.heartbeat("e", ttl_s=0.05, counters={"packets": 7}, worker="w1")
+    await asyncio.sleep(0.1)
+    await reapers_were_running(store)
+    assert reaper.reap_once().resumed == ["e"]
+
+    handed_back = await store.heartbeat("e", ttl_s=3, counters={"packets": 99}, worker="w1")
+    assert handed_back.superseded and not handed_back.should_stop
+    assert await store.claim("e", "w2", heartbeat_ttl_s=3)
+    late = await store.heartbeat("e", ttl_s=3, counters={"packets": 99}, worker="w1")
+    assert late.superseded
+    assert (await store.heartbeat("e", ttl_s=3, worker="w2")).state == "reconnecting"
+    resumed = await store.load("e")
+    assert resumed is not None and resumed.worker == "w2"
+    assert resumed.counters["packets"] == 7  # w1's late counters were not written
 
 
 async def test_a_resume_nobody_claims_in_the_window_is_lost(
@@ -234,7 +294,7 @@ async def test_a_resume_nobody_claims_in_the_window_is_lost(
     await reapers_were_running(store)
     assert reaper.reap_once().resumed == ["e"]
     await asyncio.sleep(0.3)  # every worker busy: the window passes unclaimed
-    assert reaper.reap_once() == (["e"], [], [])
+    assert reaper.reap_once() == (["e"], [], [], [])
     assert not await store.claim("e", "w2", heartbeat_ttl_s=1)
     totals = await store.redis.hgetall(keys.METRICS)
     assert totals == {"resumes|egress": "1", "closes|egress|worker_lost": "1"}
@@ -254,7 +314,7 @@ async def test_a_lost_adapter_resumes_within_its_own_window_and_never_with_zero(
         await store.set_live_state(adapter_id, AdapterState.ACTIVE)
     await asyncio.sleep(0.1)
     await reapers_were_running(store)
-    lost, _, resumed = reaper.reap_once()
+    lost, _, resumed, _ = reaper.reap_once()
     assert (lost, sorted(resumed)) == (["never"], ["default", "short"])
     await asyncio.sleep(0.3)  # past the short window, well inside the configured one
     assert reaper.reap_once().lost == ["short"]

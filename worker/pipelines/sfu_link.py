@@ -8,8 +8,9 @@ pipeline uses `SLUICE_SFU_URL` (one unregistered or hosted SFU).
 
 If the node dies, its sessions are gone and no BYE ever arrives; ICE consent would
 notice only after tens of seconds. The node leaving the directory (checked every
-second), or the node no longer knowing the pipeline's session (asked every few
-seconds), turns that into a prompt, clean close.
+second, then confirmed with the node: `sluice.media.node_watch`), or the node no longer
+knowing the pipeline's session (asked every few seconds), turns that into a prompt,
+clean close.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from structlog.stdlib import BoundLogger
 
 from sluice.media.calls_client import Peer, SessionsApiError, SessionsClient
 from sluice.media.ice import rtc_configuration
+from sluice.media.node_watch import node_gone
 from sluice.state import sfu_nodes, track_registry
 from worker.dial import tls_context
 from worker.pipelines.base import PipelineContext
@@ -101,8 +103,8 @@ async def session_lost(peer: Peer, redis: Redis | None = None, node_id: str = ""
         await asyncio.sleep(NODE_CHECK_EVERY_S if redis and node_id else CHECK_EVERY_S)
         if peer.pc.connectionState in ("failed", "closed"):
             return f"peer connection {peer.pc.connectionState}"
-        if redis is not None and node_id and not await _node_alive(redis, node_id):
-            return f"the SFU node {node_id} left the directory (stopped or died)"
+        if redis is not None and node_id and (why := await node_gone(redis, node_id, peer)):
+            return why
         if loop.time() - asked_at < CHECK_EVERY_S:
             continue
         asked_at = loop.time()
@@ -115,10 +117,3 @@ async def session_lost(peer: Peer, redis: Redis | None = None, node_id: str = ""
         except (httpx.HTTPError, OSError):
             if loop.time() - answered_at > UNREACHABLE_FOR_S:
                 return "the SFU is unreachable"
-
-
-async def _node_alive(redis: Redis, node_id: str) -> bool:
-    try:
-        return await sfu_nodes.is_alive(redis, node_id)
-    except (RedisError, OSError):
-        return True  # Redis trouble is not the node's death

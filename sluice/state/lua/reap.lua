@@ -5,15 +5,18 @@
 -- own `reconnectWindowS`, else the configured one), and the caller enqueues it; one that
 -- nobody claims by then is closed `worker_lost`, and so is one whose window is 0 (it
 -- asked never to be reconnected).
+-- A create whose API replica never marked it answered by its deadline (plus the grace)
+-- is closed `api_lost`: the replica died waiting, so nobody has the adapter's id and
+-- nobody would ever close it. A running pipeline hears it at once (control channel).
 -- After a gap between passes longer than two intervals (Redis was frozen, restarted or
 -- unreachable, so every deadline ran out meanwhile), nothing is reaped for one heartbeat
 -- TTL: pipelines get the chance to beat again. The clock is Redis's, so the gap is seen
 -- even when the pass itself was queued behind the outage.
--- KEYS: heartbeats, pending, reaper state, resuming. ARGV: closed_at, retention s, max per
--- call, grace ms, reap interval ms, heartbeat ttl ms, max resumes, resume claim window ms.
--- Returns {lost, withdrawn, resumed}.
+-- KEYS: heartbeats, pending, reaper state, resuming, unanswered. ARGV: closed_at,
+-- retention s, max per call, grace ms, reap interval ms, heartbeat ttl ms, max resumes,
+-- resume claim window ms. Returns {lost, withdrawn, resumed, abandoned}.
 local now = now_ms()
-local lost, withdrawn, resumed = {}, {}, {}
+local lost, withdrawn, resumed, abandoned = {}, {}, {}, {}
 local function close_lost(key, id)
   not_live(key, id)
   count_close(key, 'worker_lost')
@@ -37,7 +40,7 @@ if now - last > 2 * tonumber(ARGV[5]) then
   redis.call('HSET', KEYS[3], 'quiet_until_ms', now + tonumber(ARGV[6]))
 end
 if now < tonumber(redis.call('HGET', KEYS[3], 'quiet_until_ms') or '0') then
-  return {lost, withdrawn, resumed}
+  return {lost, withdrawn, resumed, abandoned}
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[3])) do
   redis.call('ZREM', KEYS[1], id)
@@ -93,4 +96,22 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', stale, 'LIMIT',
     table.insert(withdrawn, id)
   end
 end
-return {lost, withdrawn, resumed}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', stale, 'LIMIT', 0, ARGV[3])) do
+  redis.call('ZREM', KEYS[5], id)
+  local key = adapter_key(id)
+  local state = redis.call('HGET', key, 'state')
+  if state and state ~= 'closed' then
+    not_live(key, id)
+    count_close(key, 'api_lost')
+    redis.call('HSET', key, 'state', 'closed', 'close_reason', 'api_lost', 'closed_at', ARGV[1],
+      'close_requested', '1')
+    redis.call('EXPIRE', key, tonumber(ARGV[2]))
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[4], id)
+    redis.call('PUBLISH', key .. ':events', cjson.encode({event = 'closed', reason = 'api_lost'}))
+    redis.call('PUBLISH', key .. ':control', 'api_lost')
+    table.insert(abandoned, id)
+  end
+end
+return {lost, withdrawn, resumed, abandoned}
