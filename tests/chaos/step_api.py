@@ -12,7 +12,7 @@ import httpx
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from sluice.cli.admin import list_workers
+from sluice.cli.admin_fleet import list_workers
 from tests.chaos import fleet
 from tests.chaos.deployment import QUEUE
 from tests.chaos.fleet import Stream

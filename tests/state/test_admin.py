@@ -240,7 +240,7 @@ def test_a_half_written_execution_does_not_fail_the_listing(
     execution = busy.prepare_execution(job)
     rq_redis.hdel(execution.key, "created_at", "id", "job_id", "worker_name")
 
-    (listed,) = admin.list_workers(rq_redis, settings.queue_name).workers
+    (listed,) = admin_fleet.list_workers(rq_redis, settings.queue_name).workers
     assert (listed.name, listed.state, listed.job_id, listed.adapter_id) == (
         "w-busy",
         "busy",
