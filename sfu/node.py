@@ -106,10 +106,11 @@ class Node:
             self.registered = False
 
     async def heartbeat(self) -> None:
-        """Beats every `HEARTBEAT_INTERVAL_S` until cancelled."""
+        """Beats every `HEARTBEAT_INTERVAL_S` until cancelled, the first an interval from
+        now: the process beats once (`beat`) before it serves."""
         while True:
-            await self.beat()
             await asyncio.sleep(sfu_nodes.HEARTBEAT_INTERVAL_S)
+            await self.beat()
 
     async def leave(self) -> None:
         """Leaves the directory at shutdown (a dead node's entry expires by itself)."""
