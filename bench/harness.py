@@ -53,11 +53,13 @@ async def wait_with_progress(seconds: float, what: str, every_s: float = 10.0) -
 @dataclass(frozen=True)
 class WorkerHost:
     """One worker host of a stack that runs several side by side (`running_stack(hosts=)`):
-    its own `SLUICE_*` settings, and the virtualenv's bin directory it runs from (another
-    interpreter)."""
+    its own `SLUICE_*` settings, the virtualenv's bin directory it runs from (another
+    interpreter), and where its code comes from (`code_dir`: another commit's checkout,
+    put first on `PYTHONPATH`; this tree by default)."""
 
     settings: dict[str, str] = field(default_factory=dict)
     bin_dir: Path = BIN
+    code_dir: Path | None = None
 
 
 @dataclass
@@ -263,7 +265,8 @@ def running_stack(
             commands[name] = ["worker", "--processes", str(workers)]
             # One health server per machine port: the first host's only.
             health = {"SLUICE_WORKER_HEALTH_PORT": "0"} if i else {}
-            host_env[name] = (spec.bin_dir, {**env, **spec.settings, **health})
+            code = {"PYTHONPATH": str(spec.code_dir)} if spec.code_dir else {}
+            host_env[name] = (spec.bin_dir, {**env, **spec.settings, **health, **code})
     pool = workers * len(hosts or [""])
     sfu_urls = [f"http://127.0.0.1:{port}" for port in node_ports]
     stack = Stack(processes, redis_url, api_url, sfu_url, log_dir, pool, sfu_urls)
@@ -358,9 +361,16 @@ def ingest_item(url: str, track: str) -> dict[str, str]:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of every thread of `pid`, in seconds."""
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of every thread of `pid`, in seconds: in the process's own code and
+    in the kernel on its behalf (system calls: socket reads and writes, polls)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def parent_pid(pid: int) -> int:
@@ -381,22 +391,27 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 class CpuWindow:
-    """CPU % of one core per process between `start()` and `stop()`."""
+    """CPU % of one core per process between `start()` and `stop()`; after `stop()`,
+    `system_pct` holds the part of it spent in the kernel (stime)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
-        self._start: dict[str, float] = {}
+        self._start: dict[str, tuple[float, float]] = {}
         self._t0 = 0.0
+        self.system_pct: dict[str, float] = {}
 
     def start(self) -> None:
         self._t0 = time.monotonic()
-        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._start = {name: cpu_split(pid) for name, pid in self.pids.items()}
 
     def stop(self) -> dict[str, float]:
         """CPU % per process; a process gone during the window is left out."""
         elapsed = time.monotonic() - self._t0
-        used = {}
+        used, system = {}, {}
         for name, pid in self.pids.items():
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                used[name] = cpu_seconds(pid) - self._start[name]
+                (user0, system0), (user1, system1) = self._start[name], cpu_split(pid)
+                used[name] = user1 + system1 - user0 - system0
+                system[name] = system1 - system0
+        self.system_pct = {name: 100.0 * seconds / elapsed for name, seconds in system.items()}
         return {name: 100.0 * seconds / elapsed for name, seconds in used.items()}

@@ -12,8 +12,13 @@ Levers (`--lever`), A against B:
 - `python`: pipelines on this interpreter against another one's virtualenv
   (`--python-venv`, e.g. CPython 3.13: `pyenv`'s, `pip install -c constraints.txt -e .`),
   both on the default loop.
+- `commit`: the worker host's code at another commit (`--baseline`, default `HEAD`: what
+  is committed against what is in the tree) against this tree's, same interpreter and
+  settings: a code change measured side by side. The baseline is checked out once into
+  `.sluice/levers-<commit>` (a git worktree) and put first on that host's `PYTHONPATH`.
 
-Per kind (`bench.cost`'s sources and endpoints): CPU % of one core per adapter process,
+Per kind (`bench.cost`'s sources and endpoints): CPU % of one core per adapter process
+(and how much of it the kernel spent: socket reads and writes, polls),
 PSS and private memory at the start and the end of the window (`--window 600`: a
 fresh process against one 10 minutes old), create → active (the create call's
 time, `bench.control`), messages per second at the endpoint (the same on both sides, or
@@ -23,6 +28,7 @@ samples went.
 
     python -m bench.levers --lever event_loop [-n 5] [--types egress_pcm,ingest]
                            [--warmup 4] [--window 20] [--profile] [--priority] [--quick]
+    python -m bench.levers --lever commit --baseline 3f2a1bc [...]
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
 
 KINDS = ("egress_pcm", "ingest", "jpeg_640x480")
-DEFAULT_VENV = Path(__file__).resolve().parents[1] / ".sluice" / "py313"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VENV = ROOT / ".sluice" / "py313"
 # Where a profile's samples went: a sample counts for the first of these that matches,
 # looking from the leaf up past the event loop's own frames (`LOOP_FRAMES`), so a socket
 # write counts for whoever wrote. Samples with nothing but the loop are its poll and, under
@@ -79,14 +86,38 @@ LOOP_FRAMES = ("asyncio/", "selectors.py", "contextlib.py", "uvloop", "threading
 LOOP_ONLY = "event loop alone (poll, uvloop's C code)"
 
 
-def sides(lever: str, venv: Path) -> dict[str, WorkerHost]:
+def sides(lever: str, venv: Path, baseline: str) -> dict[str, WorkerHost]:
     """Side A (the baseline) first, then B."""
     if lever == "event_loop":
         return {
             "asyncio": WorkerHost({"SLUICE_EVENT_LOOP": "asyncio"}),
             "uvloop": WorkerHost({"SLUICE_EVENT_LOOP": "uvloop"}),
         }
+    if lever == "commit":
+        commit = resolve_commit(baseline)
+        return {commit[:9]: WorkerHost(code_dir=checkout(commit)), "tree": WorkerHost()}
     return {"py311": WorkerHost(), "py313": WorkerHost(bin_dir=venv / "bin")}
+
+
+def resolve_commit(rev: str) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode:
+        raise SystemExit(f"bench.levers: no commit {rev!r}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def checkout(commit: str) -> Path:
+    """A worktree of `commit` under `.sluice/` (made once, reused by later runs)."""
+    path = ROOT / ".sluice" / f"levers-{commit[:12]}"
+    if not (path / "worker").is_dir():
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--force", "--detach", str(path), commit],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    return path
 
 
 def start_profiles(
@@ -165,6 +196,7 @@ async def measure(
             window.start()
             await wait_with_progress(window_s, f"levers: {kind} window")
             cpu = window.stop()
+            system = window.system_pct
             memory = {path: memory_kib(pid) for path, pid in pids.items()}
             load_after = os.getloadavg()
             await stack.close(list(adapters.values()))
@@ -181,6 +213,7 @@ async def measure(
         paths = [p for p in paths if p in cpu]
         result[side] = {
             "cpu_pct_per_adapter": distribution([cpu[p] for p in paths]),
+            "system_cpu_pct_per_adapter": distribution([system[p] for p in paths]),
             "pss_mib_per_adapter": distribution([memory[p]["pss_kib"] for p in paths], 1 / 1024),
             "private_mib_per_adapter": distribution(
                 [memory[p]["private_kib"] for p in paths], 1 / 1024
@@ -223,6 +256,7 @@ def show(result: dict[str, Any]) -> None:
     for kind, r in result["kinds"].items():
         for metric, field in (
             ("CPU % mean", "cpu_pct_per_adapter"),
+            ("of it in the kernel, % mean", "system_cpu_pct_per_adapter"),
             ("PSS MiB mean", "pss_mib_per_adapter"),
             ("private MiB mean", "private_mib_per_adapter"),
             ("create→active ms median", "create_to_active_ms"),
@@ -245,7 +279,8 @@ def show(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     register_codecs()  # this process makes peer connections of its own
     parser = argparse.ArgumentParser(prog="python -m bench.levers", description=__doc__)
-    parser.add_argument("--lever", choices=("event_loop", "python"), default="event_loop")
+    parser.add_argument("--lever", choices=("event_loop", "python", "commit"), default="event_loop")
+    parser.add_argument("--baseline", default="HEAD", help="the commit side A runs (`commit`)")
     parser.add_argument("-n", "--adapters", type=int, default=5, help="adapters per side")
     parser.add_argument("--types", default=",".join(KINDS), help=f"subset of {','.join(KINDS)}")
     parser.add_argument("--warmup", type=float, default=4.0)
@@ -257,6 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--quick", action="store_true", help="1 adapter per side, 2 s")
     parser.add_argument("--results-dir", type=Path, default=None)
+    parser.add_argument("--name", default=None, help="result file name (levers-<lever>)")
     args = parser.parse_args(argv)
     kinds = tuple(k for k in args.types.split(",") if k)
     if unknown := set(kinds) - set(KINDS):
@@ -264,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n, warmup, window = (1, 1.0, 2.0) if args.quick else (args.adapters, args.warmup, args.window)
     out = args.results_dir or RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
-    hosts = sides(args.lever, args.python_venv)
+    hosts = sides(args.lever, args.python_venv, args.baseline)
     # Creates back to back on a busy machine: more time to pick up and connect.
     settings = {"SLUICE_PICKUP_TIMEOUT_S": "5", "SLUICE_CONNECT_TIMEOUT_S": "15"}
     with contextlib.ExitStack() as exit_stack:
@@ -277,12 +313,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "lever": args.lever,
         "sides": list(hosts),
+        **({"baseline": resolve_commit(args.baseline)} if args.lever == "commit" else {}),
         "kinds": kinds_result,
         "config": {"adapters_per_side": n, "warmup_s": warmup, "window_s": window},
         "session_nice": SESSION_NICE if args.priority else 0,
         "quick": args.quick,
     }
-    path = write_result(f"levers-{args.lever}", result, args.results_dir)
+    path = write_result(args.name or f"levers-{args.lever}", result, args.results_dir)
     show(result)
     print(f"written to {path}")
     return result

@@ -9,8 +9,10 @@ and an exception is either re-raised or logged, never dropped with its task.
 from __future__ import annotations
 
 import asyncio
+import functools
+import types
 import weakref
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Generator, Iterable
 from typing import Any, TypeVar
 
 import structlog
@@ -137,3 +139,65 @@ def _name_of(coro: Coroutine[Any, Any, Any]) -> str | None:
     # logged task failure points at the code rather than at "Task-7".
     name = getattr(coro, "__qualname__", None)
     return name if isinstance(name, str) else None
+
+
+def run_eagerly(coro: Coroutine[Any, Any, Any], *, log: BoundLogger | None = None) -> None:
+    """Runs `coro` now, in the caller's stack, as far as it goes without waiting.
+
+    For per-packet handlers that are coroutines but almost never wait: most packets cost
+    a call, not a task and a turn of the loop (what Python 3.12's eager tasks do). If
+    the coroutine does wait, it continues in a task of its own, owned here until it
+    ends; its result is dropped and any exception, now or later, is logged.
+    """
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration:
+        return
+    except Exception as exc:
+        (log or _log).error("eager_call_failed", error=repr(exc), exc_info=exc)
+        return
+    task = asyncio.get_running_loop().create_task(_continue(coro, waiting_on))
+    _eager_tasks.add(task)
+    task.add_done_callback(functools.partial(_eager_task_done, coro))
+
+
+_eager_tasks: set[asyncio.Task[Any]] = set()  # the loop keeps only weak references
+
+
+def _eager_task_done(coro: Coroutine[Any, Any, Any], task: asyncio.Task[Any]) -> None:
+    _eager_tasks.discard(task)
+    if task.cancelled() and getattr(coro, "cr_frame", None) is not None:
+        # Cancelled before its first step, the task never handed the cancellation on.
+        try:
+            coro.throw(asyncio.CancelledError())
+        except (asyncio.CancelledError, StopIteration):
+            pass
+        except Exception as exc:
+            _log.error("eager_call_failed", error=repr(exc), exc_info=exc)
+        finally:
+            coro.close()
+    log_exception(task, event="eager_call_failed")
+
+
+async def _continue(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:
+    return await _resume(coro, waiting_on)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Generator[Any, Any, Any]:
+    """Continues a started coroutine inside a task: hands what it waits on (a future, or
+    None for a bare yield) to the task, and the task's wake-ups back to it, as
+    `yield from` does for a coroutine it started itself."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except BaseException as exc:  # cancellation and errors go to the coroutine
+            try:
+                waiting_on = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                waiting_on = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value

@@ -28,7 +28,7 @@ from aiortc import (
 )
 
 from sluice.errors import SluiceError
-from sluice.media.aiortc_internals import ReceiverTap, tap_receiver
+from sluice.media.aiortc_internals import ReceiverTap, receive_eagerly, tap_receiver
 from sluice.media.types import FrameSink
 
 
@@ -179,7 +179,7 @@ class Peer:
                 transceiver.setCodecPreferences(
                     [c for c in capabilities if c.mimeType.lower() == wanted]
                 )
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self._set_local(await self.pc.createOffer())
         body: dict[str, Any] = {"sessionDescription": self._local()}
         if names is None:
             body["autoDiscover"] = True
@@ -223,7 +223,7 @@ class Peer:
             if on_frame is not None:
                 tap = tap_receiver(transceiver.receiver, kind, on_frame, hold_frames=hold_frames)
                 self._tapped.append((transceiver.receiver, tap))
-            await self.pc.setLocalDescription(await self.pc.createOffer())
+            await self._set_local(await self.pc.createOffer())
             body = {"sessionDescription": self._local(), "tracks": [item]}
             answer = await self._path_call("POST", "/tracks/new", body)
             _raise_track_error(answer["tracks"][0])
@@ -239,7 +239,7 @@ class Peer:
                 transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames
             )
             self._tapped.append((transceiver.receiver, tap))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self._set_local(await self.pc.createAnswer())
         await self._path_call("PUT", "/renegotiate", {"sessionDescription": self._local()})
         return transceiver.receiver.track
 
@@ -258,6 +258,10 @@ class Peer:
             if transceiver.mid == mid:
                 return transceiver
         raise SessionsApiError(200, "invalid_answer", f"no media section with mid {mid!r}")
+
+    async def _set_local(self, description: RTCSessionDescription) -> None:
+        await self.pc.setLocalDescription(description)
+        receive_eagerly(self.pc)  # its sockets exist once the description is set
 
     def _local(self) -> dict[str, str]:
         local = self.pc.localDescription

@@ -24,6 +24,8 @@ from sluice.media.aiortc_internals import (
     FrameDecoder,
     ReceiverTap,
     on_keyframe_request,
+    receive_counts,
+    receive_eagerly,
     register_codecs,
     renumber_like_source,
     restrict_codecs,
@@ -386,3 +388,39 @@ def test_ice_agent_seam() -> None:
     finally:
         pin_ice_ports(None)
     assert type(RTCIceGatherer()._connection) is aioice.Connection
+
+
+async def test_eager_receive_handles_media_in_the_datagram_callback(
+    pcs: list[RTCPeerConnection],
+) -> None:
+    """`receive_eagerly`: frames, statistics and RTCP as before, aiortc's queue unused."""
+    relay = await build_relay(
+        pcs, PacketLoopTrack("audio", encode_opus_tone(440.0, 50), SAMPLES, 48_000), "audio"
+    )
+    sub_rx = relay.subscriber.getTransceivers()[0].receiver
+    received: list[EncodedFrame] = []
+    tap_receiver(sub_rx, "audio", received.append)
+    receive_eagerly(relay.subscriber)
+    receive_eagerly(relay.subscriber)  # idempotent: sockets already handled stay as they are
+    dtls = sub_rx.transport
+    queue = dtls.transport._connection._queue
+    queued: list[object] = []
+    put = queue.put_nowait
+    queue.put_nowait = lambda item: (queued.append(item), put(item))  # type: ignore[method-assign]
+    await wait_for(lambda: len(received) >= 60, within=15)
+
+    assert all(f.codec.name == "opus" for f in received)
+    counts = receive_counts(sub_rx)
+    assert counts.packets_received >= 60  # the receiver's statistics are kept
+    stats = await relay.subscriber.getStats()
+    transport = next(s for s in stats.values() if s.type == "transport")
+    assert transport.packetsReceived >= counts.packets_received  # and the transport's
+    # Media never went through aioice's queue (DTLS and STUN still may).
+    assert not [d for d, _ in (q for q in queued if q) if 127 < d[0] < 192]
+    # RTCP arrives the same way: the sender's reports reach the subscriber's receiver.
+    for _ in range(100):
+        if any(s.type == "remote-outbound-rtp" for s in (await sub_rx.getStats()).values()):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("no sender report reached the eager receiver")

@@ -13,7 +13,13 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from sluice.tasks import cancel_and_wait, exception_of, first_completed, log_exception
+from sluice.tasks import (
+    cancel_and_wait,
+    exception_of,
+    first_completed,
+    log_exception,
+    run_eagerly,
+)
 
 
 class Crash(Exception):
@@ -201,3 +207,60 @@ async def test_exception_of_and_log_exception() -> None:
         assert isinstance(log_exception(failed), Crash)
         assert await cancel_and_wait([failed]) == set()
     assert [entry["event"] for entry in logs] == ["decode_failed"]
+
+
+async def test_run_eagerly_finishes_a_coroutine_that_never_waits_in_the_call() -> None:
+    done: list[str] = []
+
+    async def handler() -> None:
+        done.append("handled")
+
+    run_eagerly(handler())
+    assert done == ["handled"]  # before any turn of the loop
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+async def test_run_eagerly_continues_a_waiting_coroutine_in_a_task() -> None:
+    steps: list[object] = []
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def handler() -> None:
+        steps.append("before")
+        await asyncio.sleep(0)  # a bare yield
+        steps.append(await gate)  # a future's result comes back to the coroutine
+
+    run_eagerly(handler())
+    assert steps == ["before"]
+    await asyncio.sleep(0)
+    gate.set_result(7)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert steps == ["before", 7]
+
+
+async def test_run_eagerly_logs_what_fails_now_or_later() -> None:
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def fails_now() -> None:
+        raise Crash("now")
+
+    async def fails_later() -> None:
+        await gate
+        raise Crash("later")
+
+    with capture_logs() as logs:
+        run_eagerly(fails_now())
+        run_eagerly(fails_later())
+        gate.set_result(None)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    errors = [e["error"] for e in logs if e["event"] == "eager_call_failed"]
+    assert errors == ["Crash('now')", "Crash('later')"]
+
+
+async def test_a_cancelled_eager_task_cancels_its_coroutine() -> None:
+    witness = Witness()
+    run_eagerly(witness.forever("eager"))
+    (task,) = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await cancel_and_wait([task])
+    assert witness.cancelled == ["eager"]

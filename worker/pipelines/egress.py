@@ -48,6 +48,7 @@ from worker.pipelines.sfu_link import (
 from worker.protocol.egress_session import EgressSession, Outgoing, SessionState, StreamInfo
 from worker.protocol.reconnect import Backlog
 from worker.protocol.stamping import Stamper
+from worker.ws_write import write_now
 
 _SETUP_ERRORS = {
     "not_found_session_error": ErrorCode.NOT_FOUND_SESSION,
@@ -112,6 +113,9 @@ class EgressPipeline(Pipeline):
             after_saved = (resume.saved_timestamp + self.timestamp_step()) % UINT32_MOD
             self.session.lost_from(resume.saved_next_sequence, after_saved)
         self._ready = asyncio.Event()  # something was produced: the sender may have work
+        # The connection the sender waits on `_ready` for, nothing in flight: `_emit`
+        # writes to it at once instead of waking the sender (a task switch per Packet).
+        self._parked: ClientConnection | None = None
         self._client: SessionsClient | None = None
         self._sfu: SfuTarget | None = None
         self._remote: MediaStreamTrack | None = None
@@ -152,7 +156,8 @@ class EgressPipeline(Pipeline):
         """
         message = frame(self.framing, sequence, timestamp, payload)
         self.session.produce(message, sequence, timestamp)
-        self._ready.set()
+        if self._parked is None or self._write_ready(self._parked) is not True:
+            self._ready.set()  # the sender takes over
 
     def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:
         """Extra work that lives as long as the stream (e.g. a snapshot timer)."""
@@ -257,22 +262,52 @@ class EgressPipeline(Pipeline):
     async def _send(self, ws: ClientConnection) -> None:
         session = self.session
         while True:
-            message = session.next_message()
-            if message is None:
+            ready = self._write_ready(ws)
+            if ready is None:
+                return  # the connection failed; `_stream` reads why from it
+            if ready:
                 self._ready.clear()
-                await self._ready.wait()
+                self._parked = ws
+                try:
+                    await self._ready.wait()
+                finally:
+                    self._parked = None
                 continue
+            message = session.next_message()
+            assert message is not None  # `_write_ready` stopped at it
             try:
                 await ws.send(message)
             except ConnectionClosed:
-                return  # `_stream` reads why from the connection
-            if ws.transport.is_closing():
-                # The write failed inside the transport (the peer reset the connection):
-                # websockets returns as if it was sent. Keep it in flight for the next
-                # connection, at least once rather than a gap.
-                self.ctx.log.info("send_unconfirmed")
+                return
+            if self._unconfirmed(ws):
                 return
             session.written()
+
+    def _write_ready(self, ws: ClientConnection) -> bool | None:
+        """Writes what is ready to send while nothing stands in the way (`write_now`).
+
+        Returns True when nothing is left to send; False when the next message needs
+        the sender's `await ws.send` (a text event, flow control); None when the
+        connection failed (what was not confirmed stays in flight).
+        """
+        session = self.session
+        while (message := session.next_message()) is not None:
+            written = write_now(ws, message) if isinstance(message, bytes) else False
+            if not written:
+                return written
+            if self._unconfirmed(ws):
+                return None
+            session.written()
+        return True
+
+    def _unconfirmed(self, ws: ClientConnection) -> bool:
+        if not ws.transport.is_closing():
+            return False
+        # The write failed inside the transport (the peer reset the connection):
+        # websockets returns as if it was sent. Keep it in flight for the next
+        # connection, at least once rather than a gap.
+        self.ctx.log.info("send_unconfirmed")
+        return True
 
     async def _drain(self, ws: ClientConnection) -> None:
         """Reads and ignores what the endpoint sends (spec §7); returns when it closes."""

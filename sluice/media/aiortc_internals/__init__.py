@@ -8,6 +8,8 @@ One module per seam, each explaining what it relies on:
   `FrameDecoder` decodes tapped frames where a consumer needs samples.
 - `send`: `on_keyframe_request`, `restrict_codecs` and `renumber_like_source` for
   senders fed pre-encoded packets (`sluice.media.packet_track`).
+- `eager_receive`: `receive_eagerly`, media datagrams handled in the socket's callback
+  instead of one task later.
 - `divert`: `divert_rtp`, RTP datagrams off aiortc's receive path (load generators).
 - `codec_registry`: `register_codecs`, VP9 and H265 passthrough and Opus in-band FEC,
   called once by each process's entry point.
@@ -19,6 +21,7 @@ Import from here: the names below are the package's interface.
 
 from sluice.media.aiortc_internals.codec_registry import register_codecs
 from sluice.media.aiortc_internals.divert import DatagramSink, divert_rtp
+from sluice.media.aiortc_internals.eager_receive import receive_eagerly
 from sluice.media.aiortc_internals.guard import SeamBroken
 from sluice.media.aiortc_internals.ice_ports import pin_ice_ports
 from sluice.media.aiortc_internals.receive import (
@@ -46,6 +49,7 @@ __all__ = [
     "on_keyframe_request",
     "pin_ice_ports",
     "receive_counts",
+    "receive_eagerly",
     "register_codecs",
     "renumber_like_source",
     "restrict_codecs",

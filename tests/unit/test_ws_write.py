@@ -1,0 +1,83 @@
+"""`worker.ws_write.write_now` against a real websockets server on loopback.
+
+Pins the websockets internals it relies on: a websockets upgrade that moved them fails
+here (pyproject pins the major version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from worker.ws_write import write_now
+
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[ClientConnection, asyncio.Queue[bytes | str]]]:
+    received: asyncio.Queue[bytes | str] = asyncio.Queue()
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            received.put_nowait(message)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            yield ws, received
+
+
+def test_the_connection_has_what_write_now_reads() -> None:
+    from websockets.asyncio.connection import Connection
+
+    for name in ("send_data", "set_connection_exc", "pause_writing", "resume_writing"):
+        assert callable(getattr(Connection, name, None)), name
+
+
+async def test_a_message_is_written_at_once_and_arrives_whole(
+    pair: tuple[ClientConnection, asyncio.Queue[bytes | str]],
+) -> None:
+    ws, received = pair
+    assert ws.send_in_progress is None and ws.paused is False  # the attributes it reads
+    for i in range(3):
+        assert write_now(ws, bytes([i]) * 3840) is True
+    messages = [await asyncio.wait_for(received.get(), 5) for _ in range(3)]
+    assert messages == [bytes([i]) * 3840 for i in range(3)]
+    await ws.send(b"after")  # the connection goes on as usual
+    assert await asyncio.wait_for(received.get(), 5) == b"after"
+
+
+async def test_it_declines_under_flow_control_and_after_close(
+    pair: tuple[ClientConnection, asyncio.Queue[bytes | str]],
+) -> None:
+    ws, received = pair
+    ws.pause_writing()  # what the transport calls when its buffer is full
+    assert write_now(ws, b"x") is False
+    ws.resume_writing()
+    assert write_now(ws, b"y") is True
+    assert await asyncio.wait_for(received.get(), 5) == b"y"
+    await ws.close()
+    assert write_now(ws, b"z") is False
+    with pytest.raises(ConnectionClosed):
+        await ws.send(b"z")  # what the caller falls back to says why
+
+
+async def test_a_failed_write_tears_the_connection_down(
+    pair: tuple[ClientConnection, asyncio.Queue[bytes | str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, _ = pair
+
+    def broken() -> None:
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(ws, "send_data", broken)
+    assert write_now(ws, b"lost") is None
+    assert ws.transport.is_closing()
+    with pytest.raises(ConnectionClosed):
+        await ws.send(b"next")
