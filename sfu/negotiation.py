@@ -10,7 +10,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from sfu import sdp
 from sluice.errors import InvalidParams
 from sluice.http.sessions_models import SessionDescription
-from sluice.media.aiortc_internals import ReceiverTap, tap_receiver
+from sluice.media.aiortc_internals import ReceiverTap, receive_eagerly, tap_receiver
 from sluice.media.types import EncodedFrame
 
 FrameHandler = Callable[[str, EncodedFrame], None]  # (mid, frame)
@@ -60,10 +60,12 @@ class Negotiator:
 
     async def answer(self) -> SessionDescription:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
+        receive_eagerly(self.pc)  # its sockets exist once the description is set
         return self._local_description()
 
     async def offer(self) -> SessionDescription:
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        receive_eagerly(self.pc)
         self._tap_new_receivers()
         return self._local_description()
 

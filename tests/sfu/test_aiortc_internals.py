@@ -403,6 +403,8 @@ async def test_eager_receive_handles_media_in_the_datagram_callback(
     receive_eagerly(relay.subscriber)
     receive_eagerly(relay.subscriber)  # idempotent: sockets already handled stay as they are
     dtls = sub_rx.transport
+    # Media that arrives before the handshake ends has no key yet: aiortc's way.
+    await wait_for(lambda: dtls.state == "connected" and len(received) >= 5, within=15)
     queue = dtls.transport._connection._queue
     queued: list[object] = []
     put = queue.put_nowait

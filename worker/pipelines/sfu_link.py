@@ -10,7 +10,9 @@ If the node dies, its sessions are gone and no BYE ever arrives; ICE consent wou
 notice only after tens of seconds. The node leaving the directory (checked every
 second, then confirmed with the node: `sluice.media.node_watch`), or the node no longer
 knowing the pipeline's session (asked every few seconds), turns that into a prompt,
-clean close.
+clean close. While the directory is watched, asking the node only catches a session it
+dropped without a BYE, so it asks less often: each ask is an HTTP request through both
+processes, every adapter's load on the node they share.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from worker.pipelines.base import PipelineContext
 
 NODE_CHECK_EVERY_S = 1.0  # the node's presence in the directory: one cheap Redis call
 CHECK_EVERY_S = 3.0  # the session itself, asked of the node
+WATCHED_CHECK_EVERY_S = 15.0  # ... when the node's directory entry is watched as well
 UNREACHABLE_FOR_S = 6.0  # this long without an answer: the SFU is gone
 
 
@@ -97,23 +100,27 @@ async def session_lost(peer: Peer, redis: Redis | None = None, node_id: str = ""
         redis, node_id: the directory and the session's node, watched if both are given.
     """
     loop = asyncio.get_running_loop()
-    answered_at = loop.time()
+    failing_since: float | None = None  # when the asks started to fail
     asked_at = -math.inf
+    watched = redis is not None and bool(node_id)
+    ask_every = WATCHED_CHECK_EVERY_S if watched else CHECK_EVERY_S
     while True:
-        await asyncio.sleep(NODE_CHECK_EVERY_S if redis and node_id else CHECK_EVERY_S)
+        await asyncio.sleep(NODE_CHECK_EVERY_S if watched else CHECK_EVERY_S)
         if peer.pc.connectionState in ("failed", "closed"):
             return f"peer connection {peer.pc.connectionState}"
         if redis is not None and node_id and (why := await node_gone(redis, node_id, peer)):
             return why
-        if loop.time() - asked_at < CHECK_EVERY_S:
+        if loop.time() - asked_at < ask_every:
             continue
         asked_at = loop.time()
         try:
             await peer.state()
-            answered_at = loop.time()
+            failing_since = None
         except SessionsApiError as exc:
             if exc.status == 404:
                 return "the SFU no longer has this session"
         except (httpx.HTTPError, OSError):
-            if loop.time() - answered_at > UNREACHABLE_FOR_S:
+            failing_since = asked_at if failing_since is None else failing_since
+            if loop.time() - failing_since >= UNREACHABLE_FOR_S:
                 return "the SFU is unreachable"
+            asked_at -= ask_every - CHECK_EVERY_S  # until it answers, ask as often as ever

@@ -24,6 +24,7 @@ import pylibsrtp
 import structlog
 from aiortc import RTCDtlsTransport, RTCPeerConnection
 from aiortc.clock import NTP_EPOCH
+from aiortc.rtcdtlstransport import State
 from aiortc.rtp import is_rtcp
 
 from sluice.media.aiortc_internals.guard import RX_BYTES_ATTR, RX_PACKETS_ATTR, SeamBroken
@@ -77,7 +78,7 @@ def _handle_eagerly(dtls: RTCDtlsTransport) -> None:
 
 def _media_received(dtls: RTCDtlsTransport, data: bytes) -> None:
     """`RTCDtlsTransport._recv_next` for one SRTP or SRTCP datagram."""
-    if dtls.state != "connected":
+    if dtls._state is not State.CONNECTED:
         return  # closing or closed: its receive task would no longer read either
     setattr(dtls, RX_BYTES_ATTR, getattr(dtls, RX_BYTES_ATTR) + len(data))
     setattr(dtls, RX_PACKETS_ATTR, getattr(dtls, RX_PACKETS_ATTR) + 1)
