@@ -1,7 +1,8 @@
 """A worker host: a pool of RQ worker processes, each forking one pipeline per adapter.
 
 RQ's `WorkerPool` supervises the processes (respawning dead ones); we add five things:
-heavy imports and `gc.freeze()` before forking so every pipeline shares those pages,
+heavy imports, a rehearsal of the media code (worker.rehearsal) and `gc.freeze()` before
+forking so every pipeline shares those pages,
 SIGTERM forwarded to running pipelines so a drain closes adapters cleanly, the reaper,
 run from the supervisor's loop, a health server child (worker.health) that the
 supervisor feeds through shared memory, and the webhook children (worker.webhooks).
@@ -38,6 +39,7 @@ from worker.dial import tls_context
 from worker.health import HealthChild, HostFacts
 from worker.lineage import die_with_parent
 from worker.reaper import Reaper
+from worker.rehearsal import rehearse
 from worker.webhooks.processes import WebhookProcesses
 
 log = structlog.get_logger("sluice.worker")
@@ -250,6 +252,8 @@ def run_pool(settings: Settings | None = None) -> None:
         tls_context(settings.endpoint_ca_bundle)  # wss:// endpoints' trust, shared
     except OSError as exc:
         log.error("endpoint_ca_bundle_unreadable", error=str(exc))  # each wss:// dial says so
+    rehearse(settings)  # the media code warm before forking: less for each pipeline to copy
+    gc.collect()  # what the rehearsal left is garbage: not frozen into every pipeline
     gc.freeze()  # forked children then never copy the parent's objects by touching them
     log.info(
         "worker_pool_starting",
