@@ -29,7 +29,8 @@ async def pair() -> AsyncIterator[tuple[ClientConnection, asyncio.Queue[bytes | 
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}") as ws:
+        # As worker.dial dials: without compression.
+        async with connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
             yield ws, received
 
 
@@ -53,6 +54,51 @@ async def test_a_message_is_written_at_once_and_arrives_whole(
     assert await asyncio.wait_for(received.get(), 5) == b"after"
 
 
+@pytest.mark.parametrize("length", [0, 125, 126, 3840, 65535, 65536, 200_000])
+async def test_its_frames_read_back_whole_at_every_length_encoding(
+    pair: tuple[ClientConnection, asyncio.Queue[bytes | str]], length: int
+) -> None:
+    ws, received = pair
+    message = bytes(i % 251 for i in range(length))
+    assert not ws.protocol.extensions  # the frame is made here, not by the protocol
+    assert write_now(ws, message) is True
+    assert await asyncio.wait_for(received.get(), 5) == message
+
+
+async def test_with_protocol_output_queued_the_protocol_frames_it_after_that(
+    pair: tuple[ClientConnection, asyncio.Queue[bytes | str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, received = pair
+    framed: list[bytes] = []
+    original = ws.protocol.send_binary
+
+    def send_binary(data: bytes) -> None:
+        framed.append(data)
+        original(data)
+
+    monkeypatch.setattr(ws.protocol, "send_binary", send_binary)
+    ws.protocol.send_ping(b"queued")  # output the protocol made and nobody wrote yet
+    assert write_now(ws, b"after the ping") is True
+    assert framed == [b"after the ping"]
+    assert await asyncio.wait_for(received.get(), 5) == b"after the ping"
+    assert not ws.protocol.writes
+
+
+async def test_with_compression_negotiated_the_protocol_frames_it() -> None:
+    received: asyncio.Queue[bytes | str] = asyncio.Queue()
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            received.put_nowait(message)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:  # permessage-deflate
+            assert ws.protocol.extensions
+            assert write_now(ws, b"deflated" * 100) is True
+            assert await asyncio.wait_for(received.get(), 5) == b"deflated" * 100
+
+
 async def test_it_declines_under_flow_control_and_after_close(
     pair: tuple[ClientConnection, asyncio.Queue[bytes | str]],
 ) -> None:
@@ -73,10 +119,10 @@ async def test_a_failed_write_tears_the_connection_down(
 ) -> None:
     ws, _ = pair
 
-    def broken() -> None:
+    def broken(data: bytes) -> None:
         raise OSError("connection reset")
 
-    monkeypatch.setattr(ws, "send_data", broken)
+    monkeypatch.setattr(ws.transport, "write", broken)
     assert write_now(ws, b"lost") is None
     assert ws.transport.is_closing()
     with pytest.raises(ConnectionClosed):
