@@ -179,6 +179,12 @@ COMPARISONS: dict[str, tuple[tuple[str, str], str]] = {
     f"capacity-before-after-{kind}": (("capacity-before", "capacity-after"), kind)
     for kind in CAPACITY_KINDS
 }
+# The second round (eager receive, write_now, rehearsal): the first round's code against
+# this one's, one after the other on a quiet machine.
+COMPARISONS["capacity-round2-before-after-audio"] = (
+    ("capacity-round2-before", "capacity-round2-after"),
+    "audio",
+)
 
 # Plot file → (result it is drawn from, how).
 PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {

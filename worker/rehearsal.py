@@ -5,8 +5,8 @@ Each pipeline is a forked copy of the worker host, its pages shared until writte
 first run of code writes around it: on CPython 3.11 each call counts down its code
 object's warm-up and then specializes its instructions in place, and first uses fill
 caches and allocate into the parent's half-used memory pools. A pipeline's private
-memory went from 6 to 17 MB while it set up its SFU session (`EgressPipeline.prepare`)
-and barely grew after. A bare forked child that set up a loopback call and received
+memory went from 6 MB when its job started to 17 MB once its SFU session was set up
+(10 to 17 in `EgressPipeline.prepare`), and barely grew after. A bare forked child that set up a loopback call and received
 Opus ended with 18 MB private after a cold parent, 12 MB after a parent that had
 rehearsed it; in a worker host, 20.4 MB against 18.4 MB (`docs/performance.md`).
 
