@@ -6,9 +6,10 @@ first run of code writes around it: on CPython 3.11 each call counts down its co
 object's warm-up and then specializes its instructions in place, and first uses fill
 caches and allocate into the parent's half-used memory pools. A pipeline's private
 memory went from 6 MB when its job started to 17 MB once its SFU session was set up
-(10 to 17 in `EgressPipeline.prepare`), and barely grew after. A bare forked child that set up a loopback call and received
-Opus ended with 18 MB private after a cold parent, 12 MB after a parent that had
-rehearsed it; in a worker host, 20.4 MB against 18.4 MB (`docs/performance.md`).
+(10 to 17 in `EgressPipeline.prepare`), and barely grew after. A bare forked child
+that set up a loopback call and received Opus ended with 18 MB private after a cold
+parent, 12 MB after a parent that had rehearsed it; in a worker host, 20.4 MB against
+18.4 MB (`docs/performance.md`).
 
 The rehearsal is one short egress stream in this process, through the code a pipeline
 runs: `SessionsClient.pull` against a sessions API served here by a peer that sends

@@ -7,6 +7,7 @@ here (pyproject pins the major version).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,8 +20,9 @@ from worker.ws_write import write_now
 pytestmark = pytest.mark.timeout(20)
 
 
-@pytest.fixture
-async def pair() -> AsyncIterator[tuple[ClientConnection, asyncio.Queue[bytes | str]]]:
+@contextlib.asynccontextmanager
+async def serving() -> AsyncIterator[tuple[str, asyncio.Queue[bytes | str]]]:
+    """A WebSocket server on loopback that queues every message it receives."""
     received: asyncio.Queue[bytes | str] = asyncio.Queue()
 
     async def handler(ws: ServerConnection) -> None:
@@ -29,9 +31,14 @@ async def pair() -> AsyncIterator[tuple[ClientConnection, asyncio.Queue[bytes | 
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        # As worker.dial dials: without compression.
-        async with connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
-            yield ws, received
+        yield f"ws://127.0.0.1:{port}", received
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[ClientConnection, asyncio.Queue[bytes | str]]]:
+    # As worker.dial dials: without compression.
+    async with serving() as (url, received), connect(url, compression=None) as ws:
+        yield ws, received
 
 
 def test_the_connection_has_what_write_now_reads() -> None:
@@ -85,18 +92,10 @@ async def test_with_protocol_output_queued_the_protocol_frames_it_after_that(
 
 
 async def test_with_compression_negotiated_the_protocol_frames_it() -> None:
-    received: asyncio.Queue[bytes | str] = asyncio.Queue()
-
-    async def handler(ws: ServerConnection) -> None:
-        async for message in ws:
-            received.put_nowait(message)
-
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}") as ws:  # permessage-deflate
-            assert ws.protocol.extensions
-            assert write_now(ws, b"deflated" * 100) is True
-            assert await asyncio.wait_for(received.get(), 5) == b"deflated" * 100
+    async with serving() as (url, received), connect(url) as ws:  # permessage-deflate
+        assert ws.protocol.extensions
+        assert write_now(ws, b"deflated" * 100) is True
+        assert await asyncio.wait_for(received.get(), 5) == b"deflated" * 100
 
 
 async def test_it_declines_under_flow_control_and_after_close(
