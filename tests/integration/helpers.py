@@ -87,6 +87,17 @@ class Stack:
         or with several nodes through the API, whose placement picks their nodes."""
         return _sessions_client(self.base_url if len(self.nodes) > 1 else self.sfu_url, secret)
 
+    def pipeline_pid(self, adapter_id: str) -> int:
+        """The pid of the process running the adapter's pipeline (`host:pid` in Redis)."""
+        conn = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        try:
+            worker = conn.hget(f"sluice:adapter:{adapter_id}", "worker")
+        finally:
+            conn.close()
+        if not worker:
+            raise AssertionError(f"adapter {adapter_id} names no pipeline process")
+        return int(str(worker).rsplit(":", 1)[1])
+
     def stop(self) -> None:
         procs = (self.worker, self.api, self.sfu, *(node.proc for node in self.nodes[1:]))
         for proc in procs:

@@ -18,7 +18,6 @@ import av
 import numpy as np
 import numpy.typing as npt
 import pytest
-import redis
 
 from sluice.wire.packet import encode
 from sluice.wire.packet_pb2 import Packet
@@ -232,9 +231,7 @@ async def test_a_resumed_adapter_says_start_then_gap(stack: Stack) -> None:
         (told,) = await create(stack, [item(ep, session_id, "mulaw", events=True)])
         (first,) = await ep.wait_connections(1)
         await asyncio.sleep(2.0)
-        conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-        worker = conn.hget(f"sluice:adapter:{told['adapterId']}", "worker")
-        os.kill(int(str(worker).rsplit(":", 1)[1]), signal.SIGKILL)
+        os.kill(stack.pipeline_pid(told["adapterId"]), signal.SIGKILL)
         _, second = await ep.wait_connections(2, timeout_s=10)
         await asyncio.sleep(1.0)
         await sessions.close()

@@ -230,9 +230,7 @@ async def test_a_pipeline_frozen_past_its_ttl_hands_over_and_stops(stack: Stack)
         adapter_id = await create_egress(client, ep.url, session_id)
         (first,) = await ep.wait_connections(1)
         await asyncio.sleep(1.5)
-        conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-        key = f"sluice:adapter:{adapter_id}"
-        pid = int(conn.hget(key, "worker").rsplit(":", 1)[1])
+        pid = stack.pipeline_pid(adapter_id)
         os.kill(pid, signal.SIGSTOP)
         try:
             _, second = await ep.wait_connections(2, timeout_s=15)
@@ -244,12 +242,12 @@ async def test_a_pipeline_frozen_past_its_ttl_hands_over_and_stops(stack: Stack)
         sent_by_first = len(first.messages)
         await asyncio.sleep(2.0)
         view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
-        worker = conn.hget(key, "worker")
+        successor = stack.pipeline_pid(adapter_id)
         await sessions.close()
     print(f"the thawed pipeline stopped {stopped_after:.2f} s after SIGCONT")
     assert len(ep.connections) == 2 and len(first.messages) == sent_by_first
     assert view["state"] == "active", view
-    assert int(worker.rsplit(":", 1)[1]) != pid
+    assert successor != pid
     with pytest.raises(ProcessLookupError):
         for _ in range(50):  # the old pipeline's process ends (its worker reaps it)
             os.kill(pid, 0)
@@ -269,8 +267,7 @@ async def test_egress_resumes_on_another_process_after_sigkill(stack: Stack) -> 
         adapter_id = await create_egress(client, ep.url, session_id)
         (first,) = await ep.wait_connections(1)
         await asyncio.sleep(2.5)
-        conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-        pid = int(conn.hget(f"sluice:adapter:{adapter_id}", "worker").rsplit(":", 1)[1])
+        pid = stack.pipeline_pid(adapter_id)
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
         _, second = await ep.wait_connections(2, timeout_s=10)

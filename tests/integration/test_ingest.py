@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis.asyncio
 
 from sluice.wire.packet import encode
 from tests.integration.audio import FRAME, RATE, Recording, dominant_frequency, tone_pcm
@@ -28,13 +27,6 @@ async def create_and_subscribe(stack: Stack, ep_url: str, recording: Recording):
     task = asyncio.create_task(recording.record(remote))
     await asyncio.wait_for(recording.first_frame.wait(), 10)  # silence flows: the track is live
     return track["adapterId"], sessions, task
-
-
-async def pipeline_pid(stack: Stack, adapter_id: str) -> int:
-    conn = redis.asyncio.Redis.from_url(stack.redis_url, decode_responses=True)
-    worker = await conn.hget(f"sluice:adapter:{adapter_id}", "worker")
-    await conn.aclose()
-    return int(worker.rsplit(":", 1)[1])
 
 
 def rss_kib(pid: int) -> int:
@@ -136,7 +128,7 @@ async def test_back_pressure_bounds_the_buffer(stack: Stack) -> None:
         started = time.monotonic()
         resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
         adapter_id = resp.json()["tracks"][0]["adapterId"]
-        pid = await pipeline_pid(stack, adapter_id)
+        pid = stack.pipeline_pid(adapter_id)
         await asyncio.sleep(1.0)
         rss_before = rss_kib(pid)
         await asyncio.sleep(2.0)

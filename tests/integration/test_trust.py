@@ -108,8 +108,8 @@ async def test_headers_go_on_every_dial_and_nowhere_else(stack: Stack, tmp_path:
         await first.ws.close(1011)  # not 1000: the adapter re-dials
         await ep.wait_connections(2)
         await asyncio.sleep(1.5)  # a heartbeat saves the stream's position
-        pid = int(conn.hget(f"sluice:adapter:{adapter_id}", "worker").rsplit(":", 1)[1])
-        os.kill(pid, signal.SIGKILL)  # another process resumes it and dials again
+        # Another process resumes it and dials again.
+        os.kill(stack.pipeline_pid(adapter_id), signal.SIGKILL)
         await ep.wait_connections(3, timeout_s=12)
         view = await client.get(f"/adapters/websocket/{adapter_id}")
         sealed = conn.get(f"sluice:adapter:{adapter_id}:headers")

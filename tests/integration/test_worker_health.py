@@ -155,8 +155,7 @@ async def test_reaped_pipeline_is_counted(stack: Stack) -> None:
     async with endpoint() as ep, stack.client() as client:
         resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
         adapter_id = resp.json()["tracks"][0]["adapterId"]
-        conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-        pid = int(conn.hget(f"sluice:adapter:{adapter_id}", "worker").rsplit(":", 1)[1])
+        pid = stack.pipeline_pid(adapter_id)
         os.kill(pid, signal.SIGKILL)  # the pipeline (a work horse), not its worker process
 
         def lost() -> float:
