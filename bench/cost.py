@@ -37,6 +37,7 @@ import io
 import os
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from websockets.asyncio.server import ServerConnection
 from bench.harness import (
     Connect,
     CpuWindow,
+    Endpoint,
     Stack,
     egress_item,
     endpoint,
@@ -172,6 +174,28 @@ async def publish_for(sessions: Any, kind: str) -> str:
     return str(session_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Created:
+    adapter_id: str
+    started: float  # time.monotonic() when the create was sent
+    create_ms: float  # until it answered (active)
+
+
+async def create_adapters(
+    stack: Stack, kind: str, ep: Endpoint, session_id: str, count: int
+) -> dict[str, Created]:
+    """`count` adapters of a type, created one after another, by endpoint path."""
+    created: dict[str, Created] = {}
+    for i in range(count):
+        path = f"{kind}-{i}"
+        item = item_for(kind, ep.url(path), i, session_id)
+        started = time.monotonic()
+        answer = await stack.create(item)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        created[path] = Created(answer["adapterId"], started, elapsed_ms)
+    return created
+
+
 def item_for(kind: str, url: str, index: int, session_id: str) -> dict[str, Any]:
     """The create item of a type's `index`-th adapter."""
     if kind in INGEST_FORMATS:
@@ -192,20 +216,12 @@ async def measure(
     tally = Tally()
     tally.keep_sizes = kind.startswith("jpeg")
     sessions = stack.sessions()
-    adapters: dict[str, str] = {}  # path → adapter id
-    create_ms: dict[str, float] = {}
-    create_started: dict[str, float] = {}
     feeder = tone_feeder(kind) if kind in INGEST_FORMATS else None
     async with endpoint(tally.on_message, feeder) as ep:
         try:
             session_id = await publish_for(sessions, kind)
-            for i in range(n):
-                path = f"{kind}-{i}"
-                item = item_for(kind, ep.url(path), i, session_id)
-                create_started[path] = time.monotonic()
-                created = await stack.create(item)
-                create_ms[path] = (time.monotonic() - create_started[path]) * 1000
-                adapters[path] = created["adapterId"]
+            created = await create_adapters(stack, kind, ep, session_id, n)
+            adapters = {path: c.adapter_id for path, c in created.items()}
             progress(f"cost: {kind}: {n} adapters created")
             pids = {path: stack.adapter_pid(a) for path, a in adapters.items()}
             others = {"sfu": stack.pid("sfu"), "bench": os.getpid()}
@@ -238,14 +254,14 @@ async def measure(
         "cpu_pct_others": {k: round(cpu[k], 1) for k in others},
         "pss_mib_others": {k: round(memory[k]["pss_kib"] / 1024, 1) for k in others},
         "messages_per_s_per_adapter": distribution([c / window_s for c in counts.values()]),
-        "create_ms": distribution(list(create_ms.values())),
+        "create_ms": distribution([c.create_ms for c in created.values()]),
         "loadavg_1m": [round(load_before[0], 2), round(load_after[0], 2)],
         "counters": [v.get("counters", {}) for v in views],
         "states": sorted({str(v.get("state")) for v in views}),
     }
     if kind.startswith("jpeg"):
         firsts = [
-            (tally.first_at[p] - create_started[p]) * 1000 for p in adapters if p in tally.first_at
+            (tally.first_at[p] - created[p].started) * 1000 for p in adapters if p in tally.first_at
         ]
         result["create_to_first_jpeg_ms"] = distribution(firsts)
         result["jpeg_bytes"] = distribution(tally.sizes)

@@ -38,12 +38,11 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.cost import INGEST_FORMATS, Tally, item_for, publish_for, tone_feeder
+from bench.cost import INGEST_FORMATS, Tally, create_adapters, publish_for, tone_feeder
 from bench.harness import (
     BIN,
     SESSION_NICE,
@@ -164,18 +163,12 @@ async def measure(
     set_loopback(True)
     tally = Tally()
     sessions = stack.sessions()
-    adapters: dict[str, str] = {}
-    create_ms: dict[str, float] = {}
     feeder = tone_feeder(kind) if kind in INGEST_FORMATS else None
     async with endpoint(tally.on_message, feeder) as ep:
         try:
             session_id = await publish_for(sessions, kind)
-            for i in range(2 * n):
-                path = f"{kind}-{i}"
-                started = time.monotonic()
-                created = await stack.create(item_for(kind, ep.url(path), i, session_id))
-                create_ms[path] = (time.monotonic() - started) * 1000
-                adapters[path] = created["adapterId"]
+            created = await create_adapters(stack, kind, ep, session_id, 2 * n)
+            adapters = {path: c.adapter_id for path, c in created.items()}
             recorded = {path: stack.adapter_pid(a) for path, a in adapters.items()}
             host = {path: (stack.host_of(pid) or "?") for path, pid in recorded.items()}
             by_side: dict[str, list[str]] = {}
@@ -224,7 +217,7 @@ async def measure(
             "private_mib_at_window_start": distribution(
                 [memory_start[p]["private_kib"] for p in paths], 1 / 1024
             ),
-            "create_to_active_ms": distribution([create_ms[p] for p in paths]),
+            "create_to_active_ms": distribution([created[p].create_ms for p in paths]),
             "messages_per_s_per_adapter": distribution(messages),
             "profile_pct": areas.get(side, {}),
             "adapters_lost": lost[side],
