@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import threading
 import time
@@ -45,7 +44,9 @@ from sluice.media.packet_track import PacketTrack, make_packet
 from sluice.media.types import EncodedFrame
 from sluice.wire.framing import Framing, frame
 from worker.dial import tls_context
-from worker.pipelines.opus_pcm import OpusPcmDecoder
+from worker.pipelines.opus_pcm import SAMPLE_RATE, OpusPcmDecoder
+from worker.pipelines.playout_track import opus_encoder
+from worker.protocol.pcm import FRAME_SAMPLES
 from worker.ws_write import write_now
 
 log = structlog.get_logger("sluice.worker")
@@ -53,7 +54,6 @@ log = structlog.get_logger("sluice.worker")
 FRAMES = 40  # 20 ms Opus packets: past CPython's warm-up of every per-packet function
 TIMEOUT_S = 10.0  # the whole rehearsal
 WAIT_S = 2.0  # for the frames, once sent
-SAMPLES = 960
 
 
 def rehearse(settings: Settings) -> None:
@@ -109,7 +109,7 @@ async def _rehearse(settings: Settings) -> int:
                 # What an egress pipeline's `prepare` does, against the source below.
                 await client.pull("source", "tone", kind="audio", on_frame=on_frame)
                 for pts, payload in enumerate(_opus_tone(FRAMES)):
-                    source.track.push(make_packet(payload, pts * SAMPLES, 48_000))
+                    source.track.push(make_packet(payload, pts * FRAME_SAMPLES, SAMPLE_RATE))
                 # Unpaced: the code is what is rehearsed, not the timing. Not all need come.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(enough.wait(), WAIT_S)
@@ -162,19 +162,15 @@ class _Source:
 
 
 def _opus_tone(frames: int) -> list[bytes]:
-    """`frames` 20 ms Opus packets of a 440 Hz tone, 48 kHz stereo."""
-    encoder = av.CodecContext.create("libopus", "w")
-    encoder.sample_rate = 48_000
-    encoder.layout = "stereo"
-    encoder.format = "s16"
-    encoder.time_base = fractions.Fraction(1, 48_000)
-    t = np.arange(SAMPLES * frames) / 48_000
+    """`frames` 20 ms Opus packets of a 440 Hz tone, by the ingest pipeline's encoder."""
+    encoder = opus_encoder()
+    t = np.arange(FRAME_SAMPLES * frames) / SAMPLE_RATE
     tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
     packets: list[bytes] = []
     for i in range(frames):
-        chunk = np.repeat(tone[i * SAMPLES : (i + 1) * SAMPLES], 2).reshape(1, -1)
+        chunk = np.repeat(tone[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES], 2).reshape(1, -1)
         audio = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
-        audio.sample_rate = 48_000
-        audio.pts = i * SAMPLES
+        audio.sample_rate = SAMPLE_RATE
+        audio.pts = i * FRAME_SAMPLES
         packets += [bytes(p) for p in encoder.encode(audio)]
     return packets

@@ -53,7 +53,7 @@ class PlayoutTrack(MediaStreamTrack):
         self._drained = drained
         self._answers = answers
         self._pacer: Pacer | None = None
-        self._encoder = _opus_encoder()
+        self._encoder = opus_encoder()
 
     @property
     def pacer(self) -> Pacer | None:
@@ -111,7 +111,8 @@ class PlayoutTrack(MediaStreamTrack):
         return frame
 
 
-def _opus_encoder() -> AudioCodecContext:
+def opus_encoder() -> AudioCodecContext:
+    """The ingest encoder: 48 kHz stereo s16 in, Opus at `OPUS_BITRATE` out."""
     encoder = CodecContext.create("libopus", "w")
     assert isinstance(encoder, AudioCodecContext)
     encoder.format = "s16"
