@@ -8,6 +8,8 @@ One module per seam, each explaining what it relies on:
   `FrameDecoder` decodes tapped frames where a consumer needs samples.
 - `send`: `on_keyframe_request`, `restrict_codecs` and `renumber_like_source` for
   senders fed pre-encoded packets (`sluice.media.packet_track`).
+- `datagrams`: media datagrams offered to a handler before aioice parses them (the
+  seam under `eager_receive` and `divert`).
 - `eager_receive`: `receive_eagerly`, media datagrams handled in the socket's callback
   instead of one task later.
 - `divert`: `divert_rtp`, RTP datagrams off aiortc's receive path (load generators).

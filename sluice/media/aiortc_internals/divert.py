@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from aiortc import RTCRtpReceiver
 
+from sluice.media.aiortc_internals.datagrams import ice_protocols, take_media
 from sluice.media.aiortc_internals.guard import SeamBroken
 
 DatagramSink = Callable[[bytes, float], None]  # (datagram, time.monotonic() on arrival)
@@ -30,18 +30,13 @@ def divert_rtp(receiver: RTCRtpReceiver, sink: DatagramSink) -> None:
             this relies on (aiortc's `RTCIceTransport._connection`, aioice's
             `Connection._protocols`).
     """
-    connection = getattr(receiver.transport.transport, "_connection", None)
-    protocols = getattr(connection, "_protocols", None)
-    if not isinstance(protocols, list) or not protocols:
-        raise SeamBroken("the ICE connection has no list of datagram protocols")
+    protocols = ice_protocols(receiver.transport)
+    if not protocols:
+        raise SeamBroken("the ICE connection has no datagram protocols yet")
+
+    def handle(data: bytes) -> bool:
+        sink(data, time.monotonic())
+        return True
+
     for protocol in protocols:
-        original = protocol.datagram_received
-
-        def datagram_received(data: Any, addr: Any, original: Any = original) -> None:
-            # RFC 7983: a first byte of 128-191 is RTP or RTCP; the rest is STUN or DTLS.
-            if isinstance(data, bytes) and data and 128 <= data[0] <= 191:
-                sink(data, time.monotonic())
-            else:
-                original(data, addr)
-
-        protocol.datagram_received = datagram_received
+        take_media(protocol, handle)

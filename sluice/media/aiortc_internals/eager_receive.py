@@ -17,8 +17,8 @@ aiortc's own path. RFC 7983 tells them apart by the first byte.
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any
 
 import pylibsrtp
 import structlog
@@ -27,6 +27,7 @@ from aiortc.clock import NTP_EPOCH
 from aiortc.rtcdtlstransport import State
 from aiortc.rtp import is_rtcp
 
+from sluice.media.aiortc_internals.datagrams import ice_protocols, take_media
 from sluice.media.aiortc_internals.guard import RX_BYTES_ATTR, RX_PACKETS_ATTR, SeamBroken
 from sluice.tasks import run_eagerly
 
@@ -54,32 +55,22 @@ def receive_eagerly(pc: RTCPeerConnection) -> None:
 
 
 def _handle_eagerly(dtls: RTCDtlsTransport) -> None:
-    connection = getattr(dtls.transport, "_connection", None)
-    protocols = getattr(connection, "_protocols", None)
-    if not isinstance(protocols, list):
-        raise SeamBroken("the ICE connection has no list of datagram protocols")
+    protocols = ice_protocols(dtls)
     if not hasattr(dtls, "_rx_srtp") or not hasattr(dtls, RX_PACKETS_ATTR):
         raise SeamBroken("RTCDtlsTransport has no SRTP session or receive counters")
     for protocol in protocols:
-        if getattr(protocol, _PATCHED, False):
-            continue
-        original = protocol.datagram_received
-
-        def datagram_received(data: Any, addr: Any, original: Any = original) -> None:
-            # 128-191: RTP or RTCP. Until the handshake ends there is no key: aiortc's way.
-            if data and 127 < data[0] < 192 and dtls._rx_srtp is not None:
-                _media_received(dtls, data)
-            else:
-                original(data, addr)
-
-        protocol.datagram_received = datagram_received
-        setattr(protocol, _PATCHED, True)
+        if not getattr(protocol, _PATCHED, False):
+            take_media(protocol, functools.partial(_media_received, dtls))
+            setattr(protocol, _PATCHED, True)
 
 
-def _media_received(dtls: RTCDtlsTransport, data: bytes) -> None:
-    """`RTCDtlsTransport._recv_next` for one SRTP or SRTCP datagram."""
+def _media_received(dtls: RTCDtlsTransport, data: bytes) -> bool:
+    """`RTCDtlsTransport._recv_next` for one SRTP or SRTCP datagram; False (aiortc's
+    way) until the handshake ends, as there is no key before."""
+    if dtls._rx_srtp is None:
+        return False
     if dtls._state is not State.CONNECTED:
-        return  # closing or closed: its receive task would no longer read either
+        return True  # closing or closed: its receive task would no longer read either
     setattr(dtls, RX_BYTES_ATTR, getattr(dtls, RX_BYTES_ATTR) + len(data))
     setattr(dtls, RX_PACKETS_ATTR, getattr(dtls, RX_PACKETS_ATTR) + 1)
     arrival_time_ms = int((time.time() + _NTP_OFFSET_S) * 1000)
@@ -90,5 +81,6 @@ def _media_received(dtls: RTCDtlsTransport, data: bytes) -> None:
             plain = dtls._rx_srtp.unprotect(data)
             handling = dtls._handle_rtp_data(plain, arrival_time_ms=arrival_time_ms)
     except pylibsrtp.Error:
-        return  # aiortc drops it too (a replay, or not for this session)
+        return True  # aiortc drops it too (a replay, or not for this session)
     run_eagerly(handling, log=log)
+    return True
