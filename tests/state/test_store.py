@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -140,9 +141,15 @@ async def test_reaper_withdraws_creates_nobody_claimed(
 async def test_reaper_closes_creates_whose_api_replica_never_answered(
     store: AdapterStore, clean_redis: str
 ) -> None:
-    """The replica died waiting on the create: the pipeline runs on, and nobody has its id."""
+    """The replica died waiting on the create: the pipeline runs on, and nobody has its id.
+    It is closed as any close does: webhook event, sealed header values gone."""
     for adapter_id in ("orphan", "answered"):
-        await store.create(record(adapter_id), pickup_timeout_s=5, answer_within_s=0.01)
+        await store.create(
+            dataclasses.replace(record(adapter_id), webhooks=True),
+            pickup_timeout_s=5,
+            answer_within_s=0.01,
+            sealed_headers="sealed-values",
+        )
         await store.claim(adapter_id, "w", heartbeat_ttl_s=30)
         await store.set_live_state(adapter_id, AdapterState.ACTIVE)
     await store.answered("answered")
@@ -157,6 +164,11 @@ async def test_reaper_closes_creates_whose_api_replica_never_answered(
     orphan = await store.load("orphan")
     assert orphan is not None and (orphan.state, orphan.close_reason) == ("closed", "api_lost")
     assert not await store.redis.sismember(keys.app_live("app1"), "orphan")
+    assert not await store.redis.exists(keys.adapter_headers("orphan"))
+    assert await store.redis.exists(keys.adapter_headers("answered"))
+    events = await store.redis.xrange(keys.WEBHOOK_OUTBOX)
+    closed = [e for _, e in events if e["type"] == "adapter.closed"]
+    assert len(closed) == 1 and '"api_lost"' in closed[0]["record"]
     message = None
     async with asyncio.timeout(2):
         while message is None or message["type"] != "message":

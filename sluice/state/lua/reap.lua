@@ -17,15 +17,22 @@
 -- resume claim window ms. Returns {lost, withdrawn, resumed, abandoned}.
 local now = now_ms()
 local lost, withdrawn, resumed, abandoned = {}, {}, {}, {}
-local function close_lost(key, id)
+-- Every close a pass makes, as close.lua closes: the record, its counts, its listeners,
+-- its webhook event, and its sealed header values, which go with the adapter.
+local function close_reaped(key, id, reason)
   not_live(key, id)
-  count_close(key, 'worker_lost')
-  redis.call('HSET', key, 'state', 'closed', 'close_reason', 'worker_lost',
-    'closed_at', ARGV[1])
+  count_close(key, reason)
+  redis.call('HSET', key, 'state', 'closed', 'close_reason', reason, 'closed_at', ARGV[1])
   redis.call('EXPIRE', key, tonumber(ARGV[2]))
-  redis.call('PUBLISH', key .. ':events', cjson.encode({event = 'closed', reason = 'worker_lost'}))
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('PUBLISH', key .. ':events', cjson.encode({event = 'closed', reason = reason}))
   emit_event(key, 'adapter.closed')
   forget_headers(key)
+end
+local function close_lost(key, id)
+  close_reaped(key, id, 'worker_lost')
   table.insert(lost, id)
 end
 local function resume_window_ms(key)
@@ -101,15 +108,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', stale, 'LIMIT',
   local key = adapter_key(id)
   local state = redis.call('HGET', key, 'state')
   if state and state ~= 'closed' then
-    not_live(key, id)
-    count_close(key, 'api_lost')
-    redis.call('HSET', key, 'state', 'closed', 'close_reason', 'api_lost', 'closed_at', ARGV[1],
-      'close_requested', '1')
-    redis.call('EXPIRE', key, tonumber(ARGV[2]))
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('ZREM', KEYS[4], id)
-    redis.call('PUBLISH', key .. ':events', cjson.encode({event = 'closed', reason = 'api_lost'}))
+    redis.call('HSET', key, 'close_requested', '1')
+    close_reaped(key, id, 'api_lost')
     redis.call('PUBLISH', key .. ':control', 'api_lost')
     table.insert(abandoned, id)
   end
