@@ -12,7 +12,7 @@ from sluice.http.auth import AppDep, SettingsDep
 __all__ = ["AppDep", "ServiceDep", "SettingsDep"]
 
 
-def get_service(request: Request) -> AdapterService:
+async def get_service(request: Request) -> AdapterService:
     service: AdapterService = request.app.state.service
     return service
 

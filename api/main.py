@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             rq_redis.close()
 
     app = new_app(
+        settings=settings,
         title="Sluice",
         version=__version__,
         summary="Stream media between WebRTC tracks and WebSocket endpoints.",
@@ -60,7 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = ApiMetrics()
     app.state.sfu_router = SfuRouter(settings)
-    app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
     app.include_router(adapters.router)
     app.include_router(health.router)

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from sluice.config import Settings
 from sluice.errors import SessionNotFound
-from sluice.http.auth import authorized_app, bearer
+from sluice.http.auth import bearer, check_app
 from sluice.state import sfu_nodes, track_registry
 from sluice.state.connection import async_client
 
@@ -100,7 +100,7 @@ async def node_url(request: Request, app_id: str, path: str, settings: Settings)
         AppNotFound, Unauthorized: as the node itself would answer.
         SessionNotFound: the session is on no live node.
     """
-    authorized_app(settings, app_id, await bearer(request))
+    check_app(settings, app_id, await bearer(request))
     router: SfuRouter = request.app.state.sfu_router
     session_id = path.split("/", 1)[0]
     if session_id in ("new", ""):

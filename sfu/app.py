@@ -63,12 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await redis.aclose()
 
     app = new_app(
+        settings=settings,
         title="Sluice SFU",
         version=__version__,
         summary="Sessions API (Cloudflare Realtime compatible subset): push and pull tracks.",
         lifespan=lifespan,
     )
-    app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(metrics.router)

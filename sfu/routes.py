@@ -21,7 +21,7 @@ from sluice.http.sessions_models import (
 )
 
 
-def get_manager(request: Request) -> SessionManager:
+async def get_manager(request: Request) -> SessionManager:
     manager: SessionManager = request.app.state.sessions
     return manager
 
@@ -29,7 +29,7 @@ def get_manager(request: Request) -> SessionManager:
 ManagerDep = Annotated[SessionManager, Depends(get_manager)]
 
 
-def find_session(
+async def find_session(
     app_id: AppDep,
     manager: ManagerDep,
     session_id: Annotated[str, Path(alias="sessionId")],

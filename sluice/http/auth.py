@@ -5,13 +5,23 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Path, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from sluice.config import Settings, get_settings
+from sluice.config import Settings
 from sluice.errors import AppNotFound, Unauthorized
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` one in its thread
+# pool, a thread hop per dependency per request for what is a dict lookup.
+
+
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was built with (`sluice.http.openapi.new_app`)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 # Declares the `HTTPBearer` security scheme (the docs page's Authorize button; client
 # generators add the header). It never refuses by itself: `authorized_app` judges, so an
@@ -23,12 +33,10 @@ bearer = HTTPBearer(
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
 
-def authorized_app(
-    settings: SettingsDep,
-    app_id: Annotated[str, Path(alias="appId", description="The app, from SLUICE_APPS.")],
-    credentials: BearerDep,
+def check_app(
+    settings: Settings, app_id: str, credentials: HTTPAuthorizationCredentials | None
 ) -> str:
-    """The request's app id, once its Bearer secret checks out.
+    """`app_id`, once the Bearer secret checks out.
 
     Raises:
         AppNotFound: the app is not configured (404).
@@ -42,6 +50,15 @@ def authorized_app(
     if credentials is None or not hmac.compare_digest(token.encode(), secret.encode()):
         raise Unauthorized("missing or wrong Bearer token for this app")
     return app_id
+
+
+async def authorized_app(
+    settings: SettingsDep,
+    app_id: Annotated[str, Path(alias="appId", description="The app, from SLUICE_APPS.")],
+    credentials: BearerDep,
+) -> str:
+    """The request's app id, once its Bearer secret checks out (`check_app`)."""
+    return check_app(settings, app_id, credentials)
 
 
 AppDep = Annotated[str, Depends(authorized_app)]

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.types import Lifespan
 
+from sluice.config import Settings
 from sluice.http.errors import ErrorBody
 
 DOCS_ASSETS_URL = "/docs/assets"
@@ -85,6 +86,7 @@ def json_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any
 
 def new_app(
     *,
+    settings: Settings,
     title: str,
     version: str,
     summary: str,
@@ -92,7 +94,10 @@ def new_app(
     description: str = "",
     request_models: Sequence[type[BaseModel]] = (),
 ) -> FastAPI:
-    """A FastAPI app whose docs pages and OpenAPI description follow the rules above."""
+    """A FastAPI app whose docs pages and OpenAPI description follow the rules above.
+
+    Its routes read `settings` from `app.state.settings` (`sluice.http.auth.SettingsDep`).
+    """
     app = FastAPIOffline(
         title=title,
         version=version,
@@ -103,6 +108,7 @@ def new_app(
         generate_unique_id_function=operation_id,
         swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
     )
+    app.state.settings = settings
     generate = app.openapi  # FastAPI's own: cached, rebuilt when routes are added
 
     def openapi() -> dict[str, Any]:
