@@ -161,6 +161,11 @@ class Settings(BaseSettings):
         description="The event loop of pipelines, SFU nodes and the API: uvloop (libuv, "
         "cheaper per datagram) or the standard library's asyncio loop.",
     )
+    worker_standby: bool = Field(
+        True,
+        description="Each idle worker process keeps the process of its next pipeline forked "
+        "ahead, waiting: a create skips the fork (~10 ms). Off: forked when the create comes.",
+    )
     heartbeat_ttl_s: float = Field(3.0, gt=0, description="A pipeline silent this long is lost.")
     reap_interval_s: float = Field(1.0, gt=0)
 

@@ -19,6 +19,7 @@ tests/unit/test_rq_internals.py pins their shapes and that RQ's loops still call
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -29,6 +30,8 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 from rq import Queue, Worker, worker_registration
+from rq.executions import Execution
+from rq.job import Job
 from rq.worker_pool import WorkerPool
 
 from sluice.config import Settings, get_settings
@@ -37,9 +40,11 @@ from sluice.media.aiortc_internals import register_codecs
 from sluice.state.connection import sync_client
 from worker.dial import tls_context
 from worker.health import HealthChild, HostFacts
+from worker.jobs import prepare_standby
 from worker.lineage import die_with_parent
 from worker.reaper import Reaper
 from worker.rehearsal import rehearse
+from worker.standby import Standby
 from worker.webhooks.processes import WebhookProcesses
 
 log = structlog.get_logger("sluice.worker")
@@ -96,7 +101,65 @@ def _warm_up_lazy_imports() -> None:
 
 
 class AdapterWorker(Worker):
-    """An RQ worker whose jobs are adapters: long-lived, stopped by signal, never retried."""
+    """An RQ worker whose jobs are adapters: long-lived, stopped by signal, never retried.
+
+    With `standby` on, its next horse is forked while it waits for a job (worker.standby).
+    """
+
+    standby = False
+    _standby: Standby | None = None
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        if self.standby and self._standby is None:
+            self._standby = Standby.fork(self._take_over, prepare=self._prepare_standby)
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        standby, self._standby = self._standby, None
+        execution = self.execution
+        if (
+            standby is None
+            or execution is None
+            or not standby.hand_over(f"{job.id} {execution.id}")
+        ):
+            super().fork_work_horse(job, queue)
+            return
+        # What RQ's fork_work_horse does in the worker once it has forked.
+        os.environ["RQ_WORKER_ID"] = self.name
+        os.environ["RQ_JOB_ID"] = job.id
+        self._horse_pid = standby.pid
+        self.procline(f"Handed over to {standby.pid} at {time.time()}")  # type: ignore[no-untyped-call]
+
+    def _prepare_standby(self) -> None:
+        """In the standby: what any horse does first, done while there is time."""
+        with contextlib.suppress(RedisError):
+            self.connection.ping()  # the connection Job.fetch and RQ's bookkeeping use
+        prepare_standby()
+
+    def _take_over(self, message: str) -> None:
+        """In the standby: becomes the horse of the job the worker dequeued meanwhile.
+
+        This process was forked before the dequeue, so it rebuilds what the worker has
+        since: the job (from Redis), its queue and the execution the worker registered.
+        """
+        job_id, execution_id = message.split()
+        job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+        job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+        queue = next(q for q in self.queues if q.name == job.origin)
+        self.executions[execution_id] = Execution(
+            execution_id, job_id, connection=self.connection, worker_name=self.name
+        )
+        os.environ["RQ_WORKER_ID"] = self.name
+        os.environ["RQ_JOB_ID"] = job.id
+        self.main_work_horse(job, queue)
+
+    def teardown(self) -> None:
+        if self._standby is not None:
+            self._standby.discard()
+            self._standby = None
+        super().teardown()  # type: ignore[no-untyped-call]
 
     def handle_warm_shutdown_request(self) -> None:
         # RQ waits for the job to finish, which for an adapter is never: tell the
@@ -147,13 +210,15 @@ def adapter_worker(name: str, settings: Settings) -> AdapterWorker:
     a busy one every `job_monitoring_interval` while it waits for its horse.
     """
     connection = sync_client(settings)
-    return AdapterWorker(
+    adapter_worker = AdapterWorker(
         [Queue(settings.queue_name, connection=connection)],
         name=name,
         connection=connection,
         worker_ttl=WORKER_HEARTBEAT_S + 15,
         job_monitoring_interval=WORKER_HEARTBEAT_S,
     )
+    adapter_worker.standby = settings.worker_standby
+    return adapter_worker
 
 
 class AdapterWorkerPool(WorkerPool):

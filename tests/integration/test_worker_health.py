@@ -166,6 +166,42 @@ async def test_reaped_pipeline_is_counted(stack: Stack) -> None:
         assert samples[("sluice_worker_respawns_total", ())] == 0
 
 
+def standbys(stack: Stack) -> set[int]:
+    """The pool's waiting pipeline processes (worker.standby): children of its workers."""
+    return {child for worker in worker_pids(stack) for child in children(worker)}
+
+
+@pytest.mark.workers(1)
+async def test_the_adapter_runs_in_the_process_forked_before_its_create(stack: Stack) -> None:
+    def one_standby() -> bool:
+        return len(standbys(stack)) == 1
+
+    await asyncio.to_thread(wait_until, one_standby, 10, "the idle worker's standby")
+    (waiting,) = await asyncio.to_thread(standbys, stack)
+    async with endpoint() as ep, stack.client() as client:
+        resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        assert stack.pipeline_pid(adapter_id) == waiting
+        await client.post("/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]})
+
+    def next_standby() -> bool:
+        found = standbys(stack)
+        return len(found) == 1 and waiting not in found
+
+    await asyncio.to_thread(wait_until, next_standby, 10, "the worker's next standby")
+
+
+@pytest.mark.workers(1, worker_standby=0)
+async def test_without_standby_the_worker_forks_when_the_create_comes(stack: Stack) -> None:
+    await asyncio.to_thread(wait_until, lambda: ready_with(stack, idle=1, busy=0), 10, "idle")
+    assert await asyncio.to_thread(standbys, stack) == set()
+    async with endpoint() as ep, stack.client() as client:
+        resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        adapter_id = resp.json()["tracks"][0]["adapterId"]
+        assert await asyncio.to_thread(standbys, stack) == {stack.pipeline_pid(adapter_id)}
+        await client.post("/adapters/websocket/close", json={"tracks": [{"adapterId": adapter_id}]})
+
+
 @pytest.mark.workers(1)
 def test_health_server_dies_with_a_killed_supervisor(stack: Stack) -> None:
     child, pool = health_pid(stack), worker_pids(stack)

@@ -28,6 +28,7 @@ import rq.worker.base
 import rq.worker.worker_classes
 from rq import Queue, Worker, worker_registration
 from rq.exceptions import StopRequested
+from rq.executions import Execution
 from rq.worker_pool import WorkerPool
 
 import worker.pool
@@ -133,6 +134,37 @@ SIGNATURES: dict[str, tuple[Callable[..., Any], list[tuple[str, object]], str]] 
         [("self", EMPTY), ("signum", None), ("frame", None)],
         "AdapterWorkerPool.request_stop overrides it and calls super(signum, frame)",
     ),
+    "Worker.dequeue_job_and_maintain_ttl": (
+        Worker.dequeue_job_and_maintain_ttl,
+        [("self", EMPTY), ("timeout", EMPTY), ("max_idle_time", None)],
+        "AdapterWorker.dequeue_job_and_maintain_ttl forks the standby, then calls super()",
+    ),
+    "Worker.fork_work_horse": (
+        Worker.fork_work_horse,
+        [("self", EMPTY), ("job", EMPTY), ("queue", EMPTY)],
+        "AdapterWorker.fork_work_horse hands the job to the standby, else calls super()",
+    ),
+    "Worker.main_work_horse": (
+        Worker.main_work_horse,
+        [("self", EMPTY), ("job", EMPTY), ("queue", EMPTY)],
+        "AdapterWorker._take_over runs it in the standby, as RQ's forked horse does",
+    ),
+    "Worker.teardown": (
+        Worker.teardown,
+        [("self", EMPTY)],
+        "AdapterWorker.teardown discards the standby and calls super()",
+    ),
+    "Execution.__init__": (
+        Execution.__init__,
+        [
+            ("self", EMPTY),
+            ("id", EMPTY),
+            ("job_id", EMPTY),
+            ("connection", EMPTY),
+            ("worker_name", ANY),
+        ],
+        "AdapterWorker._take_over rebuilds the execution the worker registered",
+    ),
     "worker_registration.register": (
         worker_registration.register,
         [("worker", EMPTY), ("pipeline", None)],
@@ -159,6 +191,9 @@ def test_rq_signature_is_the_one_pool_py_was_built_on(name: str) -> None:
 
 OVERRIDES = [
     (Worker.heartbeat, AdapterWorker.heartbeat),
+    (Worker.dequeue_job_and_maintain_ttl, AdapterWorker.dequeue_job_and_maintain_ttl),
+    (Worker.fork_work_horse, AdapterWorker.fork_work_horse),
+    (Worker.teardown, AdapterWorker.teardown),
     (Worker.handle_warm_shutdown_request, AdapterWorker.handle_warm_shutdown_request),
     (Worker.setup_work_horse_signals, AdapterWorker.setup_work_horse_signals),
     (WorkerPool.start, AdapterWorkerPool.start),
@@ -222,6 +257,23 @@ def test_worker_attributes_pool_py_reads(fake: fakeredis.FakeRedis) -> None:
     serialized = worker.serialize()
     assert "birth" in serialized, "AdapterWorker.heartbeat re-writes the hash from serialize()"
     assert fake.hexists(worker.key, "birth"), "AdapterWorker.heartbeat tests field `birth`"
+
+
+def test_worker_state_the_standby_hand_over_uses(fake: fakeredis.FakeRedis) -> None:
+    worker = make_worker(fake)
+    worker._horse_pid = 4242
+    assert worker.horse_pid == 4242, "AdapterWorker.fork_work_horse sets _horse_pid"
+    assert worker.execution is None, "fork_work_horse: no execution, no hand-over"
+    execution = Execution("e1", "j1", connection=fake, worker_name=worker.name)
+    worker.executions[execution.id] = execution
+    assert worker.execution is execution, "_take_over registers it as prepare_execution does"
+    assert [q.name for q in worker.queues] == [QUEUE], "_take_over finds the job's queue"
+
+
+def test_rq_registers_the_execution_before_it_forks() -> None:
+    # AdapterWorker.fork_work_horse hands `self.execution` to the standby.
+    source = inspect.getsource(rq.worker.worker_classes.Worker.execute_job)
+    assert 0 < source.index("prepare_execution(") < source.index("fork_work_horse(")
 
 
 # --- the worker: what calls our overrides, and what the rq pieces we call do -----------
