@@ -44,7 +44,7 @@ from worker.jobs import prepare_standby
 from worker.lineage import die_with_parent
 from worker.reaper import Reaper
 from worker.rehearsal import rehearse
-from worker.standby import Standby
+from worker.standby import Standby, stop_signals_held
 from worker.webhooks.processes import WebhookProcesses
 
 log = structlog.get_logger("sluice.worker")
@@ -113,7 +113,8 @@ class AdapterWorker(Worker):
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
         if self.standby and self._standby is None:
-            self._standby = Standby.fork(self._take_over, prepare=self._prepare_standby)
+            with stop_signals_held():  # a stop is handled once the standby is ours to end
+                self._standby = Standby.fork(self._take_over, prepare=self._prepare_standby)
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def fork_work_horse(self, job: Job, queue: Queue) -> None:

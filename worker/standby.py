@@ -16,11 +16,24 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from worker.lineage import die_with_parent
 
 _MESSAGE_MAX = 512  # one write below PIPE_BUF: the child reads it whole
+# The worker's stop signals: RQ's handlers raise from wherever the worker is, and raised
+# inside os.fork()'s at-fork callbacks the exception is printed and dropped, stop lost.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Holds SIGINT and SIGTERM until the block ends (then a pending one is handled)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class Standby:
@@ -33,7 +46,7 @@ class Standby:
     @classmethod
     def fork(cls, run: Callable[[str], None], prepare: Callable[[], None]) -> Standby:
         """Forks the child; in it, calls `prepare()`, waits for a message and calls
-        `run(message)`, then exits.
+        `run(message)`, then exits. Call it with `stop_signals_held()`.
 
         The child exits without calling `run` when the pipe ends (the worker closed it or
         died). It starts a process group of its own, as RQ's horse does, so a signal
@@ -49,6 +62,7 @@ class Standby:
                 die_with_parent(signal.SIGKILL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # as RQ's horse: the worker's
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # handlers are not ours
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 prepare()
                 message = _read_message(reader)
                 os.close(reader)

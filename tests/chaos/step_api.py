@@ -236,9 +236,11 @@ async def _leak_checks(c: Chaos, step: str, before: set[str]) -> None:
         zsets["pending"] == zsets["resuming"] == 0 and zsets["heartbeats"] <= len(live),
         str(zsets),
     )
-    expected = {h.name: 2 + d.shape.processes for h in d.workers}  # supervisor, health, pool
     started = time.monotonic()  # a pipeline whose record just closed may still be exiting
     for _ in range(40):  # /proc has no event to await
+        # supervisor, health, pool, and each idle pool process's standby (worker.standby)
+        busy = _pipelines(c)
+        expected = {h.name: 2 + 2 * d.shape.processes - busy[h.name] for h in d.workers}
         if (counts := _process_counts(c)) == expected:
             break
         await asyncio.sleep(0.25)
@@ -251,11 +253,16 @@ async def _leak_checks(c: Chaos, step: str, before: set[str]) -> None:
     )
 
 
-def _process_counts(c: Chaos) -> dict[str, int]:
-    """Each worker host's processes, its live adapters' pipelines left out."""
+def _pipelines(c: Chaos) -> Counter[str]:
+    """How many live adapters' pipelines each worker host runs."""
     live = live_records(c.d.conn).values()
-    pipelines = Counter(
+    return Counter(
         h.name for h in c.d.workers for r in live
         if int(r.get("worker", "x:0").rsplit(":", 1)[1]) in h.processes()
     )  # fmt: skip
+
+
+def _process_counts(c: Chaos) -> dict[str, int]:
+    """Each worker host's processes, its live adapters' pipelines left out."""
+    pipelines = _pipelines(c)
     return {h.name: len(h.processes()) - pipelines[h.name] for h in c.d.workers}

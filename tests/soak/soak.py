@@ -31,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -148,6 +149,8 @@ class Soak:
         for pid, (ppid, _, _) in tree.items():
             role = "worker" if pid in pool else "helper"  # the health server's process
             pids[horses.get(pid, f"{role}-{pid}" if ppid == top else f"?{pid}")] = pid
+        below = Counter(pp for pp, _, _ in tree.values() if pp in pool)
+        standbys = {p for p, (pp, _, _) in tree.items() if below[pp] == 1 and p not in horses}
         procs: dict[str, dict[str, int]] = {}
         for name, pid in pids.items():
             if (found := figures(pid)) is not None:
@@ -160,7 +163,11 @@ class Soak:
             "procs": procs,
             "tree": {
                 "children": sorted(p for p, (pp, _, _) in tree.items() if pp == top),
-                "grandchildren": sorted(p for p, (pp, _, _) in tree.items() if pp != top),
+                # beneath the pool, one standby each (worker.standby) aside
+                "grandchildren": sorted(
+                    p for p, (pp, _, _) in tree.items() if pp != top and p not in standbys
+                ),
+                "standbys": sorted(standbys),
                 "zombies": sorted(p for p, (_, _, st) in tree.items() if st == "Z"),
                 "pool": sorted(pool),
             },

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.standby import Standby
+from worker.standby import Standby, stop_signals_held
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -89,3 +89,18 @@ def test_the_child_is_in_a_process_group_of_its_own(tmp_path: Path) -> None:
         assert os.getpgid(standby.pid) == standby.pid
     finally:
         standby.discard()
+
+
+def test_a_stop_signal_while_forking_is_handled_after_the_fork() -> None:
+    # RQ's stop handler raises; raised inside os.fork()'s at-fork hooks it would be lost.
+    handled: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: handled.append(signum))
+    try:
+        with stop_signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert handled == []
+        time.sleep(0.05)
+        assert handled == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
