@@ -28,12 +28,22 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 @contextlib.contextmanager
 def stop_signals_held() -> Iterator[None]:
-    """Holds SIGINT and SIGTERM until the block ends (then a pending one is handled)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    """Defers SIGINT and SIGTERM until the block ends, then raises them again.
+
+    A signal mask would not do: the worker has other threads (RQ's pub/sub), and Python
+    runs a handler in the main thread whichever thread the kernel picked.
+    """
+    caught: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _: caught.append(signum)) for sig in STOP_SIGNALS
+    }
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 class Standby:
@@ -62,7 +72,6 @@ class Standby:
                 die_with_parent(signal.SIGKILL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # as RQ's horse: the worker's
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # handlers are not ours
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 prepare()
                 message = _read_message(reader)
                 os.close(reader)
