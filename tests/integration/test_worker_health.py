@@ -191,6 +191,23 @@ async def test_the_adapter_runs_in_the_process_forked_before_its_create(stack: S
     await asyncio.to_thread(wait_until, next_standby, 10, "the worker's next standby")
 
 
+@pytest.mark.workers(1)
+async def test_a_create_finds_its_way_when_the_standby_was_killed(stack: Stack) -> None:
+    # E.g. the OOM killer took the idle process: the worker forks as RQ does.
+    await asyncio.to_thread(wait_until, lambda: len(standbys(stack)) == 1, 10, "the standby")
+    (waiting,) = await asyncio.to_thread(standbys, stack)
+    os.kill(waiting, signal.SIGKILL)
+    async with endpoint() as ep, stack.client() as client:
+        resp = await client.post("/adapters/websocket/new", json={"tracks": [ingest_item(ep.url)]})
+        assert resp.status_code == 200, resp.text
+        track = resp.json()["tracks"][0]
+        assert "errorCode" not in track, track
+        assert stack.pipeline_pid(track["adapterId"]) not in (waiting, 0)
+        await client.post(
+            "/adapters/websocket/close", json={"tracks": [{"adapterId": track["adapterId"]}]}
+        )
+
+
 @pytest.mark.workers(1, worker_standby=0)
 async def test_without_standby_the_worker_forks_when_the_create_comes(stack: Stack) -> None:
     await asyncio.to_thread(wait_until, lambda: ready_with(stack, idle=1, busy=0), 10, "idle")
