@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -328,3 +331,20 @@ async def wait_state(stack: Stack, adapter_id: str, state: str, timeout_s: float
             if body.get("state") == state or time.monotonic() > deadline:
                 return dict(body)
             await asyncio.sleep(0.05)
+
+
+async def drop_connection(ws: ServerConnection) -> None:
+    """Drops an endpoint's connection (no close frame) once it has read what reached it.
+
+    Bytes the kernel accepted from the pipeline but the endpoint never read die with any
+    TCP connection, and the pipeline cannot know of them (a reconnect replays what it had
+    not written). Aborting with such bytes queued would make a test that counts every
+    Packet depend on how late this event loop happened to be.
+    """
+    sock = ws.transport.get_extra_info("socket")
+    for _ in range(200):
+        queued = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        if struct.unpack("i", queued)[0] == 0:
+            break
+        await asyncio.sleep(0.001)  # this loop reads them meanwhile
+    ws.transport.abort()

@@ -13,7 +13,14 @@ import pytest
 
 from sluice.wire.packet_pb2 import Packet
 from tests.integration.audio import StereoToneTrack, dominant_frequency, pcm_channels
-from tests.integration.helpers import Connection, Stack, egress_item, endpoint, wait_state
+from tests.integration.helpers import (
+    Connection,
+    Stack,
+    drop_connection,
+    egress_item,
+    endpoint,
+    wait_state,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +115,7 @@ async def test_reconnect_within_the_window_loses_nothing(stack: Stack) -> None:
         await asyncio.sleep(1.0)
         ep.reject_status = 503  # refuse re-dials for 1.5 s
         assert first.ws is not None
-        first.ws.transport.abort()  # the connection drops, no close frame
+        await drop_connection(first.ws)  # the connection drops, no close frame
         await asyncio.sleep(1.5)
         ep.reject_status = None
         second = (await ep.wait_connections(2, timeout_s=3))[1]

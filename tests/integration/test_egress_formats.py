@@ -22,7 +22,14 @@ import pytest
 from sluice.wire.packet import encode
 from sluice.wire.packet_pb2 import Packet
 from tests.integration.audio import dominant_frequency, pcm_channels
-from tests.integration.helpers import Connection, Endpoint, Stack, egress_item, endpoint
+from tests.integration.helpers import (
+    Connection,
+    Endpoint,
+    Stack,
+    drop_connection,
+    egress_item,
+    endpoint,
+)
 from tests.integration.test_egress import create, packets, publish_tone, view
 from tests.integration.video import ColourCycleTrack, decode_jpeg
 from worker.protocol.g711 import mulaw_decode
@@ -54,7 +61,7 @@ async def lose_connection(ep: Endpoint, conn: Connection, refuse_s: float) -> No
     """The connection drops (no close frame) and re-dials are refused for `refuse_s`."""
     ep.reject_status = 503
     assert conn.ws is not None
-    conn.ws.transport.abort()
+    await drop_connection(conn.ws)
     await asyncio.sleep(refuse_s)
     ep.reject_status = None
 
