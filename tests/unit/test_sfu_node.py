@@ -34,5 +34,10 @@ async def test_a_node_redis_forgot_asks_for_its_registry_to_be_rewritten(
         assert forgotten == [1]
         assert await redis.exists(keys.sfu_node(node.id))
     finally:
+        # Cancelled in its sleep, not inside fakeredis's transaction: a pipeline cancelled
+        # mid-execute could leave the fake connection waiting forever (a hang seen under
+        # the full suite's load).
+        monkeypatch.setattr(node_module.sfu_nodes, "HEARTBEAT_INTERVAL_S", 60.0)
+        await asyncio.sleep(0.1)
         beating.cancel()
-        await asyncio.gather(beating, return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(beating, return_exceptions=True), 5)
