@@ -65,10 +65,13 @@ from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
 from sluice.wire.packet import decode, encode
 
-# Ingest types: the endpoint's format (codec, sample rate, channels); `ingest` sends
-# exactly Cloudflare's item, the others add the format fields.
+# Ingest types: the endpoint's format (codec, sample rate, channels); `ingest` and
+# `ingest_stereo` send exactly Cloudflare's item, the others add the format fields.
+# `ingest` plays one tone on both channels (as speech synthesis sends), `ingest_stereo`
+# a different tone on each (music): the adapter codes the first as mono Opus.
 INGEST_FORMATS = {
     "ingest": ("pcm", 48_000, 2),
+    "ingest_stereo": ("pcm", 48_000, 2),
     "ingest_pcm24k_mono": ("pcm", 24_000, 1),
     "ingest_mulaw8k": ("mulaw", 8_000, 1),
 }
@@ -123,12 +126,16 @@ class Tally:
             self.sizes.append(len(decode(message).payload))
 
 
-def tone_frames(codec: str = "pcm", rate: int = RATE, channels: int = 2) -> list[bytes]:
+def tone_frames(
+    codec: str = "pcm", rate: int = RATE, channels: int = 2, *, two_tones: bool = False
+) -> list[bytes]:
     """One second of a 440 Hz tone at about -12 dBFS, as 50 payloads of 20 ms in the
-    given format (s16le PCM or μ-law)."""
+    given format (s16le PCM or μ-law); with `two_tones`, 660 Hz on the right channel."""
     t = np.arange(rate) / rate
     mono = (np.sin(2 * np.pi * 440 * t) * 8_000).astype(np.int16)
     samples = np.repeat(mono, channels)
+    if two_tones:
+        samples[1::2] = (np.sin(2 * np.pi * 660 * t) * 8_000).astype(np.int16)
     data = samples.astype("<i2").tobytes() if codec == "pcm" else mulaw_encode(samples)
     step = len(data) // 50
     return [data[i : i + step] for i in range(0, len(data), step)]
@@ -136,7 +143,7 @@ def tone_frames(codec: str = "pcm", rate: int = RATE, channels: int = 2) -> list
 
 def tone_feeder(kind: str) -> Connect:
     """The sender of an ingest type: real-time 20 ms Packets of its format."""
-    frames = tone_frames(*INGEST_FORMATS[kind])
+    frames = tone_frames(*INGEST_FORMATS[kind], two_tones=kind == "ingest_stereo")
 
     async def feed(_: str, ws: ServerConnection) -> None:
         """On a drift-free grid, as a text-to-speech stream would."""
@@ -200,7 +207,7 @@ def item_for(kind: str, url: str, index: int, session_id: str) -> dict[str, Any]
     """The create item of a type's `index`-th adapter."""
     if kind in INGEST_FORMATS:
         item: dict[str, Any] = ingest_item(url, f"tts{index}")
-        if kind != "ingest":
+        if kind not in ("ingest", "ingest_stereo"):
             codec, rate, channels = INGEST_FORMATS[kind]
             item |= {"inputCodec": codec, "sampleRate": rate, "channels": channels}
         return item

@@ -61,7 +61,8 @@ from bench.settle import alive, settle
 from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
 
-KINDS = ("egress_pcm", "ingest", "jpeg_640x480")
+KINDS = ("egress_pcm", "ingest", "ingest_stereo", "jpeg_640x480")
+DEFAULT_KINDS = ("egress_pcm", "ingest", "jpeg_640x480")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VENV = ROOT / ".sluice" / "py313"
 # Where a profile's samples went: a sample counts for the first of these that matches,
@@ -71,7 +72,7 @@ DEFAULT_VENV = ROOT / ".sluice" / "py313"
 AREAS = (
     (
         "decode / encode / resample (PyAV, soxr)",
-        ("av/", "soxr", "opus_pcm", "snapshots", "resampl", "codecs/"),
+        ("av/", "soxr", "opus_pcm", "opus_encode", "snapshots", "resampl", "codecs/"),
     ),
     ("WebSocket send and receive", ("websockets/",)),
     ("SRTP / DTLS", ("rtcdtlstransport", "pylibsrtp")),
@@ -275,7 +276,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lever", choices=("event_loop", "python", "commit"), default="event_loop")
     parser.add_argument("--baseline", default="HEAD", help="the commit side A runs (`commit`)")
     parser.add_argument("-n", "--adapters", type=int, default=5, help="adapters per side")
-    parser.add_argument("--types", default=",".join(KINDS), help=f"subset of {','.join(KINDS)}")
+    parser.add_argument(
+        "--types", default=",".join(DEFAULT_KINDS), help=f"subset of {','.join(KINDS)}"
+    )
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--profile", action="store_true", help="py-spy one adapter per side")

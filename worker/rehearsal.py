@@ -28,7 +28,6 @@ import threading
 import time
 from typing import Any
 
-import av
 import numpy as np
 import structlog
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -44,9 +43,10 @@ from sluice.media.packet_track import PacketTrack, make_packet
 from sluice.media.types import EncodedFrame
 from sluice.wire.framing import Framing, frame
 from worker.dial import tls_context
+from worker.pipelines.opus_encode import OpusPcmEncoder
 from worker.pipelines.opus_pcm import SAMPLE_RATE, OpusPcmDecoder
-from worker.pipelines.playout_track import opus_encoder
-from worker.protocol.pcm import FRAME_SAMPLES
+from worker.pipelines.playout_track import OPUS_BITRATE
+from worker.protocol.pcm import FRAME_BYTES, FRAME_SAMPLES
 from worker.ws_write import write_now
 
 log = structlog.get_logger("sluice.worker")
@@ -163,14 +163,7 @@ class _Source:
 
 def _opus_tone(frames: int) -> list[bytes]:
     """`frames` 20 ms Opus packets of a 440 Hz tone, by the ingest pipeline's encoder."""
-    encoder = opus_encoder()
+    encoder = OpusPcmEncoder(OPUS_BITRATE)
     t = np.arange(FRAME_SAMPLES * frames) / SAMPLE_RATE
-    tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
-    packets: list[bytes] = []
-    for i in range(frames):
-        chunk = np.repeat(tone[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES], 2).reshape(1, -1)
-        audio = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
-        audio.sample_rate = SAMPLE_RATE
-        audio.pts = i * FRAME_SAMPLES
-        packets += [bytes(p) for p in encoder.encode(audio)]
-    return packets
+    stereo = np.repeat((np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2"), 2).tobytes()
+    return [encoder.encode(stereo[i : i + FRAME_BYTES]) for i in range(0, len(stereo), FRAME_BYTES)]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.integration.audio import opus_tone_packets
-from worker.pipelines.opus_pcm import OpusPcmDecoder, libopus
+from worker.pipelines.libopus import libopus
+from worker.pipelines.opus_pcm import OpusPcmDecoder
 from worker.protocol.opus_packet import frame_count, has_fec, packet_samples
 
 FRAME = 960

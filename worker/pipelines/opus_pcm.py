@@ -9,69 +9,20 @@ Concealing a lost frame needs libopus's own calls: `opus_decode` with no packet
 (packet-loss concealment, PLC) and with the next packet and `decode_fec=1` (in-band
 FEC). PyAV cannot make either: FFmpeg's libopus decoder has no FEC option (only
 `apply_phase_inv`), and an empty packet ends its stream for good rather than conceal.
-So this binds libopus with ctypes: the copy PyAV's wheel ships (already loaded, and
-there wherever PyAV is), else the system's (`libopus0`).
+So this decodes with libopus's own calls (`worker.pipelines.libopus`).
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import functools
 import weakref
-from pathlib import Path
-from typing import Any
 
-import av
-
-from sluice.errors import MediaError
+from worker.pipelines.libopus import OPUS_OK, OpusUnavailable, libopus
 
 SAMPLE_RATE = 48_000  # Opus's RTP clock, whatever rate it is decoded at
 CHANNELS = 2
 DECODE_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)  # what libopus decodes to
 MAX_FRAME_SAMPLES = 5_760  # 120 ms at 48 kHz, the longest Opus packet
-OPUS_OK = 0
-
-
-class OpusUnavailable(MediaError):
-    """No libopus could be loaded."""
-
-
-@functools.cache
-def libopus() -> Any:
-    """The libopus this process decodes with (loaded once).
-
-    Raises:
-        OpusUnavailable: neither PyAV's copy nor a system one is there.
-    """
-    package = Path(av.__file__).parent
-    bundled = sorted(package.parent.glob("av.libs/libopus*.so*"))
-    bundled += sorted((package / ".dylibs").glob("libopus*.dylib"))
-    system = ctypes.util.find_library("opus")
-    for path in [str(p) for p in bundled] + ([system] if system else []):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        _declare(lib)
-        return lib
-    raise OpusUnavailable("no libopus found (PyAV's wheel ships one; or install libopus0)")
-
-
-def _declare(lib: Any) -> None:
-    lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
-    lib.opus_decoder_create.restype = ctypes.c_void_p
-    lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
-    lib.opus_decoder_destroy.restype = None
-    lib.opus_decode.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_char_p,
-        ctypes.c_int32,
-        ctypes.POINTER(ctypes.c_int16),
-        ctypes.c_int,
-        ctypes.c_int,
-    ]
-    lib.opus_decode.restype = ctypes.c_int
 
 
 class OpusPcmDecoder:

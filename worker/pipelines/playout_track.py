@@ -7,11 +7,11 @@ from fractions import Fraction
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame, CodecContext, Packet
-from av.audio.codeccontext import AudioCodecContext
+from av import Packet
 
+from worker.pipelines.opus_encode import OpusPcmEncoder
 from worker.protocol.pacing import Pacer
-from worker.protocol.pcm import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE
+from worker.protocol.pcm import SAMPLE_RATE
 from worker.protocol.playout import PlayoutBuffer
 
 TIME_BASE = Fraction(1, SAMPLE_RATE)
@@ -53,7 +53,7 @@ class PlayoutTrack(MediaStreamTrack):
         self._drained = drained
         self._answers = answers
         self._pacer: Pacer | None = None
-        self._encoder = opus_encoder()
+        self._encoder = OpusPcmEncoder(OPUS_BITRATE)
 
     @property
     def pacer(self) -> Pacer | None:
@@ -73,20 +73,18 @@ class PlayoutTrack(MediaStreamTrack):
     async def recv(self) -> Packet[Any]:
         """The next 20 ms as an Opus packet, at its tick.
 
-        Encoding here, in the loop (~0.1 ms), and handing aiortc's sender a packet (which it
+        Encoding here, in the loop (~0.2 ms), and handing aiortc's sender a packet (which it
         only packetizes) costs less than its own per-frame encode on a thread pool, whose
         hand-off and GIL contention dominated an ingest adapter's CPU.
         """
-        while True:
-            frame = await self._next_frame()
-            packets = self._encoder.encode(frame)
-            if packets:
-                packet = packets[-1]  # libopus gives one packet per 20 ms frame
-                packet.pts = frame.pts
-                packet.time_base = TIME_BASE
-                return packet
+        pcm, pts = await self._next_frame()
+        packet = Packet(self._encoder.encode(pcm))
+        packet.pts = pts
+        packet.time_base = TIME_BASE
+        return packet
 
-    async def _next_frame(self) -> AudioFrame:
+    async def _next_frame(self) -> tuple[bytes, int]:
+        """The next frame's PCM and its timestamp (48 kHz units), at its tick."""
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
@@ -103,24 +101,4 @@ class PlayoutTrack(MediaStreamTrack):
             self._drained.set()
         if self._playout.has_events:
             self._answers.set()
-        frame = AudioFrame(format="s16", layout="stereo", samples=FRAME_SAMPLES)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pacer.pts(tick)
-        frame.time_base = TIME_BASE
-        return frame
-
-
-def opus_encoder() -> AudioCodecContext:
-    """The ingest encoder: 48 kHz stereo s16 in, Opus at `OPUS_BITRATE` out."""
-    encoder = CodecContext.create("libopus", "w")
-    assert isinstance(encoder, AudioCodecContext)
-    encoder.format = "s16"
-    encoder.layout = "stereo"
-    encoder.sample_rate = SAMPLE_RATE
-    encoder.bit_rate = OPUS_BITRATE
-    encoder.time_base = TIME_BASE
-    return encoder
-
-
-assert CHANNELS == 2  # the frame layout above is stereo
+        return pcm, self._pacer.pts(tick)
