@@ -409,6 +409,11 @@ async def test_eager_receive_handles_media_in_the_datagram_callback(
     queued: list[object] = []
     put = queue.put_nowait
     queue.put_nowait = lambda item: (queued.append(item), put(item))  # type: ignore[method-assign]
+    parsed_by_aiortc: list[bytes] = []
+    handle_rtp_data = dtls._handle_rtp_data
+    dtls._handle_rtp_data = lambda data, **kw: (  # type: ignore[method-assign]
+        parsed_by_aiortc.append(data) or handle_rtp_data(data, **kw)
+    )
     await wait_for(lambda: len(received) >= 60, within=15)
 
     assert all(f.codec.name == "opus" for f in received)
@@ -419,6 +424,8 @@ async def test_eager_receive_handles_media_in_the_datagram_callback(
     assert transport.packetsReceived >= counts.packets_received  # and the transport's
     # Media never went through aioice's queue (DTLS and STUN still may).
     assert not [d for d, _ in (q for q in queued if q) if 127 < d[0] < 192]
+    # Audio RTP of a known source went straight to the tap (`direct_audio`).
+    assert parsed_by_aiortc == []
     # RTCP arrives the same way: the sender's reports reach the subscriber's receiver.
     for _ in range(100):
         if any(s.type == "remote-outbound-rtp" for s in (await sub_rx.getStats()).values()):

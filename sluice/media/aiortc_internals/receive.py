@@ -28,6 +28,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sluice.media import passthrough
+from sluice.media.aiortc_internals.direct_audio import take_audio
 from sluice.media.aiortc_internals.guard import CODECS_ATTR, JITTER_ATTR, STREAMS_ATTR, SeamBroken
 from sluice.media.frames import FrameAssembler, PayloadFrameAssembler, is_keyframe, starts_frame
 from sluice.media.keyframes import KeyframeRequests
@@ -161,6 +162,8 @@ def tap_receiver(
         hold_frames = DEFAULT_VIDEO_HOLD_FRAMES if kind == MediaKind.VIDEO else 0
     tap = _Tap(receiver, kind, sink, hold_frames)
     setattr(receiver, JITTER_ATTR, tap)
+    if kind == MediaKind.AUDIO:
+        take_audio(receiver, tap.add)  # `receive_eagerly`'s datagrams skip aiortc's layers
     return ReceiverTap(tap)
 
 
