@@ -7,7 +7,8 @@ except drift, which runs `DRIFT_SECONDS` here (600 s alone) so that the whole ru
 under 15 minutes. `capacity` starts its own stack when its worker pool must be larger
 than the shared one, and `sfu_scale` its own stacks of one and two SFU nodes. The shared
 stack lifts the app's create-rate limit (see `bench.control`).
-`bench.resampler` (egress audio's soxr qualities, no stack), `bench.cost --formats`
+`bench.resampler` (egress audio's soxr qualities, no stack), `bench.opus_encoder`
+(ingest's Opus encode per frame, no stack), `bench.cost --formats`
 (egress formats side by side), `bench.impaired` (media on an impaired network,
 against bare aiortc; docs/reliability.md) and `bench.levers` (one setting or interpreter
 A/B, two worker hosts on one stack) run only alone.

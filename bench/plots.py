@@ -185,6 +185,12 @@ COMPARISONS["capacity-round2-before-after-audio"] = (
     ("capacity-round2-before", "capacity-round2-after"),
     "audio",
 )
+# The fourth round (direct audio receive and send, the ingest encoder): the code at the
+# start of the round against its end, one after the other on a quiet machine.
+COMPARISONS["capacity-round4-before-after-audio"] = (
+    ("capacity-round4-before", "capacity-round4-after"),
+    "audio",
+)
 
 # Plot file → (result it is drawn from, how).
 PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {

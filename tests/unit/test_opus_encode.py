@@ -80,3 +80,13 @@ def test_bitrate_is_the_target_on_average() -> None:
 def test_a_frame_of_the_wrong_length_is_refused() -> None:
     with pytest.raises(ValueError, match="3840 bytes"):
         OpusPcmEncoder(BITRATE).encode(bytes(FRAME_BYTES - 4))
+
+
+def test_the_encoder_bench_compares_every_encoder_on_a_short_source() -> None:
+    from bench.opus_encoder import ENCODERS, measure, tone
+
+    result = measure(tone(440.0, 440.0)[: 25 * FRAME_BYTES], repeats=1)
+
+    assert set(result) == set(ENCODERS)
+    assert result["libopus"]["stereo_packets_pct"] < 20  # coded mono after 3 frames
+    assert result["libopus_stereo"]["stereo_packets_pct"] == 100

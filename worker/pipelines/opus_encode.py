@@ -38,12 +38,16 @@ class OpusPcmEncoder:
     Args:
         bitrate: target bits per second (variable bitrate, libopus's constrained VBR).
         complexity: libopus's 0-10 speed/quality trade.
+        mono_when_equal: code frames whose channels are equal as mono (off: always
+            stereo, for comparison).
 
     Raises:
         OpusUnavailable: no libopus could be loaded, or it refused the settings.
     """
 
-    def __init__(self, bitrate: int, complexity: int = DEFAULT_COMPLEXITY) -> None:
+    def __init__(
+        self, bitrate: int, complexity: int = DEFAULT_COMPLEXITY, *, mono_when_equal: bool = True
+    ) -> None:
         lib = libopus()
         error = ctypes.c_int(0)
         state = lib.opus_encoder_create(
@@ -55,6 +59,7 @@ class OpusPcmEncoder:
         self._lib = lib
         self._state = state
         self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
+        self._mono_when_equal = mono_when_equal
         self._equal_frames = 0  # frames in a row whose channels were equal
         self.mono = False  # whether frames are being coded as mono now
         self._control(OPUS_SET_BITRATE, bitrate)
@@ -69,7 +74,8 @@ class OpusPcmEncoder:
         """
         if len(pcm) != FRAME_BYTES:
             raise ValueError(f"an Opus frame is {FRAME_BYTES} bytes of PCM, not {len(pcm)}")
-        self._follow_channels(pcm)
+        if self._mono_when_equal:
+            self._follow_channels(pcm)
         size = self._lib.opus_encode(self._state, pcm, FRAME_SAMPLES, self._out, MAX_PACKET_BYTES)
         if size < 0:
             raise OpusUnavailable(f"opus_encode failed ({size})")
