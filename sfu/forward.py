@@ -6,8 +6,6 @@ delta frame), so it drops frames until one arrives and asks the publisher for on
 does every subscriber after frames were lost, since the next delta frame would decode to
 a broken picture. Audio goes out packet by packet with its source sequence number, late
 packets included (`sluice.media.renumber`): the subscribers' jitter buffers reorder.
-Once a subscriber's sender has started, its audio is sent right here
-(`DirectAudioSend`), not by the sender's own task.
 """
 
 from __future__ import annotations
@@ -17,12 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from sluice.errors import InvalidParams
 from sluice.media.aiortc_internals import (
-    DirectAudioSend,
-    SeamBroken,
     on_keyframe_request,
     renumber_like_source,
     restrict_codecs,
@@ -34,8 +28,6 @@ from sluice.state.records import MediaKind
 
 if TYPE_CHECKING:
     from sfu.tracks import SessionTrack
-
-log = structlog.get_logger("sluice.sfu")
 
 KEYFRAME_REQUEST_INTERVAL_S = 0.3  # one PLI serves every subscriber waiting meanwhile
 AUDIO_QUEUE_FRAMES = 10  # 200 ms: a late-starting sender must not begin with stale audio
@@ -54,19 +46,9 @@ class Subscriber:
             fanout.kind, max_queue=VIDEO_QUEUE_FRAMES if video else AUDIO_QUEUE_FRAMES
         )
         self.track.on("ended", self.close)
-        self.direct: DirectAudioSend | None = None  # audio, once `hook_sender` set it up
 
     def close(self) -> None:
         self.fanout.unsubscribe(self)
-
-    def start_direct(self) -> None:
-        """The sender started: what its track queued meanwhile goes out first, directly."""
-        direct = self.direct
-        if direct is None or not direct.started:
-            return
-        for packet, sequence in self.track.drain():
-            assert packet.pts is not None and packet.time_base is not None
-            direct.send(bytes(packet), packet.pts, packet.time_base.denominator, sequence)
 
 
 class Fanout:
@@ -140,12 +122,6 @@ class Fanout:
                     starving = starving or sub.track.reading
                     continue
                 sub.waiting_keyframe = False
-            direct = sub.direct
-            if direct is not None and direct.send(
-                frame.data, pts, frame.codec.clock_rate, frame.sequence_number
-            ):
-                self.forwarded += 1
-                continue
             if packet is None:
                 packet = make_packet(frame.data, pts, frame.codec.clock_rate)
             sub.track.push(packet, frame.sequence_number)
@@ -166,12 +142,6 @@ def hook_sender(sender: Any, sub: Subscriber) -> None:
     """Hooks a subscriber's sender: its keyframe requests, its audio's numbering."""
     on_keyframe_request(sender, sub.fanout.keyframe_needed)
     if sub.fanout.kind == MediaKind.AUDIO:
-        try:
-            sub.direct = DirectAudioSend(sender, on_start=sub.start_direct)
-        except SeamBroken as exc:
-            log.warning("direct_send_unavailable", error=str(exc))
-        # Packets the sender's own task still sends (before the direct path starts, or
-        # without it) are numbered like their source too.
         track = sub.track
         renumber_like_source(sender, lambda: track.sequence)
 

@@ -50,12 +50,6 @@ class PacketTrack(MediaStreamTrack):
     def clear(self) -> None:
         self._queue.clear()
 
-    def drain(self) -> list[tuple[Packet[Any], int | None]]:
-        """Takes every queued packet (with its source sequence number), oldest first."""
-        packets = list(self._queue)
-        self._queue.clear()
-        return packets
-
     def end(self) -> None:
         """Ends the track once queued packets are read."""
         self._ended = True

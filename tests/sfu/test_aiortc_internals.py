@@ -20,7 +20,6 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from sfu.forward import Fanout, hook_sender
 from sluice.media.aiortc_internals import (
     FrameDecoder,
     ReceiverTap,
@@ -35,7 +34,7 @@ from sluice.media.aiortc_internals import (
 from sluice.media.frames import TimestampUnwrapper
 from sluice.media.packet_track import PacketTrack, make_packet
 from sluice.media.passthrough import PassthroughEncoder, PyAvDecoder
-from sluice.media.types import Codec, EncodedFrame
+from sluice.media.types import EncodedFrame
 from tests.sfu.encoded_video import decode_all, encode_colour, prefer
 from tests.sfu.media import (
     SAMPLES,
@@ -191,67 +190,6 @@ async def test_renumbered_sender_keeps_the_source_gaps_and_order(
         for f, n in zip(received, order, strict=True)
     }
     assert len(shifts) == 1, [f.sequence_number for f in received]
-
-
-async def test_forwarded_audio_is_sent_directly_numbered_and_counted_as_aiortc_would(
-    pcs: list[RTCPeerConnection],
-) -> None:
-    """`DirectAudioSend` through the SFU's fan-out: queued frames first, source gaps and
-    order kept, timestamps on the frame clock, aiortc's counters and reports kept."""
-    sender_pc, receiver_pc = new_pc(), new_pc()
-    pcs += [sender_pc, receiver_pc]
-    fanout = Fanout("audio", lambda: None)
-    sub = fanout.subscribe(lambda: None)
-    transceiver = sender_pc.addTransceiver(sub.track, direction="sendonly")
-    hook_sender(transceiver.sender, sub)
-    assert sub.direct is not None and not sub.direct.started
-    await sender_pc.setLocalDescription(await sender_pc.createOffer())
-    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-    received: list[EncodedFrame] = []
-    receiver = receiver_pc.getTransceivers()[0].receiver
-    tap_receiver(receiver, "audio", received.append)
-    opus = Codec("opus", "audio/opus", 48_000, 111)
-    payloads = encode_opus_tone(440.0, 12)
-    # Source numbers across the wrap, with a loss (3) and a late packet (5 after 6).
-    order = [0, 1, 2, 4, 6, 5, 7, 8, 9, 10, 11]
-
-    def deliver(n: int) -> None:
-        source = (65_530 + n) % 65_536
-        fanout.deliver(EncodedFrame(payloads[n], 1_000 + n * SAMPLES, opus, True, 0.0, source))
-
-    for n in order[:3]:  # queued on the track until the sender starts
-        deliver(n)
-    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
-    await wait_for(lambda: sub.direct is not None and sub.direct.started, within=10)
-    for n in order[3:]:
-        deliver(n)
-    await wait_for(lambda: len(received) == len(order), within=10)
-
-    assert [payloads.index(f.data) for f in received] == order
-    shifts = {
-        ((f.sequence_number or 0) - 65_530 - n) % 65_536
-        for f, n in zip(received, order, strict=True)
-    }
-    assert len(shifts) == 1, [f.sequence_number for f in received]
-    assert {(f.timestamp - n * SAMPLES) % 2**32 for f, n in zip(received, order, strict=True)} == {
-        (received[0].timestamp - order[0] * SAMPLES) % 2**32
-    }
-    assert sub.track.drain() == []  # nothing left for the sender's own task
-    stats = await transceiver.sender.getStats()
-    outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
-    assert outbound.packetsSent == len(order)
-    assert outbound.bytesSent == sum(len(payloads[n]) for n in order)
-    # The sender's reports carry those counts to the receiver.
-    for _ in range(100):
-        reports = [
-            s for s in (await receiver.getStats()).values() if s.type == "remote-outbound-rtp"
-        ]
-        if reports and reports[0].packetsSent == len(order):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("no sender report with the direct packets reached the receiver")
 
 
 async def test_sender_stop_sends_bye_and_ends_the_remote_track(

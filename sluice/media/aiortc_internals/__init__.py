@@ -7,8 +7,6 @@ One module per seam, each explaining what it relies on:
   jitter buffer (nothing decoded); `receive_counts` reads its statistics synchronously;
   `FrameDecoder` decodes tapped frames where a consumer needs samples.
 - `direct_audio`: audio RTP handed from SRTP straight to a tapped receiver's tap.
-- `direct_send`: `DirectAudioSend`, forwarded audio sent as RTP at once, not by the
-  sender's task.
 - `send`: `on_keyframe_request`, `restrict_codecs` and `renumber_like_source` for
   senders fed pre-encoded packets (`sluice.media.packet_track`).
 - `datagrams`: media datagrams offered to a handler before aioice parses them (the
@@ -25,7 +23,6 @@ Import from here: the names below are the package's interface.
 """
 
 from sluice.media.aiortc_internals.codec_registry import register_codecs
-from sluice.media.aiortc_internals.direct_send import DirectAudioSend
 from sluice.media.aiortc_internals.divert import DatagramSink, divert_rtp
 from sluice.media.aiortc_internals.eager_receive import receive_eagerly
 from sluice.media.aiortc_internals.guard import SeamBroken
@@ -47,7 +44,6 @@ from sluice.media.aiortc_internals.send import (
 __all__ = [
     "DEFAULT_VIDEO_HOLD_FRAMES",
     "DatagramSink",
-    "DirectAudioSend",
     "FrameDecoder",
     "ReceiveCounts",
     "ReceiverTap",
