@@ -1,10 +1,10 @@
 """What ingest's Opus encode costs per 20 ms frame: PyAV against libopus, stereo and mono.
 
 No stack: the encoder alone, fed the 48 kHz stereo frames ingest plays out, CPU time per
-frame (best of repeats, `time.process_time`) and the bitrate it came to. Sources: a
-440 Hz tone on both channels (speech synthesis and every mono input format arrive like
-this), the same with 660 Hz on the right (true stereo), and speech from espeak-ng when
-it is installed (on both channels). Encoders:
+frame (best of repeated rounds, every encoder in each, `time.process_time`) and the
+bitrate it came to. Sources: a 440 Hz tone on both channels (speech synthesis and every
+mono input format arrive like this), the same with 660 Hz on the right (true stereo),
+and speech from espeak-ng when it is installed (on both channels). Encoders:
 
 - `pyav`: FFmpeg's libopus wrapper as ingest used it (an `AudioFrame` in, a `Packet`
   out, 96 kb/s, FFmpeg's complexity 10 and unconstrained VBR);
@@ -90,22 +90,27 @@ ENCODERS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
 }
 
 
-def measure(pcm: bytes, repeats: int = 3) -> dict[str, Any]:
+def measure(pcm: bytes, repeats: int = 9) -> dict[str, Any]:
+    """Each encoder in turn, `repeats` rounds: the machine's noise weighs on all alike."""
     frames = [pcm[i : i + FRAME_BYTES] for i in range(0, len(pcm) - FRAME_BYTES + 1, FRAME_BYTES)]
-    results: dict[str, Any] = {}
-    for name, encode in ENCODERS.items():
-        best, packets = float("inf"), []
-        for _ in range(repeats):
+    best = dict.fromkeys(ENCODERS, float("inf"))
+    packets: dict[str, list[bytes]] = {}
+    for _ in range(repeats):
+        for name, encode in ENCODERS.items():
             start = time.process_time()
-            packets = encode(frames)
-            best = min(best, time.process_time() - start)
-        seconds = len(frames) * FRAME_SAMPLES / SAMPLE_RATE
-        results[name] = {
-            "us_per_frame": round(best / len(frames) * 1e6, 1),
-            "kbps": round(8 * sum(map(len, packets)) / seconds / 1000, 1),
-            "stereo_packets_pct": round(100 * sum(p[0] & 4 > 0 for p in packets) / len(packets)),
+            packets[name] = encode(frames)
+            best[name] = min(best[name], time.process_time() - start)
+    seconds = len(frames) * FRAME_SAMPLES / SAMPLE_RATE
+    return {
+        name: {
+            "us_per_frame": round(best[name] / len(frames) * 1e6, 1),
+            "kbps": round(8 * sum(map(len, packets[name])) / seconds / 1000, 1),
+            "stereo_packets_pct": round(
+                100 * sum(p[0] & 4 > 0 for p in packets[name]) / len(packets[name])
+            ),
         }
-    return results
+        for name in ENCODERS
+    }
 
 
 def main(argv: list[str] | None = None, stack: Any = None) -> dict[str, Any]:
