@@ -57,7 +57,7 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
         assert latency["ingest"]["paths"][path]["latency_ms"]["n"] > 0, path
     cost = json.loads((tmp_path / "cost.json").read_text())
     assert set(cost["types"]) == {
-        *("egress_pcm", "ingest", "ingest_pcm24k_mono", "ingest_mulaw8k"),
+        *("egress_pcm", "ingest", "ingest_stereo", "ingest_pcm24k_mono", "ingest_mulaw8k"),
         *("jpeg_640x480", "jpeg_1280x720"),
     }
     for kind, r in cost["types"].items():
