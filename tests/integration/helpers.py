@@ -342,9 +342,19 @@ async def drop_connection(ws: ServerConnection) -> None:
     Packet depend on how late this event loop happened to be.
     """
     sock = ws.transport.get_extra_info("socket")
+
+    def queued() -> int:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0])
+
+    # Just after a Packet came in, and once it is read: the pipeline's next write is a
+    # frame away, time for it to see the reset first (what it writes after is kept for
+    # the next connection; what it wrote in the instant before would be lost).
     for _ in range(200):
-        queued = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-        if struct.unpack("i", queued)[0] == 0:
+        if queued() > 0:
+            break
+        await asyncio.sleep(0.001)
+    for _ in range(200):
+        if queued() == 0:
             break
         await asyncio.sleep(0.001)  # this loop reads them meanwhile
     ws.transport.abort()
