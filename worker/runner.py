@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from sluice.config import Settings
 from sluice.errors import ErrorCode
 from sluice.state import keys
+from sluice.state.connection import redis_connection_lost
 from sluice.state.lag_histogram import LagHistogram
 from sluice.state.records import AdapterRecord, AdapterState, CloseReason, redact_endpoint
 from sluice.state.store import AdapterStore
@@ -369,7 +370,9 @@ class AdapterRunner:
                     sealed_headers=self._sealed_headers,
                 )
                 self.log.warning("adapter_record_restored")
-        except RedisError as exc:
+        except Exception as exc:
+            if not redis_connection_lost(exc):
+                raise
             self.log.warning("heartbeat_failed", error=str(exc))
 
     async def _listen_for_close(self) -> None:
@@ -380,7 +383,9 @@ class AdapterRunner:
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         self.stop.set(_control_reason(message.get("data")))
-            except RedisError as exc:
+            except Exception as exc:
+                if not redis_connection_lost(exc):
+                    raise
                 self.log.warning("control_channel_lost", error=str(exc))
             finally:
                 with contextlib.suppress(RedisError):

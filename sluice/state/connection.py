@@ -8,6 +8,7 @@ import redis
 import redis.asyncio as aioredis
 import redis.asyncio.retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from sluice.config import Settings
@@ -56,3 +57,16 @@ def sync_client(settings: Settings, *, bounded_reads: bool = False) -> redis.Red
         retry=Retry(NoBackoff(), 1),
         **CLIENT_NAMING,
     )
+
+
+def redis_connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the connection to Redis went away (retry later), not a bug.
+
+    Besides redis-py's own errors: when Redis goes away while redis-py reconnects, its
+    write can reach a transport uvloop has already closed, and uvloop raises
+    `RuntimeError("unable to perform operation on <TCPTransport closed=True ...>; the
+    handler is closed")` rather than a connection error.
+    """
+    if isinstance(exc, RedisError | OSError):
+        return True
+    return isinstance(exc, RuntimeError) and "handler is closed" in str(exc)

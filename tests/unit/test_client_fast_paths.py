@@ -61,3 +61,19 @@ def test_httpcore_learns_the_event_loop_without_an_import() -> None:
     finally:
         sys.meta_path.remove(finder)
     assert finder.names == []
+
+
+def test_a_write_on_a_transport_uvloop_closed_counts_as_a_lost_redis_connection() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from sluice.state.connection import redis_connection_lost
+
+    closed = RuntimeError(
+        "unable to perform operation on <TCPTransport closed=True reading=False 0x1>; "
+        "the handler is closed"
+    )
+    assert redis_connection_lost(closed)
+    assert redis_connection_lost(RedisConnectionError("Connection closed by server."))
+    assert redis_connection_lost(ConnectionRefusedError())
+    assert not redis_connection_lost(RuntimeError("a bug"))
+    assert not redis_connection_lost(ValueError("a bug"))
