@@ -25,12 +25,10 @@ from aiortc import RTCDtlsTransport, RTCRtpReceiver
 from aiortc.clock import current_datetime
 from aiortc.codecs import is_rtx
 
-from sluice.media.aiortc_internals.guard import CODECS_ATTR, STREAMS_ATTR, SeamBroken
+from sluice.media.aiortc_internals.guard import ACTIVE_ATTR, CODECS_ATTR, STREAMS_ATTR, SeamBroken
+from sluice.media.aiortc_internals.send import RTP_HEADER_BYTES
 
 log = structlog.get_logger("sluice.media")
-
-ACTIVE_ATTR = "_RTCRtpReceiver__active_ssrc"  # SSRC → when it was last heard
-_RTP_HEADER_BYTES = 12
 
 
 class AudioRtp:
@@ -77,7 +75,7 @@ def take_audio(receiver: RTCRtpReceiver, add: Callable[[Any], object]) -> None:
 def handle_audio_rtp(dtls: RTCDtlsTransport, plain: bytes) -> bool:
     """Handles one unprotected RTP packet for a tapped audio receiver; False: declined
     (aiortc's `_handle_rtp_data` takes it)."""
-    if len(plain) < _RTP_HEADER_BYTES:
+    if len(plain) < RTP_HEADER_BYTES:
         return False
     ssrc = int.from_bytes(plain[8:12], "big")
     receiver: Any = dtls._rtp_router.ssrc_table.get(ssrc)
@@ -89,7 +87,7 @@ def handle_audio_rtp(dtls: RTCDtlsTransport, plain: bytes) -> bool:
     codec = direct.codecs.get(payload_type)
     if first >> 6 != 2 or codec is None or is_rtx(codec):
         return False
-    start = _RTP_HEADER_BYTES + 4 * (first & 0x0F)
+    start = RTP_HEADER_BYTES + 4 * (first & 0x0F)
     if first & 0x10:  # a header extension: skip it
         if len(plain) < start + 4:
             return False

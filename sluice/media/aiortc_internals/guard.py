@@ -13,6 +13,7 @@ from sluice.errors import MediaError
 JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 CODECS_ATTR = "_RTCRtpReceiver__codecs"
 STREAMS_ATTR = "_RTCRtpReceiver__remote_streams"  # SSRC → StreamStatistics
+ACTIVE_ATTR = "_RTCRtpReceiver__active_ssrc"  # SSRC → when it was last heard
 # Name-mangled receive counters of RTCDtlsTransport (its `getStats()` transport figures).
 RX_BYTES_ATTR = "_RTCDtlsTransport__rx_bytes"
 RX_PACKETS_ATTR = "_RTCDtlsTransport__rx_packets"
