@@ -31,6 +31,7 @@ import av
 import numpy as np
 import soxr
 
+from bench.cost import tone_frames
 from bench.report import print_table, write_result
 from worker.pipelines.opus_encode import OpusPcmEncoder
 from worker.pipelines.playout_track import OPUS_BITRATE
@@ -43,12 +44,9 @@ SENTENCE = (
 )
 
 
-def tone(left_hz: float, right_hz: float) -> bytes:
-    t = np.arange(SAMPLE_RATE * SECONDS) / SAMPLE_RATE
-    both = np.empty(2 * len(t), dtype="<i2")
-    both[0::2] = np.sin(2 * np.pi * left_hz * t) * 8_000
-    both[1::2] = np.sin(2 * np.pi * right_hz * t) * 8_000
-    return both.tobytes()
+def tone(*, two_tones: bool) -> bytes:
+    """`SECONDS` of `bench.cost`'s ingest tone (whole cycles a second: it repeats seamlessly)."""
+    return b"".join(tone_frames(two_tones=two_tones)) * SECONDS
 
 
 def speech() -> bytes | None:
@@ -117,7 +115,7 @@ def main(argv: list[str] | None = None, stack: Any = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.opus_encoder", description=__doc__)
     parser.add_argument("--results-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    sources = {"tone_both_channels": tone(440.0, 440.0), "two_tones": tone(440.0, 660.0)}
+    sources = {"tone_both_channels": tone(two_tones=False), "two_tones": tone(two_tones=True)}
     if (spoken := speech()) is not None:
         sources["speech_both_channels"] = spoken
     result = {"sources": {name: measure(pcm) for name, pcm in sources.items()}}
