@@ -346,15 +346,15 @@ async def drop_connection(ws: ServerConnection) -> None:
     def queued() -> int:
         return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0])
 
+    async def until(done: Callable[[], bool]) -> None:
+        for _ in range(200):  # at most ~0.2 s each: a best effort, never a failure
+            if done():
+                return
+            await asyncio.sleep(0.001)  # this loop reads what came in meanwhile
+
     # Just after a Packet came in, and once it is read: the pipeline's next write is a
     # frame away, time for it to see the reset first (what it writes after is kept for
     # the next connection; what it wrote in the instant before would be lost).
-    for _ in range(200):
-        if queued() > 0:
-            break
-        await asyncio.sleep(0.001)
-    for _ in range(200):
-        if queued() == 0:
-            break
-        await asyncio.sleep(0.001)  # this loop reads them meanwhile
+    await until(lambda: queued() > 0)
+    await until(lambda: queued() == 0)
     ws.transport.abort()
