@@ -28,7 +28,12 @@ from aiortc import (
 )
 
 from sluice.errors import SluiceError
-from sluice.media.aiortc_internals import ReceiverTap, receive_eagerly, tap_receiver
+from sluice.media.aiortc_internals import (
+    ReceiverTap,
+    receive_eagerly,
+    tap_receiver,
+    without_abs_send_time,
+)
 from sluice.media.types import FrameSink
 
 
@@ -144,6 +149,8 @@ class Peer:
         # Tapped receivers, in the order their tracks were pulled with `on_frame` (a
         # receiver's track exists only once the answer is applied).
         self._tapped: list[tuple[RTCRtpReceiver, ReceiverTap]] = []
+        # Their sections are negotiated without abs-send-time (see `pull`).
+        self._unestimated: list[RTCRtpTransceiver] = []
 
     @property
     def taps(self) -> list[ReceiverTap]:
@@ -212,7 +219,10 @@ class Peer:
         as they are complete — `hold_frames` newer frames may wait behind a missing packet
         (see `sluice.media.aiortc_internals.tap_receiver`) — and the returned track only
         reports the end of the stream; `sluice.media.aiortc_internals.FrameDecoder`
-        decodes them, and `taps` gets the tap (to ask for keyframes).
+        decodes them, and `taps` gets the tap (to ask for keyframes). A tapped track
+        is negotiated without `abs-send-time`: its consumer forwards or decodes and never
+        adapts a bitrate, so the bandwidth estimate (and the REMB it sends) would be work
+        for nothing on both sides (`sluice.media.aiortc_internals.header_extensions`).
 
         Raises:
             SessionsApiError: the call or this track failed (e.g. not_found_track_error).
@@ -223,6 +233,7 @@ class Peer:
             if on_frame is not None:
                 tap = tap_receiver(transceiver.receiver, kind, on_frame, hold_frames=hold_frames)
                 self._tapped.append((transceiver.receiver, tap))
+                self._unestimated.append(transceiver)
             await self._set_local(await self.pc.createOffer())
             body = {"sessionDescription": self._local(), "tracks": [item]}
             answer = await self._path_call("POST", "/tracks/new", body)
@@ -239,6 +250,7 @@ class Peer:
                 transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames
             )
             self._tapped.append((transceiver.receiver, tap))
+            self._unestimated.append(transceiver)
         await self._set_local(await self.pc.createAnswer())
         await self._path_call("PUT", "/renegotiate", {"sessionDescription": self._local()})
         return transceiver.receiver.track
@@ -260,6 +272,8 @@ class Peer:
         raise SessionsApiError(200, "invalid_answer", f"no media section with mid {mid!r}")
 
     async def _set_local(self, description: RTCSessionDescription) -> None:
+        if self._unestimated:
+            description = without_abs_send_time(description, self._unestimated)
         await self.pc.setLocalDescription(description)
         receive_eagerly(self.pc)  # its sockets exist once the description is set
 

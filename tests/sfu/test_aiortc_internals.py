@@ -30,6 +30,7 @@ from sluice.media.aiortc_internals import (
     renumber_like_source,
     restrict_codecs,
     tap_receiver,
+    without_abs_send_time,
 )
 from sluice.media.frames import TimestampUnwrapper
 from sluice.media.packet_track import PacketTrack, make_packet
@@ -250,6 +251,61 @@ async def test_restrict_codecs_narrows_an_answer_and_an_offer(
     await offerer.setLocalDescription(await offerer.createOffer())
     assert "PCMU" not in offerer.localDescription.sdp
     assert "opus/48000" in offerer.localDescription.sdp
+
+
+class CountingEstimator:
+    """Wraps a receiver's remote bitrate estimator, counting the packets fed to it."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.fed = 0
+
+    def add(self, **kwargs: object) -> object:
+        self.fed += 1
+        return self.inner.add(**kwargs)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("declined", [True, False])
+@pytest.mark.parametrize("offered_by", ["receiver", "sender"])
+async def test_declined_abs_send_time_stops_bandwidth_estimation(
+    pcs: list[RTCPeerConnection], declined: bool, offered_by: str
+) -> None:
+    """What `without_abs_send_time` relies on: the other end agrees to leave the extension
+    out, the sender then stamps no packet with it, and the receiver feeds its estimator
+    only packets that carry it."""
+    publisher, receiving = new_pc(), new_pc()
+    pcs += [publisher, receiving]
+    frames: list[EncodedFrame] = []
+    if offered_by == "receiver":  # the client-offer pull: a recvonly section
+        transceiver = receiving.addTransceiver("video", direction="recvonly")
+        tap_receiver(transceiver.receiver, "video", frames.append)
+        offer = await receiving.createOffer()
+        if declined:
+            offer = without_abs_send_time(offer, [transceiver])
+        await receiving.setLocalDescription(offer)
+        await publisher.setRemoteDescription(receiving.localDescription)
+        sending = publisher.getTransceivers()[0]
+        sending.sender.replaceTrack(ColourTrack((200, 30, 30)))
+        sending.direction = "sendonly"
+        await publisher.setLocalDescription(await publisher.createAnswer())
+        await receiving.setRemoteDescription(publisher.localDescription)
+    else:  # the SFU-offer pull: the receiving end answers
+        publisher.addTransceiver(ColourTrack((200, 30, 30)), direction="sendonly")
+        await publisher.setLocalDescription(await publisher.createOffer())
+        await receiving.setRemoteDescription(publisher.localDescription)
+        transceiver = receiving.getTransceivers()[0]
+        tap_receiver(transceiver.receiver, "video", frames.append)
+        answer = await receiving.createAnswer()
+        if declined:
+            answer = without_abs_send_time(answer, [transceiver])
+        await receiving.setLocalDescription(answer)
+        await publisher.setRemoteDescription(receiving.localDescription)
+    name = "_RTCRtpReceiver__remote_bitrate_estimator"
+    estimator = CountingEstimator(getattr(transceiver.receiver, name))
+    setattr(transceiver.receiver, name, estimator)
+    await wait_for(lambda: len(frames) >= 10, within=15)
+    assert ("abs-send-time" in receiving.localDescription.sdp) is not declined
+    assert (estimator.fed == 0) is declined, estimator.fed
 
 
 # --- VP9 and H265, which `register_codecs` adds -----------------------------------------

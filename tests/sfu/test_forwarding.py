@@ -84,6 +84,24 @@ async def test_frames_are_forwarded_byte_for_byte(client: SessionsClient) -> Non
     assert all((b - a) % len(vp8) == 1 for a, b in itertools.pairwise(order))
 
 
+async def test_tapped_pulls_negotiate_no_bandwidth_estimation(client: SessionsClient) -> None:
+    """A tapped pull leaves abs-send-time out in both flows (its consumer adapts no
+    bitrate); a publisher keeps it, so the SFU's REMB still reaches its encoder."""
+    publisher = await client.new_peer()
+    await publisher.publish([ColourTrack((40, 200, 40))], ["cam"])
+    got: list[EncodedFrame] = []
+    await client.pull(publisher.session_id, "cam", kind="video", on_frame=got.append)
+    await client.pull(publisher.session_id, "cam", on_frame=got.append)
+    await client.pull(publisher.session_id, "cam", kind="video")  # decoded, untapped
+    await wait_for(lambda: len(got) >= 20, within=20)
+    offer_flow, answer_flow, untapped = client.peers[1:]
+    for peer in (offer_flow, answer_flow):
+        assert "abs-send-time" not in peer.pc.localDescription.sdp
+    assert "abs-send-time" not in offer_flow.pc.remoteDescription.sdp  # the SFU agreed
+    assert "abs-send-time" in untapped.pc.remoteDescription.sdp
+    assert "abs-send-time" in publisher.pc.remoteDescription.sdp
+
+
 async def test_late_subscriber_gets_a_keyframe_fast(client: SessionsClient) -> None:
     # aiortc's VP8 encoder makes a keyframe only at start and when asked (PLI).
     _, name = await client.publish(ColourTrack((40, 40, 220)), "cam")

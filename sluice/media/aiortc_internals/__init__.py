@@ -11,6 +11,8 @@ One module per seam, each explaining what it relies on:
   senders fed pre-encoded packets (`sluice.media.packet_track`).
 - `datagrams`: media datagrams offered to a handler before aioice parses them (the
   seam under `eager_receive` and `divert`).
+- `header_extensions`: `without_abs_send_time`, no bandwidth estimation for a receiver
+  whose consumer never adapts a bitrate.
 - `eager_receive`: `receive_eagerly`, media datagrams handled in the socket's callback
   instead of one task later.
 - `divert`: `divert_rtp`, RTP datagrams off aiortc's receive path (load generators).
@@ -26,6 +28,7 @@ from sluice.media.aiortc_internals.codec_registry import register_codecs
 from sluice.media.aiortc_internals.divert import DatagramSink, divert_rtp
 from sluice.media.aiortc_internals.eager_receive import receive_eagerly
 from sluice.media.aiortc_internals.guard import SeamBroken
+from sluice.media.aiortc_internals.header_extensions import without_abs_send_time
 from sluice.media.aiortc_internals.ice_ports import pin_ice_ports
 from sluice.media.aiortc_internals.receive import (
     DEFAULT_VIDEO_HOLD_FRAMES,
@@ -57,4 +60,5 @@ __all__ = [
     "renumber_like_source",
     "restrict_codecs",
     "tap_receiver",
+    "without_abs_send_time",
 ]
