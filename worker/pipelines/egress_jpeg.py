@@ -12,8 +12,8 @@ JPEG is kept, and it is sent first on reconnect.
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,9 +53,14 @@ class JpegEgressPipeline(EgressPipeline):
             options.get("maxHeight"),
         )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
-        self._pending = 0
+        self._loop = asyncio.get_running_loop()  # pipelines are made in the loop that runs them
+        # Frames handed to the decoder thread, and those it has done with: each counter is
+        # written by one thread only, so their difference needs no lock.
+        self._submitted = 0
+        self._finished = 0
         self._skipping = False  # dropping frames until a keyframe after falling behind
         self._first_picture = asyncio.Event()
+        self._had_picture = False  # the decoder thread's own view of `_first_picture`
         self._decoder_broken = asyncio.Event()
         self._decode_error: BaseException | None = None  # the first decode that raised
 
@@ -70,23 +75,17 @@ class JpegEgressPipeline(EgressPipeline):
             self._request_keyframe()  # the tap asked already; a retry merges with it
         if self._skipping and not frame.keyframe:
             return
-        if self._pending >= MAX_PENDING_FRAMES:
+        if self._submitted - self._finished >= MAX_PENDING_FRAMES:
             self._skipping = True
             self.ctx.counters["skipped"] += 1
             self._request_keyframe()  # decoding resumes at one
             return
         self._skipping = False
-        self._pending += 1
-        decode = functools.partial(
-            self.decoder.decode,
-            frame.codec.name,
-            frame.data,
-            frame.timestamp,
-            keyframe=frame.keyframe,
-            after_gap=frame.after_gap,
-        )
-        future = asyncio.get_running_loop().run_in_executor(self._thread, decode)
-        future.add_done_callback(self._decoded)
+        self._submitted += 1
+        # A bare `submit`, not `run_in_executor`: an asyncio future per frame, and the
+        # loop woken for each one's result, cost more than the hand-over itself; the
+        # decoder thread calls into the loop only when there is something to do.
+        self._thread.submit(self._decode, frame)
 
     def _request_keyframe(self) -> None:
         """Asks the publisher for a keyframe now, and again until one comes."""
@@ -95,23 +94,41 @@ class JpegEgressPipeline(EgressPipeline):
                 for tap in peer.taps:
                     tap.request_keyframe()
 
-    def _decoded(self, future: asyncio.Future[bool]) -> None:
-        self._pending -= 1
-        if future.cancelled():
-            return  # the executor was shut down with the pipeline
-        if self.decoder.needs_keyframe:
-            self._request_keyframe()
-        if (exc := future.exception()) is not None:
+    def _decode(self, frame: EncodedFrame) -> None:
+        """Decodes one frame (decoder thread); tells the loop what it must act on."""
+        try:
+            pictured = self.decoder.decode(
+                frame.codec.name,
+                frame.data,
+                frame.timestamp,
+                keyframe=frame.keyframe,
+                after_gap=frame.after_gap,
+            )
+        except Exception as exc:
             # `decode` answers False for any frame FFmpeg rejects (fuzzed in
             # test_jpeg_fuzz): what it raises is a decoder that cannot work (a codec
             # with no decoder, a broken FFmpeg), and every later frame would fail the
             # same way, so no picture could ever be sent. The first failure ends the
             # media, and so the adapter, with `internal_error`.
-            if self._decode_error is None:
-                self._decode_error = exc
-                self._decoder_broken.set()
-        elif future.result():
-            self._first_picture.set()
+            self._to_loop(self._decoder_failed, exc)
+            return
+        finally:
+            self._finished += 1
+        if self.decoder.needs_keyframe:
+            self._to_loop(self._request_keyframe)
+        if pictured and not self._had_picture:
+            self._had_picture = True
+            self._to_loop(self._first_picture.set)
+
+    def _to_loop(self, callback: Callable[..., object], *args: object) -> None:
+        """Runs `callback` in the event loop (from the decoder thread)."""
+        with contextlib.suppress(RuntimeError):  # the loop closed while a frame decoded
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _decoder_failed(self, exc: BaseException) -> None:
+        if self._decode_error is None:
+            self._decode_error = exc
+            self._decoder_broken.set()
 
     def _media_tasks(self) -> list[Coroutine[Any, Any, None]]:
         return [self._snapshots(), self._until_decoder_breaks()]
