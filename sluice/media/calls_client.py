@@ -231,7 +231,13 @@ class Peer:
         if kind is not None:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             if on_frame is not None:
-                tap = tap_receiver(transceiver.receiver, kind, on_frame, hold_frames=hold_frames)
+                tap = tap_receiver(
+                    transceiver.receiver,
+                    kind,
+                    on_frame,
+                    hold_frames=hold_frames,
+                    estimate_bandwidth=False,
+                )
                 self._tapped.append((transceiver.receiver, tap))
                 self._unestimated.append(transceiver)
             await self._set_local(await self.pc.createOffer())
@@ -247,7 +253,11 @@ class Peer:
         transceiver = self._transceiver(result["mid"])
         if on_frame is not None:
             tap = tap_receiver(
-                transceiver.receiver, transceiver.kind, on_frame, hold_frames=hold_frames
+                transceiver.receiver,
+                transceiver.kind,
+                on_frame,
+                hold_frames=hold_frames,
+                estimate_bandwidth=False,
             )
             self._tapped.append((transceiver.receiver, tap))
             self._unestimated.append(transceiver)

@@ -308,6 +308,40 @@ async def test_declined_abs_send_time_stops_bandwidth_estimation(
     assert (estimator.fed == 0) is declined, estimator.fed
 
 
+async def test_direct_video_reaches_the_tap_past_aiortc(pcs: list[RTCPeerConnection]) -> None:
+    """A tapped video receiver without bandwidth estimation gets its RTP straight from
+    SRTP (`direct_receive`), as a pipeline's pull does: frames arrive whole, in order."""
+    publisher, receiving = new_pc(), new_pc()
+    pcs += [publisher, receiving]
+    frames: list[EncodedFrame] = []
+    transceiver = receiving.addTransceiver("video", direction="recvonly")
+    tap_receiver(transceiver.receiver, "video", frames.append, estimate_bandwidth=False)
+    offer = without_abs_send_time(await receiving.createOffer(), [transceiver])
+    await receiving.setLocalDescription(offer)
+    receive_eagerly(receiving)
+    await publisher.setRemoteDescription(receiving.localDescription)
+    sending = publisher.getTransceivers()[0]
+    sending.sender.replaceTrack(ColourTrack((30, 200, 30)))
+    sending.direction = "sendonly"
+    await publisher.setLocalDescription(await publisher.createAnswer())
+    await receiving.setRemoteDescription(publisher.localDescription)
+    dtls = transceiver.receiver.transport
+    await wait_for(lambda: dtls.state == "connected" and len(frames) >= 5, within=15)
+    parsed_by_aiortc: list[bytes] = []
+    handle_rtp_data = dtls._handle_rtp_data
+    dtls._handle_rtp_data = lambda data, **kw: (  # type: ignore[method-assign]
+        parsed_by_aiortc.append(data) or handle_rtp_data(data, **kw)
+    )
+    seen = len(frames)
+    await wait_for(lambda: len(frames) >= seen + 30, within=15)
+
+    assert parsed_by_aiortc == []
+    assert frames[0].keyframe and all(f.codec.name == "VP8" for f in frames)
+    steps = {(b.timestamp - a.timestamp) % 2**32 for a, b in itertools.pairwise(frames[seen:])}
+    assert steps and all(0 < step < 90_000 for step in steps)  # in order, none repeated
+    assert receive_counts(transceiver.receiver).packets_received >= len(frames)
+
+
 # --- VP9 and H265, which `register_codecs` adds -----------------------------------------
 
 

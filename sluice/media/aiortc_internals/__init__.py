@@ -6,7 +6,7 @@ One module per seam, each explaining what it relies on:
 - `receive`: `tap_receiver` takes encoded frames off an `RTCRtpReceiver` in place of its
   jitter buffer (nothing decoded); `receive_counts` reads its statistics synchronously;
   `FrameDecoder` decodes tapped frames where a consumer needs samples.
-- `direct_audio`: audio RTP handed from SRTP straight to a tapped receiver's tap.
+- `direct_receive`: RTP handed from SRTP straight to a tapped receiver's tap.
 - `send`: `on_keyframe_request`, `restrict_codecs` and `renumber_like_source` for
   senders fed pre-encoded packets (`sluice.media.packet_track`).
 - `datagrams`: media datagrams offered to a handler before aioice parses them (the

@@ -11,7 +11,7 @@ pipeline, those hops cost as much as the RTP parsing and the receiver together.
 callback itself: the same counters (`getStats()` reads them), the same unprotect and the
 same handlers, run to completion on the spot (`sluice.tasks.run_eagerly`; one that waits
 continues in a task), so statistics, RTCP reports, NACK and PLI behave as before; RTP
-for a tapped audio receiver goes straight to its tap (`direct_audio`). STUN
+for a tapped receiver goes straight to its tap (`direct_receive`). STUN
 and DTLS datagrams, and media that arrives before the DTLS handshake is done, take
 aiortc's own path. RFC 7983 tells them apart by the first byte.
 """
@@ -29,7 +29,7 @@ from aiortc.rtcdtlstransport import State
 from aiortc.rtp import is_rtcp
 
 from sluice.media.aiortc_internals.datagrams import ice_protocols, take_media
-from sluice.media.aiortc_internals.direct_audio import handle_audio_rtp
+from sluice.media.aiortc_internals.direct_receive import handle_rtp
 from sluice.media.aiortc_internals.guard import RX_BYTES_ATTR, RX_PACKETS_ATTR, SeamBroken
 from sluice.tasks import run_eagerly
 
@@ -81,7 +81,7 @@ def _media_received(dtls: RTCDtlsTransport, data: bytes) -> bool:
             handling = dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data))
         else:
             plain = dtls._rx_srtp.unprotect(data)
-            if handle_audio_rtp(dtls, plain):
+            if handle_rtp(dtls, plain):
                 return True
             handling = dtls._handle_rtp_data(plain, arrival_time_ms=arrival_time_ms)
     except pylibsrtp.Error:

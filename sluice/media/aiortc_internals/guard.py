@@ -14,6 +14,8 @@ JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 CODECS_ATTR = "_RTCRtpReceiver__codecs"
 STREAMS_ATTR = "_RTCRtpReceiver__remote_streams"  # SSRC → StreamStatistics
 ACTIVE_ATTR = "_RTCRtpReceiver__active_ssrc"  # SSRC → when it was last heard
+NACK_ATTR = "_RTCRtpReceiver__nack_generator"  # video only
+ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"  # video only
 # Name-mangled receive counters of RTCDtlsTransport (its `getStats()` transport figures).
 RX_BYTES_ATTR = "_RTCDtlsTransport__rx_bytes"
 RX_PACKETS_ATTR = "_RTCDtlsTransport__rx_packets"

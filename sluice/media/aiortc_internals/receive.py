@@ -28,7 +28,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sluice.media import passthrough
-from sluice.media.aiortc_internals.direct_audio import take_audio
+from sluice.media.aiortc_internals.direct_receive import take_audio, take_video
 from sluice.media.aiortc_internals.guard import CODECS_ATTR, JITTER_ATTR, STREAMS_ATTR, SeamBroken
 from sluice.media.frames import FrameAssembler, PayloadFrameAssembler, is_keyframe, starts_frame
 from sluice.media.keyframes import KeyframeRequests
@@ -138,6 +138,7 @@ def tap_receiver(
     sink: FrameSink,
     *,
     hold_frames: int | None = None,
+    estimate_bandwidth: bool = True,
 ) -> ReceiverTap:
     """Routes a receiver's encoded frames to `sink`; its track then only reports the end.
 
@@ -152,6 +153,9 @@ def tap_receiver(
             wait); defaults to 0 for audio and `DEFAULT_VIDEO_HOLD_FRAMES` for video.
             VP9 and H265 never wait: a frame leaves when complete, and after a loss
             nothing does until a keyframe, which is asked for (`sluice.media.frames`).
+        estimate_bandwidth: False for a video receiver whose section is negotiated
+            without `abs-send-time` (`header_extensions.without_abs_send_time`): its
+            packets then go straight to the tap too (`direct_receive`), as audio's do.
 
     Raises:
         SeamBroken: the receiver has no jitter buffer where this aiortc version kept it.
@@ -162,8 +166,11 @@ def tap_receiver(
         hold_frames = DEFAULT_VIDEO_HOLD_FRAMES if kind == MediaKind.VIDEO else 0
     tap = _Tap(receiver, kind, sink, hold_frames)
     setattr(receiver, JITTER_ATTR, tap)
+    # `receive_eagerly`'s datagrams then skip aiortc's per-packet layers.
     if kind == MediaKind.AUDIO:
-        take_audio(receiver, tap.add)  # `receive_eagerly`'s datagrams skip aiortc's layers
+        take_audio(receiver, tap.add)
+    elif not estimate_bandwidth:
+        take_video(receiver, tap.add)
     return ReceiverTap(tap)
 
 

@@ -1,4 +1,5 @@
-"""`direct_audio`: the same packet fields, statistics and declines as aiortc's own path."""
+"""`direct_receive`: the same packet fields, statistics, feedback and declines as aiortc's
+own path."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiortc.codecs import depayload
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from sluice.media.aiortc_internals.direct_audio import handle_audio_rtp, take_audio
+from sluice.media.aiortc_internals.direct_receive import handle_rtp, take_audio, take_video
 from sluice.media.aiortc_internals.guard import CODECS_ATTR, STREAMS_ATTR, SeamBroken
 
 SSRC = 0x1234_5678
@@ -30,6 +32,10 @@ class Receiver:
         self._RTCRtpReceiver__active_ssrc: dict[int, Any] = {}
         self.added: list[Any] = []
 
+    def add(self, packet: Any) -> tuple[bool, None]:  # the tap's
+        self.added.append(packet)
+        return False, None
+
     @property
     def stats(self) -> StreamStatistics:
         streams: dict[int, StreamStatistics] = getattr(self, STREAMS_ATTR)
@@ -39,7 +45,7 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Receiver:
     receiver = Receiver()
-    take_audio(receiver, receiver.added.append)  # type: ignore[arg-type]
+    take_audio(receiver, receiver.add)  # type: ignore[arg-type]
     return receiver
 
 
@@ -82,7 +88,7 @@ def rtp(seq: int, *, payload: bytes = b"\xfc\x01\x02", pt: int = 111, **fields: 
 def test_fields_are_those_aiortc_parses(receiver: Receiver, fields: dict[str, Any]) -> None:
     data = rtp(7, **fields)
 
-    assert handle_audio_rtp(dtls_for(receiver), data)
+    assert handle_rtp(dtls_for(receiver), data)
 
     ours, theirs = receiver.added[-1], RtpPacket.parse(data)
     for name in ("payload_type", "marker", "sequence_number", "timestamp", "payload"):
@@ -93,7 +99,7 @@ def test_fields_are_those_aiortc_parses(receiver: Receiver, fields: dict[str, An
 def test_statistics_count_every_packet_as_aiortc_does(receiver: Receiver) -> None:
     aiortc_stats = StreamStatistics(48_000)
     for seq in (1, 2, 4, 3, 5):
-        handle_audio_rtp(dtls_for(receiver), rtp(seq))
+        handle_rtp(dtls_for(receiver), rtp(seq))
         aiortc_stats.add(RtpPacket.parse(rtp(seq)))
 
     assert receiver.stats.packets_received == aiortc_stats.packets_received == 5
@@ -114,24 +120,105 @@ def test_statistics_count_every_packet_as_aiortc_does(receiver: Receiver) -> Non
     ],
 )
 def test_what_aiortc_should_judge_is_declined(receiver: Receiver, data: bytes) -> None:
-    assert not handle_audio_rtp(dtls_for(receiver), data)
+    assert not handle_rtp(dtls_for(receiver), data)
     assert receiver.added == []
 
 
 def test_unknown_sources_and_receivers_are_declined(receiver: Receiver) -> None:
-    assert not handle_audio_rtp(SimpleNamespace(_rtp_router=SimpleNamespace(ssrc_table={})), rtp(1))
+    assert not handle_rtp(SimpleNamespace(_rtp_router=SimpleNamespace(ssrc_table={})), rtp(1))
     other = SimpleNamespace(_rtp_router=SimpleNamespace(ssrc_table={SSRC: object()}))
-    assert not handle_audio_rtp(other, rtp(1))
+    assert not handle_rtp(other, rtp(1))
     getattr(receiver, STREAMS_ATTR).clear()  # its first packet: aiortc makes the statistics
-    assert not handle_audio_rtp(dtls_for(receiver), rtp(1))
+    assert not handle_rtp(dtls_for(receiver), rtp(1))
 
 
 def test_a_disabled_receiver_drops_packets(receiver: Receiver) -> None:
     receiver._enabled = False
-    assert handle_audio_rtp(dtls_for(receiver), rtp(1))
+    assert handle_rtp(dtls_for(receiver), rtp(1))
     assert receiver.added == [] and receiver.stats.packets_received == 0
 
 
 def test_a_receiver_without_its_tables_is_a_broken_seam() -> None:
     with pytest.raises(SeamBroken):
-        take_audio(SimpleNamespace(_enabled=True), lambda _: None)  # type: ignore[arg-type]
+        take_audio(SimpleNamespace(_enabled=True), lambda _: (False, None))  # type: ignore[arg-type]
+
+
+# --- video: NACK, depayloading, PLI ------------------------------------------------------
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
+VIDEO_RTX = RTCRtpCodecParameters(
+    mimeType="video/rtx", clockRate=90_000, payloadType=97, parameters={"apt": 96}
+)
+
+
+class VideoReceiver(Receiver):
+    """A video receiver: its NACK generator, estimator and RTCP feedback senders too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        setattr(self, CODECS_ATTR, {96: VP8, 97: VIDEO_RTX})
+        setattr(self, STREAMS_ATTR, {SSRC: StreamStatistics(90_000)})
+        self._RTCRtpReceiver__nack_generator = NackGenerator()
+        self._RTCRtpReceiver__remote_bitrate_estimator: object | None = object()
+        self.nacks: list[tuple[int, list[int]]] = []
+        self.plis: list[int] = []
+        self.keyframe_due = False
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        self.added.append(packet)
+        return self.keyframe_due, None
+
+    async def _send_rtcp_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        self.nacks.append((media_ssrc, lost))
+
+    async def _send_rtcp_pli(self, media_ssrc: int) -> None:
+        self.plis.append(media_ssrc)
+
+
+@pytest.fixture
+def video() -> VideoReceiver:
+    receiver = VideoReceiver()
+    take_video(receiver, receiver.add)  # type: ignore[arg-type]
+    return receiver
+
+
+def vp8(seq: int, descriptor: bytes = b"\x10", **fields: Any) -> bytes:
+    return rtp(seq, payload=descriptor + b"\x9d\x01\x2a" * 10, pt=96, **fields)
+
+
+def test_video_is_depayloaded_as_aiortc_does(video: VideoReceiver) -> None:
+    for descriptor in (b"\x10", b"\x90\x80\x12", b"\x90\xe0\x92\x34\x01\x02"):
+        assert handle_rtp(dtls_for(video), vp8(1, descriptor, marker=1))
+        theirs = RtpPacket.parse(vp8(1, descriptor, marker=1))
+        assert video.added[-1]._data == depayload(VP8, theirs.payload)
+        assert video.added[-1].marker == 1
+    assert video._RTCRtpReceiver__remote_bitrate_estimator is None  # never fed
+
+
+def test_a_gap_sends_the_nack_aiortc_would(video: VideoReceiver) -> None:
+    theirs = NackGenerator()
+    for seq in (10, 11, 14, 12):
+        handle_rtp(dtls_for(video), vp8(seq))
+        theirs.add(RtpPacket.parse(vp8(seq)))
+    assert video.nacks == [(SSRC, [12, 13])]  # once, when the gap showed
+    assert video._RTCRtpReceiver__nack_generator.missing == theirs.missing == {13}
+
+
+def test_a_keyframe_due_sends_a_pli(video: VideoReceiver) -> None:
+    handle_rtp(dtls_for(video), vp8(1))
+    assert video.plis == []
+    video.keyframe_due = True
+    handle_rtp(dtls_for(video), vp8(2))
+    assert video.plis == [SSRC]
+
+
+def test_video_rtx_is_left_to_aiortc_and_a_bad_descriptor_dropped(video: VideoReceiver) -> None:
+    assert not handle_rtp(dtls_for(video), rtp(1, pt=97))  # aiortc unwraps RTX
+    assert handle_rtp(dtls_for(video), rtp(2, payload=b"\x90\x80", pt=96))  # no PictureID
+    assert video.added == [] and video.stats.packets_received == 1  # counted, as aiortc does
+
+
+def test_a_video_receiver_without_feedback_senders_is_a_broken_seam() -> None:
+    receiver = Receiver()  # audio's tables only: no NACK generator
+    with pytest.raises(SeamBroken):
+        take_video(receiver, receiver.add)  # type: ignore[arg-type]
