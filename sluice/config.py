@@ -166,6 +166,15 @@ class Settings(BaseSettings):
         description="Each idle worker process keeps the process of its next pipeline forked "
         "ahead, waiting: a create skips the fork (~10 ms). Off: forked when the create comes.",
     )
+    pipeline_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Added to each pipeline process's nice value when it starts: on an "
+        "overloaded machine the pipelines yield the CPU to what they all depend on (the SFU "
+        "node, Redis, the API, the worker host) and fall behind evenly, rather than starve "
+        "the SFU until every adapter on it fails. 0: no yielding.",
+    )
     heartbeat_ttl_s: float = Field(3.0, gt=0, description="A pipeline silent this long is lost.")
     reap_interval_s: float = Field(1.0, gt=0)
 

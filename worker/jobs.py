@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import os
 import signal
 
 import structlog
@@ -35,6 +36,9 @@ class PipelineProcess:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
         self.settings: Settings = get_settings()
         configure_logging(self.settings.log_format, self.settings.log_level, process="pipeline")
+        # Before any thread starts: Linux sets a nice value per thread, and new threads
+        # (the JPEG decoder's, the loop's executor) inherit the creator's.
+        os.nice(self.settings.pipeline_nice)
         self.runner = asyncio.Runner(loop_factory=event_loop.loop_factory(self.settings.event_loop))
         self.redis: Redis = async_client(self.settings)
 
