@@ -191,6 +191,18 @@ COMPARISONS["capacity-round4-before-after-audio"] = (
     ("capacity-round4-before", "capacity-round4-after"),
     "audio",
 )
+# The fifth round (JPEG egress): the code at the start of the round against its end, one
+# after the other, two runs each.
+COMPARISONS["capacity-round5-before-after-jpeg"] = (
+    ("capacity-round5-before", "capacity-round5-after"),
+    "jpeg",
+)
+# Pipelines at their usual priority ("before") against yielding the CPU (`--env
+# SLUICE_PIPELINE_NICE=0` against the default), runs alternating.
+COMPARISONS["capacity-round5-nice-audio"] = (
+    ("capacity-round5-audio-nice0", "capacity-round5-audio-nice"),
+    "audio",
+)
 
 # Plot file → (result it is drawn from, how).
 PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {
