@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from sluice.media.aiortc_internals import (
@@ -265,24 +265,26 @@ class CountingEstimator:
         return self.inner.add(**kwargs)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("declined", [True, False])
-@pytest.mark.parametrize("offered_by", ["receiver", "sender"])
-async def test_declined_abs_send_time_stops_bandwidth_estimation(
-    pcs: list[RTCPeerConnection], declined: bool, offered_by: str
-) -> None:
-    """What `without_abs_send_time` relies on: the other end agrees to leave the extension
-    out, the sender then stamps no packet with it, and the receiver feeds its estimator
-    only packets that carry it."""
-    publisher, receiving = new_pc(), new_pc()
-    pcs += [publisher, receiving]
-    frames: list[EncodedFrame] = []
+async def pull_video(
+    publisher: RTCPeerConnection,
+    receiving: RTCPeerConnection,
+    tap: Callable[[RTCRtpTransceiver], None],
+    *,
+    offered_by: str = "receiver",
+    declined: bool = True,
+) -> RTCRtpTransceiver:
+    """`receiving` pulls a colour track from `publisher` as `SessionsClient.pull` does:
+    `tap` taps its transceiver, whose section leaves abs-send-time out if `declined`."""
+
+    async def set_local(description: RTCSessionDescription) -> None:
+        if declined:
+            description = without_abs_send_time(description, [transceiver])
+        await receiving.setLocalDescription(description)
+
     if offered_by == "receiver":  # the client-offer pull: a recvonly section
         transceiver = receiving.addTransceiver("video", direction="recvonly")
-        tap_receiver(transceiver.receiver, "video", frames.append)
-        offer = await receiving.createOffer()
-        if declined:
-            offer = without_abs_send_time(offer, [transceiver])
-        await receiving.setLocalDescription(offer)
+        tap(transceiver)
+        await set_local(await receiving.createOffer())
         await publisher.setRemoteDescription(receiving.localDescription)
         sending = publisher.getTransceivers()[0]
         sending.sender.replaceTrack(ColourTrack((200, 30, 30)))
@@ -294,12 +296,30 @@ async def test_declined_abs_send_time_stops_bandwidth_estimation(
         await publisher.setLocalDescription(await publisher.createOffer())
         await receiving.setRemoteDescription(publisher.localDescription)
         transceiver = receiving.getTransceivers()[0]
-        tap_receiver(transceiver.receiver, "video", frames.append)
-        answer = await receiving.createAnswer()
-        if declined:
-            answer = without_abs_send_time(answer, [transceiver])
-        await receiving.setLocalDescription(answer)
+        tap(transceiver)
+        await set_local(await receiving.createAnswer())
         await publisher.setRemoteDescription(receiving.localDescription)
+    return transceiver
+
+
+@pytest.mark.parametrize("declined", [True, False])
+@pytest.mark.parametrize("offered_by", ["receiver", "sender"])
+async def test_declined_abs_send_time_stops_bandwidth_estimation(
+    pcs: list[RTCPeerConnection], declined: bool, offered_by: str
+) -> None:
+    """What `without_abs_send_time` relies on: the other end agrees to leave the extension
+    out, the sender then stamps no packet with it, and the receiver feeds its estimator
+    only packets that carry it."""
+    publisher, receiving = new_pc(), new_pc()
+    pcs += [publisher, receiving]
+    frames: list[EncodedFrame] = []
+
+    def tap(transceiver: RTCRtpTransceiver) -> None:
+        tap_receiver(transceiver.receiver, "video", frames.append)
+
+    transceiver = await pull_video(
+        publisher, receiving, tap, offered_by=offered_by, declined=declined
+    )
     name = "_RTCRtpReceiver__remote_bitrate_estimator"
     estimator = CountingEstimator(getattr(transceiver.receiver, name))
     setattr(transceiver.receiver, name, estimator)
@@ -314,17 +334,12 @@ async def test_direct_video_reaches_the_tap_past_aiortc(pcs: list[RTCPeerConnect
     publisher, receiving = new_pc(), new_pc()
     pcs += [publisher, receiving]
     frames: list[EncodedFrame] = []
-    transceiver = receiving.addTransceiver("video", direction="recvonly")
-    tap_receiver(transceiver.receiver, "video", frames.append, estimate_bandwidth=False)
-    offer = without_abs_send_time(await receiving.createOffer(), [transceiver])
-    await receiving.setLocalDescription(offer)
+
+    def tap(transceiver: RTCRtpTransceiver) -> None:
+        tap_receiver(transceiver.receiver, "video", frames.append, estimate_bandwidth=False)
+
+    transceiver = await pull_video(publisher, receiving, tap)
     receive_eagerly(receiving)
-    await publisher.setRemoteDescription(receiving.localDescription)
-    sending = publisher.getTransceivers()[0]
-    sending.sender.replaceTrack(ColourTrack((30, 200, 30)))
-    sending.direction = "sendonly"
-    await publisher.setLocalDescription(await publisher.createAnswer())
-    await receiving.setRemoteDescription(publisher.localDescription)
     dtls = transceiver.receiver.transport
     await wait_for(lambda: dtls.state == "connected" and len(frames) >= 5, within=15)
     parsed_by_aiortc: list[bytes] = []
