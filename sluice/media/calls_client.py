@@ -21,7 +21,6 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
-    RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -146,11 +145,10 @@ class Peer:
         self.client = client
         self.session_id = session_id
         self.pc = pc
-        # Tapped receivers, in the order their tracks were pulled with `on_frame` (a
-        # receiver's track exists only once the answer is applied).
-        self._tapped: list[tuple[RTCRtpReceiver, ReceiverTap]] = []
-        # Their sections are negotiated without abs-send-time (see `pull`).
-        self._unestimated: list[RTCRtpTransceiver] = []
+        # Tapped transceivers, in the order their tracks were pulled with `on_frame` (a
+        # receiver's track exists only once the answer is applied). Their sections are
+        # negotiated without abs-send-time (see `pull`).
+        self._tapped: list[tuple[RTCRtpTransceiver, ReceiverTap]] = []
 
     @property
     def taps(self) -> list[ReceiverTap]:
@@ -163,8 +161,8 @@ class Peer:
         aiortc asks by itself only when its own jitter buffer sees a loss; a tapped
         receiver's consumer (e.g. a forwarder) decides when it needs one.
         """
-        for receiver, tap in self._tapped:
-            if receiver.track is track:
+        for transceiver, tap in self._tapped:
+            if transceiver.receiver.track is track:
                 tap.request_keyframe()
 
     async def publish(
@@ -231,15 +229,7 @@ class Peer:
         if kind is not None:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             if on_frame is not None:
-                tap = tap_receiver(
-                    transceiver.receiver,
-                    kind,
-                    on_frame,
-                    hold_frames=hold_frames,
-                    estimate_bandwidth=False,
-                )
-                self._tapped.append((transceiver.receiver, tap))
-                self._unestimated.append(transceiver)
+                self._tap(transceiver, on_frame, hold_frames)
             await self._set_local(await self.pc.createOffer())
             body = {"sessionDescription": self._local(), "tracks": [item]}
             answer = await self._path_call("POST", "/tracks/new", body)
@@ -252,15 +242,7 @@ class Peer:
         await self.pc.setRemoteDescription(_description(answer["sessionDescription"]))
         transceiver = self._transceiver(result["mid"])
         if on_frame is not None:
-            tap = tap_receiver(
-                transceiver.receiver,
-                transceiver.kind,
-                on_frame,
-                hold_frames=hold_frames,
-                estimate_bandwidth=False,
-            )
-            self._tapped.append((transceiver.receiver, tap))
-            self._unestimated.append(transceiver)
+            self._tap(transceiver, on_frame, hold_frames)
         await self._set_local(await self.pc.createAnswer())
         await self._path_call("PUT", "/renegotiate", {"sessionDescription": self._local()})
         return transceiver.receiver.track
@@ -281,9 +263,22 @@ class Peer:
                 return transceiver
         raise SessionsApiError(200, "invalid_answer", f"no media section with mid {mid!r}")
 
+    def _tap(
+        self, transceiver: RTCRtpTransceiver, on_frame: FrameSink, hold_frames: int | None
+    ) -> None:
+        """Taps a pulled section before its description is made (see `pull`)."""
+        tap = tap_receiver(
+            transceiver.receiver,
+            transceiver.kind,
+            on_frame,
+            hold_frames=hold_frames,
+            estimate_bandwidth=False,
+        )
+        self._tapped.append((transceiver, tap))
+
     async def _set_local(self, description: RTCSessionDescription) -> None:
-        if self._unestimated:
-            description = without_abs_send_time(description, self._unestimated)
+        if self._tapped:
+            description = without_abs_send_time(description, [t for t, _ in self._tapped])
         await self.pc.setLocalDescription(description)
         receive_eagerly(self.pc)  # its sockets exist once the description is set
 

@@ -32,6 +32,7 @@ from sluice.media.aiortc_internals import (
     tap_receiver,
     without_abs_send_time,
 )
+from sluice.media.aiortc_internals.guard import ESTIMATOR_ATTR
 from sluice.media.frames import TimestampUnwrapper
 from sluice.media.packet_track import PacketTrack, make_packet
 from sluice.media.passthrough import PassthroughEncoder, PyAvDecoder
@@ -320,9 +321,8 @@ async def test_declined_abs_send_time_stops_bandwidth_estimation(
     transceiver = await pull_video(
         publisher, receiving, tap, offered_by=offered_by, declined=declined
     )
-    name = "_RTCRtpReceiver__remote_bitrate_estimator"
-    estimator = CountingEstimator(getattr(transceiver.receiver, name))
-    setattr(transceiver.receiver, name, estimator)
+    estimator = CountingEstimator(getattr(transceiver.receiver, ESTIMATOR_ATTR))
+    setattr(transceiver.receiver, ESTIMATOR_ATTR, estimator)
     await wait_for(lambda: len(frames) >= 10, within=15)
     assert ("abs-send-time" in receiving.localDescription.sdp) is not declined
     assert (estimator.fed == 0) is declined, estimator.fed
