@@ -30,6 +30,7 @@ from sluice.errors import SluiceError
 from sluice.media.aiortc_internals import (
     ReceiverTap,
     receive_eagerly,
+    send_directly,
     tap_receiver,
     without_abs_send_time,
 )
@@ -91,14 +92,22 @@ class SessionsClient:
         return peer
 
     async def publish(
-        self, track: MediaStreamTrack, track_name: str | None = None, *, codec: str | None = None
+        self,
+        track: MediaStreamTrack,
+        track_name: str | None = None,
+        *,
+        codec: str | None = None,
+        encoded: bool = False,
     ) -> tuple[str, str]:
         """Publishes `track` in a new session; returns (session_id, track_name).
 
-        With `codec` (e.g. "H264"), only that codec is offered.
+        With `codec` (e.g. "H264"), only that codec is offered; see `Peer.publish` for
+        `encoded`.
         """
         peer = await self.new_peer()
-        names = await peer.publish([track], [track_name] if track_name else None, codec=codec)
+        names = await peer.publish(
+            [track], [track_name] if track_name else None, codec=codec, encoded=encoded
+        )
         return peer.session_id, names[0]
 
     async def pull(
@@ -171,12 +180,19 @@ class Peer:
         names: Sequence[str] | None = None,
         *,
         codec: str | None = None,
+        encoded: bool = False,
     ) -> list[str]:
         """Pushes tracks with one offer (the client-offer flow); returns their names.
 
-        Without `names`, the SFU names them (`autoDiscover`).
+        Without `names`, the SFU names them (`autoDiscover`). With `encoded`, the tracks
+        return encoded packets (`av.Packet`, one RTP packet each: audio), which their
+        senders send past aiortc's per-packet layers
+        (`sluice.media.aiortc_internals.send_directly`).
         """
         transceivers = [self.pc.addTransceiver(t, direction="sendonly") for t in tracks]
+        if encoded:
+            for transceiver in transceivers:
+                send_directly(transceiver.sender)
         if codec is not None:
             for transceiver in transceivers:
                 wanted = f"{transceiver.kind}/{codec}".lower()

@@ -9,6 +9,7 @@ Three real peers in one process: publisher → relay (tapped receiver, `PacketTr
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,20 +20,24 @@ import aiortc.rtcrtpsender
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RTP_HISTORY_SIZE, is_rtcp
 
 from sluice.media.aiortc_internals import (
     FrameDecoder,
     ReceiverTap,
+    SeamBroken,
+    direct_send,
     on_keyframe_request,
     receive_counts,
     receive_eagerly,
     register_codecs,
     renumber_like_source,
     restrict_codecs,
+    send_directly,
     tap_receiver,
     without_abs_send_time,
 )
-from sluice.media.aiortc_internals.guard import ESTIMATOR_ATTR
+from sluice.media.aiortc_internals.guard import ESTIMATOR_ATTR, SENDER_PREFIX
 from sluice.media.frames import TimestampUnwrapper
 from sluice.media.packet_track import PacketTrack, make_packet
 from sluice.media.passthrough import PassthroughEncoder, PyAvDecoder
@@ -219,10 +224,106 @@ async def test_tapped_track_reports_the_end_of_the_stream(pcs: list[RTCPeerConne
         await asyncio.wait_for(track.recv(), timeout=5)
 
 
+async def test_directly_sent_packets_are_numbered_timed_and_counted_as_aiortc_would(
+    pcs: list[RTCPeerConnection],
+) -> None:
+    """`send_directly`: the packets the track returns, in order, one RTP packet each,
+    numbered and timed on one clock, with aiortc's counters, history and sender reports."""
+    sender_pc, receiver_pc = new_pc(), new_pc()
+    pcs += [sender_pc, receiver_pc]
+    payloads = encode_opus_tone(440.0, 25)
+    source = PacketLoopTrack("audio", payloads, SAMPLES, 48_000)
+    sender = sender_pc.addTransceiver(source, direction="sendonly").sender
+    send_directly(sender)
+    await sender_pc.setLocalDescription(await sender_pc.createOffer())
+    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+    received: list[EncodedFrame] = []
+    receiver = receiver_pc.getTransceivers()[0].receiver
+    tap_receiver(receiver, "audio", received.append)
+    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    through_aiortc: list[bytes] = []
+    dtls_send_rtp = sender.transport._send_rtp
+
+    async def send_rtp(data: bytes) -> None:
+        if not is_rtcp(data):
+            through_aiortc.append(data)
+        await dtls_send_rtp(data)
+
+    sender.transport._send_rtp = send_rtp
+    await wait_for(lambda: len(received) >= 2 * len(payloads), within=10)
+    assert through_aiortc == []  # every packet went the direct way
+
+    # The track's packets in its order (it loops over `payloads`), consecutive numbers.
+    first = payloads.index(received[0].data)
+    assert [f.data for f in received] == [
+        payloads[(first + i) % len(payloads)] for i in range(len(received))
+    ]
+    assert {((f.sequence_number or 0) - i) % 65_536 for i, f in enumerate(received)} == {
+        received[0].sequence_number
+    }
+    assert {(f.timestamp - i * SAMPLES) % 2**32 for i, f in enumerate(received)} == {
+        received[0].timestamp
+    }
+    # What NACKs are answered from, with the extensions aiortc's loop sets.
+    history = getattr(sender, SENDER_PREFIX + "rtp_history")
+    last = history[(received[-1].sequence_number or 0) % RTP_HISTORY_SIZE]
+    assert last.payload == received[-1].data and last.marker == 1
+    assert last.extensions.mid == sender_pc.getTransceivers()[0].mid
+    assert last.extensions.abs_send_time is not None
+    stats = await sender.getStats()
+    outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
+    assert outbound.packetsSent >= len(received)
+    transport = next(s for s in stats.values() if s.type == "transport")
+    assert transport.packetsSent >= outbound.packetsSent  # the DTLS transport's counters
+    # The sender's reports carry those counts to the receiver.
+    for _ in range(100):
+        reports = [
+            s for s in (await receiver.getStats()).values() if s.type == "remote-outbound-rtp"
+        ]
+        if reports and reports[0].packetsSent > 0:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("no sender report reached the receiver")
+
+
+async def test_send_directly_leaves_the_sending_to_aiortc_without_its_transports_seam(
+    pcs: list[RTCPeerConnection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(direct_send, "_sends_directly", lambda dtls: False)
+    sender_pc, receiver_pc = new_pc(), new_pc()
+    pcs += [sender_pc, receiver_pc]
+    source = PacketLoopTrack("audio", encode_opus_tone(440.0, 5), SAMPLES, 48_000)
+    sender = sender_pc.addTransceiver(source, direction="sendonly").sender
+    send_directly(sender)
+    await sender_pc.setLocalDescription(await sender_pc.createOffer())
+    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+    received: list[EncodedFrame] = []
+    tap_receiver(receiver_pc.getTransceivers()[0].receiver, "audio", received.append)
+    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    await wait_for(lambda: len(received) >= 10, within=10)
+    assert "_next_encoded_frame" not in vars(sender)  # aiortc's own again
+    assert {((f.sequence_number or 0) - i) % 65_536 for i, f in enumerate(received)} == {
+        received[0].sequence_number
+    }
+
+
+async def test_send_directly_refuses_a_sender_without_its_seam(
+    pcs: list[RTCPeerConnection],
+) -> None:
+    pcs.append(pc := new_pc())
+    sender = pc.addTransceiver("audio", direction="sendonly").sender
+    delattr(sender, SENDER_PREFIX + "rtp_history")
+    with pytest.raises(SeamBroken, match="rtp_history"):
+        send_directly(sender)
+    source = inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender._run_rtp)
+    assert "await self._next_encoded_frame(codec)" in source  # looked up at every turn
+
+
 def test_sender_packs_packets_instead_of_encoding() -> None:
     """The fact `PacketTrack` rests on: `pack()` exists and the sender branches on it."""
-    import inspect
-
     source = inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender._next_encoded_frame)
     assert ".pack(" in source
     for name in ("OpusEncoder", "Vp8Encoder", "H264Encoder"):

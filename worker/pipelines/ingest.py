@@ -100,7 +100,8 @@ class IngestPipeline(Pipeline):
         self.ctx.log.info("sfu_node_chosen", node_id=self._sfu.node_id, url=self._sfu.url)
         self._client = sessions_client(self.ctx, self._sfu)
         try:
-            session_id, _ = await self._client.publish(self.track, record.track_name)
+            # The track returns Opus packets: its sender sends them as they come.
+            session_id, _ = await self._client.publish(self.track, record.track_name, encoded=True)
         except (SessionsApiError, OSError) as exc:
             raise SetupError(
                 ErrorCode.INTERNAL_ERROR, f"could not publish the track into the SFU: {exc}"

@@ -7,6 +7,8 @@ One module per seam, each explaining what it relies on:
   jitter buffer (nothing decoded); `receive_counts` reads its statistics synchronously;
   `FrameDecoder` decodes tapped frames where a consumer needs samples.
 - `direct_receive`: RTP handed from SRTP straight to a tapped receiver's tap.
+- `direct_send`: `send_directly`, a sender's encoded packets sent by its own task
+  past aiortc's per-packet layers.
 - `send`: `on_keyframe_request`, `restrict_codecs` and `renumber_like_source` for
   senders fed pre-encoded packets (`sluice.media.packet_track`).
 - `datagrams`: media datagrams offered to a handler before aioice parses them (the
@@ -25,6 +27,7 @@ Import from here: the names below are the package's interface.
 """
 
 from sluice.media.aiortc_internals.codec_registry import register_codecs
+from sluice.media.aiortc_internals.direct_send import send_directly
 from sluice.media.aiortc_internals.divert import DatagramSink, divert_rtp
 from sluice.media.aiortc_internals.eager_receive import receive_eagerly
 from sluice.media.aiortc_internals.guard import SeamBroken
@@ -59,6 +62,7 @@ __all__ = [
     "register_codecs",
     "renumber_like_source",
     "restrict_codecs",
+    "send_directly",
     "tap_receiver",
     "without_abs_send_time",
 ]

@@ -19,6 +19,22 @@ ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"  # video only
 # Name-mangled receive counters of RTCDtlsTransport (its `getStats()` transport figures).
 RX_BYTES_ATTR = "_RTCDtlsTransport__rx_bytes"
 RX_PACKETS_ATTR = "_RTCDtlsTransport__rx_packets"
+# ... and its send counters, which `direct_send` adds to as `_send_rtp` does.
+TX_BYTES_ATTR = "_RTCDtlsTransport__tx_bytes"
+TX_PACKETS_ATTR = "_RTCDtlsTransport__tx_packets"
+# RTCRtpSender's name-mangled attributes `direct_send` reads (the negotiated
+# mid and header extension ids, the NACK history) and writes (what its RTCP sender
+# reports and `getStats()` tell).
+SENDER_PREFIX = "_RTCRtpSender__"
+SENDER_ATTRS = (
+    "mid",
+    "rtp_header_extensions_map",
+    "rtp_history",
+    "ntp_timestamp",
+    "rtp_timestamp",
+    "octet_count",
+    "packet_count",
+)
 
 
 class SeamBroken(MediaError):
