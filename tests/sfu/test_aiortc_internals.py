@@ -18,7 +18,7 @@ import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RTP_HISTORY_SIZE, is_rtcp
 
@@ -167,6 +167,21 @@ async def test_keyframe_request_reaches_publisher_and_sender_hook(
     await wait_for(lambda: bool(asked), within=5)
 
 
+async def connect_tapped_audio(
+    sender_pc: RTCPeerConnection, receiver_pc: RTCPeerConnection
+) -> tuple[list[EncodedFrame], RTCRtpReceiver]:
+    """Connects `sender_pc`'s offer to `receiver_pc`, whose audio receiver is tapped
+    before media can flow; returns the frames it will receive, and the receiver."""
+    await sender_pc.setLocalDescription(await sender_pc.createOffer())
+    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+    received: list[EncodedFrame] = []
+    receiver = receiver_pc.getTransceivers()[0].receiver
+    tap_receiver(receiver, "audio", received.append)
+    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    return received, receiver
+
+
 async def test_renumbered_sender_keeps_the_source_gaps_and_order(
     pcs: list[RTCPeerConnection],
 ) -> None:
@@ -176,12 +191,7 @@ async def test_renumbered_sender_keeps_the_source_gaps_and_order(
     outbound = PacketTrack("audio")
     transceiver = sender_pc.addTransceiver(outbound, direction="sendonly")
     renumber_like_source(transceiver.sender, lambda: outbound.sequence)
-    await sender_pc.setLocalDescription(await sender_pc.createOffer())
-    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-    received: list[EncodedFrame] = []
-    tap_receiver(receiver_pc.getTransceivers()[0].receiver, "audio", received.append)
-    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    received, _ = await connect_tapped_audio(sender_pc, receiver_pc)
 
     payloads = encode_opus_tone(440.0, 12)
     # Source numbers across the wrap, with a loss (3) and a late packet (5 after 6).
@@ -235,13 +245,7 @@ async def test_directly_sent_packets_are_numbered_timed_and_counted_as_aiortc_wo
     source = PacketLoopTrack("audio", payloads, SAMPLES, 48_000)
     sender = sender_pc.addTransceiver(source, direction="sendonly").sender
     send_directly(sender)
-    await sender_pc.setLocalDescription(await sender_pc.createOffer())
-    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-    received: list[EncodedFrame] = []
-    receiver = receiver_pc.getTransceivers()[0].receiver
-    tap_receiver(receiver, "audio", received.append)
-    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    received, receiver = await connect_tapped_audio(sender_pc, receiver_pc)
     through_aiortc: list[bytes] = []
     dtls_send_rtp = sender.transport._send_rtp
 
@@ -297,12 +301,7 @@ async def test_send_directly_leaves_the_sending_to_aiortc_without_its_transports
     source = PacketLoopTrack("audio", encode_opus_tone(440.0, 5), SAMPLES, 48_000)
     sender = sender_pc.addTransceiver(source, direction="sendonly").sender
     send_directly(sender)
-    await sender_pc.setLocalDescription(await sender_pc.createOffer())
-    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-    received: list[EncodedFrame] = []
-    tap_receiver(receiver_pc.getTransceivers()[0].receiver, "audio", received.append)
-    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    received, _ = await connect_tapped_audio(sender_pc, receiver_pc)
     await wait_for(lambda: len(received) >= 10, within=10)
     assert "_next_encoded_frame" not in vars(sender)  # aiortc's own again
     assert {((f.sequence_number or 0) - i) % 65_536 for i, f in enumerate(received)} == {
