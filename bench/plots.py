@@ -203,6 +203,12 @@ COMPARISONS["capacity-round5-nice-audio"] = (
     ("capacity-round5-audio-nice0", "capacity-round5-audio-nice"),
     "audio",
 )
+# The sixth round, on another machine: the code at the issue's start (`e3a50f6`) against
+# this round's, one after the other on that machine (a ramp to 140 adapters).
+COMPARISONS["capacity-round6-issue-start-now-audio"] = (
+    ("capacity-round6-issue-start-1", "capacity-round6-now-1"),
+    "audio",
+)
 
 # Plot file → (result it is drawn from, how).
 PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {
