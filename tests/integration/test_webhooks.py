@@ -70,7 +70,9 @@ async def test_active_then_closed_when_the_endpoint_vanishes(stack: Stack) -> No
         async with endpoint() as ep:
             adapter_id, _ = await create(client, egress_item(ep.url, session_id))
             await hooks.wait_for(1, 10, adapter_id)
-            await ep.wait_connections(1)
+            (conn,) = await ep.wait_connections(1)
+            # Media flowing before the endpoint goes, so the final counters have some.
+            await asyncio.wait_for(conn.got_message.wait(), 10)
         # The endpoint's server is gone: re-dials fail until the window runs out.
         await hooks.wait_for(3, WINDOW_S + 15, adapter_id)
         view = (await client.get(f"/adapters/websocket/{adapter_id}")).json()
