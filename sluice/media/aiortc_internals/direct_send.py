@@ -70,22 +70,28 @@ class _DirectSend:
     def __init__(self, sender: RTCRtpSender, aiortc_next: NextFrame) -> None:
         self._sender = sender
         self._aiortc_next = aiortc_next
-        self._checked = False  # the transports' shape, once the sender has them
+        self._started = False  # the transports checked and the codec read, at the first turn
         self._sequence = random_sequence_number()
         self._timestamp_origin = random32()
-        self._time_base: Fraction | None = None  # the codec's clock, 1/clockRate
+        self._payload_type = 0
+        self._time_base = Fraction(1)  # the codec's clock, 1/clockRate
 
     async def next_encoded_frame(self, codec: RTCRtpCodecParameters) -> Any:
         """`RTCRtpSender._next_encoded_frame`, sending the packet instead of returning it
         (None: nothing for aiortc's loop to send)."""
         sender = self._sender
-        if not self._checked:
-            self._checked = True
+        if not self._started:
+            self._started = True
             if not _sends_directly(sender.transport):
                 # Nothing sent yet: aiortc's own way numbers the whole stream.
                 log.warning("direct_send_unavailable", ssrc=sender._ssrc)
                 delattr(sender, _NEXT)
                 return await self._aiortc_next(codec)
+            # `_run_rtp` passes the same negotiated codec at every turn.
+            if codec.payloadType is None:
+                raise SeamBroken("the sender's codec has no payload type")
+            self._payload_type = codec.payloadType
+            self._time_base = Fraction(1, codec.clockRate)
         track = sender.track
         if track is None:
             return None  # replaced by none: aiortc's loop waits for one itself
@@ -94,18 +100,14 @@ class _DirectSend:
             return None  # aiortc drops what a disabled sender's track returns, too
         if not isinstance(packet, Packet):
             raise TypeError(f"send_directly needs encoded packets, not {type(packet).__name__}")
-        if self._time_base is None:
-            self._time_base = Fraction(1, codec.clockRate)
-        if codec.payloadType is None:
-            raise SeamBroken("the sender's codec has no payload type")
         pts, time_base = packet.pts, packet.time_base
         if pts is None or time_base is None:
             raise TypeError("send_directly needs packets with pts and time_base")
         ticks = pts if time_base == self._time_base else int(pts * time_base / self._time_base)
-        self._send(codec.payloadType, ticks, bytes(packet))
+        self._send(ticks, bytes(packet))
         return None
 
-    def _send(self, payload_type: int, pts: int, payload: bytes) -> None:
+    def _send(self, pts: int, payload: bytes) -> None:
         sender = self._sender
         dtls = sender.transport
         if dtls._state is not State.CONNECTED:
@@ -116,7 +118,7 @@ class _DirectSend:
         sequence = self._sequence
         self._sequence = (sequence + 1) & 0xFFFF
         packet = RtpPacket(
-            payload_type=payload_type,
+            payload_type=self._payload_type,
             marker=1,  # the last (only) packet of its frame, as aiortc marks it
             sequence_number=sequence,
             timestamp=(self._timestamp_origin + pts) & 0xFFFFFFFF,
