@@ -37,6 +37,7 @@ import io
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,10 @@ import av
 import numpy as np
 from websockets.asyncio.server import ServerConnection
 
+from bench import bare as bench_bare
 from bench.harness import (
+    APP,
+    SECRET,
     Connect,
     CpuWindow,
     Endpoint,
@@ -216,15 +220,26 @@ def item_for(kind: str, url: str, index: int, session_id: str) -> dict[str, Any]
     return egress_item(url, session_id, "cam", "jpeg")
 
 
+# The types the bare stack runs beside, in the same window (`bench.bare`'s kinds): one
+# stream per process, as many processes as adapters, and all of those streams in one.
+BARE_KINDS = {"egress_pcm": "egress", "ingest": "ingest"}
+
+
+def bare_layouts(n: int) -> dict[str, tuple[int, int]]:
+    return {"bare_per_process": (n, 1), "bare_shared": (1, n)}
+
+
 async def measure(
-    stack: Stack, kind: str, n: int, warmup_s: float, window_s: float
+    stack: Stack, kind: str, n: int, warmup_s: float, window_s: float, bare: bool = False
 ) -> dict[str, Any]:
+    """`n` adapters of `kind`; with `bare`, the bare stack beside them (`BARE_KINDS`)."""
     set_loopback(True)
     tally = Tally()
     tally.keep_sizes = kind.startswith("jpeg")
     sessions = stack.sessions()
     feeder = tone_feeder(kind) if kind in INGEST_FORMATS else None
-    async with endpoint(tally.on_message, feeder) as ep:
+    bare = bare and kind in BARE_KINDS
+    async with endpoint(tally.on_message, feeder) as ep, contextlib.AsyncExitStack() as hosts:
         try:
             session_id = await publish_for(sessions, kind)
             created = await create_adapters(stack, kind, ep, session_id, n)
@@ -233,15 +248,42 @@ async def measure(
             pids = {path: stack.adapter_pid(a) for path, a in adapters.items()}
             others = {"sfu": stack.pid("sfu"), "bench": os.getpid()}
             others["worker_pool_parent"] = stack.pid("worker")
+            bare_pids: dict[str, dict[str, int]] = {}
+            if bare:
+                layouts = bare_layouts(n)
+                started = await hosts.enter_async_context(
+                    bench_bare.running(
+                        BARE_KINDS[kind],
+                        f"{stack.sfu_url}/v1/apps/{APP}",
+                        SECRET,
+                        ep.url("").rstrip("/"),
+                        layouts,
+                        session_id=session_id,
+                        track_name="mic",
+                    )
+                )
+                bare_pids = {
+                    name: {f"{name}-{i}": pid for i, pid in enumerate(started.pids[name])}
+                    for name in layouts
+                }
+                # Egress streams send to the endpoint; ingest streams connect and take.
+                seen = tally.count if kind == "egress_pcm" else ep.connected
+                await flowing(seen, bare_paths(layouts), started.check, timeout_s=60)
+                progress(f"cost: {kind}: the bare stack beside it flows")
             await asyncio.sleep(warmup_s)
-            window = CpuWindow({**pids, **others})
+            measured = {**pids, **others}
+            for by_path in bare_pids.values():
+                measured |= by_path
+            window = CpuWindow(measured)
             counts_before = dict(tally.count)
             load_before = os.getloadavg()
             window.start()
             await wait_with_progress(window_s, f"cost: {kind} window")
             cpu = window.stop()
-            counts = {p: tally.count[p] - counts_before.get(p, 0) for p in adapters}
-            memory = {p: memory_kib(pid) for p, pid in {**pids, **others}.items()}
+            counts = {
+                p: tally.count[p] - counts_before.get(p, 0) for p in {*adapters, *tally.count}
+            }
+            memory = {p: memory_kib(pid) for p, pid in measured.items()}
             load_after = os.getloadavg()
             views = [await stack.view(a) for a in adapters.values()]
             await stack.close(list(adapters.values()))
@@ -260,12 +302,19 @@ async def measure(
         ),
         "cpu_pct_others": {k: round(cpu[k], 1) for k in others},
         "pss_mib_others": {k: round(memory[k]["pss_kib"] / 1024, 1) for k in others},
-        "messages_per_s_per_adapter": distribution([c / window_s for c in counts.values()]),
+        "messages_per_s_per_adapter": distribution([counts[p] / window_s for p in adapters]),
         "create_ms": distribution([c.create_ms for c in created.values()]),
         "loadavg_1m": [round(load_before[0], 2), round(load_after[0], 2)],
         "counters": [v.get("counters", {}) for v in views],
         "states": sorted({str(v.get("state")) for v in views}),
     }
+    if bare:
+        result["bare"] = bare_figures(n, bare_pids, cpu, memory, counts, window_s)
+        sluice_cpu = result["cpu_pct_per_adapter"]["mean"]
+        result["ratios"] = {
+            f"sluice/{name}": ratio(sluice_cpu, figures["cpu_pct_per_stream"]["mean"])
+            for name, figures in result["bare"].items()
+        }
     if kind.startswith("jpeg"):
         firsts = [
             (tally.first_at[p] - created[p].started) * 1000 for p in adapters if p in tally.first_at
@@ -275,6 +324,56 @@ async def measure(
         first = next(iter(tally.first_payload.values()), b"")
         result["jpeg_resolution"] = jpeg_size(first)
     return result
+
+
+def bare_paths(layouts: dict[str, tuple[int, int]]) -> list[str]:
+    """The endpoint paths of every bare stream (`bench.bare`: `<name>-<process>-<stream>`)."""
+    return [
+        f"{name}-{process}-{stream}"
+        for name, (processes, streams) in layouts.items()
+        for process in range(processes)
+        for stream in range(streams)
+    ]
+
+
+async def flowing(
+    seen: Mapping[str, object], paths: list[str], check: Callable[[], None], timeout_s: float
+) -> None:
+    """Returns once every path is in `seen` (truthy); raises after `timeout_s`, or
+    whatever `check` raises meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while missing := [p for p in paths if not seen.get(p)]:
+        check()
+        if loop.time() > deadline:
+            raise TimeoutError(f"{len(missing)} bare stream(s) not flowing, e.g. {missing[0]}")
+        await asyncio.sleep(0.2)
+
+
+def bare_figures(
+    n: int,
+    bare_pids: dict[str, dict[str, int]],
+    cpu: dict[str, float],
+    memory: dict[str, dict[str, int]],
+    counts: dict[str, int],
+    window_s: float,
+) -> dict[str, Any]:
+    """Per stream CPU and per process memory of each bare layout, from the shared window."""
+    figures: dict[str, Any] = {}
+    for name, by_key in bare_pids.items():
+        streams_per_process = n // len(by_key)
+        paths = [p for p in counts if p.startswith(f"{name}-")]
+        figures[name] = {
+            "processes": len(by_key),
+            "streams_per_process": streams_per_process,
+            "cpu_pct_per_stream": distribution([cpu[k] / streams_per_process for k in by_key]),
+            "pss_mib_per_process": distribution([memory[k]["pss_kib"] for k in by_key], 1 / 1024),
+            "private_mib_per_process": distribution(
+                [memory[k]["private_kib"] for k in by_key], 1 / 1024
+            ),
+            "messages_per_s_per_stream": distribution([counts[p] / window_s for p in paths]),
+        }
+    return figures
 
 
 async def publish_source(sessions: Any, track_name: str) -> str:
@@ -360,16 +459,17 @@ async def run(
     window_s: float,
     settle_s: float = 2.0,
     kinds: tuple[str, ...] = TYPES,
+    bare: bool = True,
 ) -> dict[str, Any]:
     types: dict[str, Any] = {}
     for kind in kinds:
         progress(f"cost: {kind}: creating {n} adapters")
-        types[kind] = await measure(stack, kind, n, warmup_s, window_s)
+        types[kind] = await measure(stack, kind, n, warmup_s, window_s, bare)
         await asyncio.sleep(settle_s)  # let the closed adapters' processes exit
     return {
         "types": types,
         "where": WHERE,
-        "config": {"adapters": n, "warmup_s": warmup_s, "window_s": window_s},
+        "config": {"adapters": n, "warmup_s": warmup_s, "window_s": window_s, "bare": bare},
     }
 
 
@@ -409,6 +509,26 @@ def show(result: dict[str, Any]) -> None:
         "JPEG bytes",
     ]
     print_table("cost per adapter process (CPU % of one core)", header, rows)
+    bare_rows = [
+        [
+            kind,
+            name,
+            f["processes"],
+            f["streams_per_process"],
+            f["cpu_pct_per_stream"]["mean"],
+            r["ratios"][f"sluice/{name}"],
+            f["pss_mib_per_process"]["mean"],
+            f["private_mib_per_process"]["mean"],
+            f["messages_per_s_per_stream"]["median"],
+        ]
+        for kind, r in result["types"].items()
+        for name, f in r.get("bare", {}).items()
+    ]
+    if bare_rows:
+        header = ["type", "bare stack", "processes", "streams each", "cpu% per stream"]
+        header += ["sluice/this"]
+        header += ["PSS MiB", "private MiB", "msg/s"]
+        print_table("the bare stack beside the adapters, same window", header, bare_rows)
 
 
 def show_formats(result: dict[str, Any]) -> None:
@@ -448,6 +568,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 adapters, 1.5 s")
     parser.add_argument("--results-dir", type=Path, default=None)
     parser.add_argument(
+        "--no-bare",
+        dest="bare",
+        action="store_false",
+        help="egress_pcm without the bare stack beside it (bench.bare)",
+    )
+    parser.add_argument(
         "--types", default=",".join(TYPES), help=f"comma-separated subset of {', '.join(TYPES)}"
     )
     args = parser.parse_args(argv)
@@ -477,7 +603,7 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
         if args.formats:
             result = asyncio.run(run_formats(stack, n, warmup, window, settle))
         else:
-            result = asyncio.run(run(stack, n, warmup, window, settle, args.types))
+            result = asyncio.run(run(stack, n, warmup, window, settle, args.types, args.bare))
     result["quick"] = args.quick
     path = write_result("cost_formats" if args.formats else "cost", result, args.results_dir)
     (show_formats if args.formats else show)(result)

@@ -64,6 +64,17 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
         assert r["cpu_pct_per_adapter"]["n"] == 2, kind
         assert r["pss_mib_per_adapter"]["mean"] > 0, kind
     assert cost["types"]["jpeg_640x480"]["jpeg_resolution"] == [640, 480]
+    # The bare stack ran beside egress and ingest adapters, in both layouts.
+    for kind in ("egress_pcm", "ingest"):
+        bare = cost["types"][kind]["bare"]
+        assert set(bare) == {"bare_per_process", "bare_shared"}, kind
+        assert bare["bare_per_process"]["processes"] == 2, kind
+        assert bare["bare_shared"]["streams_per_process"] == 2, kind
+        for name, figures in bare.items():
+            assert figures["cpu_pct_per_stream"]["max"] > 0, (kind, name)
+    for name, figures in cost["types"]["egress_pcm"]["bare"].items():
+        assert figures["messages_per_s_per_stream"]["n"] == 2, name
+        assert figures["messages_per_s_per_stream"]["min"] > 0, name
     # The plots are drawn from this run's results, beside them (docs/img is left alone).
     assert {p.name for p in (tmp_path / "img").glob("*.svg")} == {
         f"{name}.svg" for name in plots.PLOTS
