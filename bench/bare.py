@@ -33,6 +33,7 @@ import gc
 import json
 import os
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -139,13 +140,14 @@ async def ingest(http: httpx.AsyncClient, args: argparse.Namespace, url: str) ->
 STREAMS = {"egress": egress, "ingest": ingest}
 
 
-async def consume(args: argparse.Namespace, process: int) -> None:
+async def consume(args: argparse.Namespace, process: int, tls: ssl.SSLContext) -> None:
     """This child's streams, until SIGTERM."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     stream = STREAMS[args.kind]
     headers = {"Authorization": f"Bearer {args.secret}"}
-    async with httpx.AsyncClient(base_url=args.sfu, headers=headers, timeout=30) as http:
+    client = httpx.AsyncClient(base_url=args.sfu, headers=headers, timeout=30, verify=tls)
+    async with client as http:
         streams = [
             stream(http, args, f"{args.ws}/{args.name}-{process}-{index}")
             for index in range(args.streams)
@@ -154,11 +156,11 @@ async def consume(args: argparse.Namespace, process: int) -> None:
         await first_completed(stop.wait(), *streams)
 
 
-def child(args: argparse.Namespace, process: int) -> None:
+def child(args: argparse.Namespace, process: int, tls: ssl.SSLContext) -> None:
     """A forked consumer process; never returns."""
     code = 0
     try:
-        asyncio.run(consume(args, process))
+        asyncio.run(consume(args, process, tls))
     # Anything, KeyboardInterrupt included: a child must never return into the host's loop.
     except BaseException as error:
         print(f"bare consumer {process}: {error!r}", file=sys.stderr, flush=True)
@@ -243,12 +245,15 @@ def main(argv: list[str] | None = None) -> None:
     set_loopback(True)  # every peer offers 127.0.0.1 only
     # Everything a consumer imports is loaded above; what the children share stays
     # shared when the collector leaves it alone (Sluice's worker host does the same).
+    # Made once and shared, as Sluice's worker host shares its own: a trust store loaded
+    # in each child (httpx's default) would cost each one ~1 MB of its own.
+    tls = ssl.create_default_context()
     gc.freeze()
     pids = []
     for process in range(args.processes):
         pid = os.fork()
         if pid == 0:
-            child(args, process)
+            child(args, process, tls)
         pids.append(pid)
     print(json.dumps({"pids": pids}), flush=True)
     ended = False
