@@ -1,6 +1,6 @@
 """Runs every benchmark on one shared stack: `python -m bench [--quick] [--only ...]`.
 
-Each also runs alone (`python -m bench.latency`, `bench.cost`, `bench.drift`,
+Each also runs alone (`python -m bench.latency`, `bench.cost`, `bench.memory`, `bench.drift`,
 `bench.capacity`, `bench.control`, `bench.sfu`, `bench.sfu_scale`) with its own
 options; here they take their defaults, or their smoke configuration with `--quick` —
 except drift, which runs `DRIFT_SECONDS` here (600 s alone) so that the whole run stays
@@ -23,13 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench import capacity, control, cost, drift, latency, plots, sfu, sfu_scale
+from bench import capacity, control, cost, drift, latency, memory, plots, sfu, sfu_scale
 from bench.harness import progress, running_stack
 from bench.report import RESULTS_DIR
 
 BENCHES = {
     "latency": latency,
     "cost": cost,
+    "memory": memory,
     "drift": drift,
     "capacity": capacity,
     "control": control,

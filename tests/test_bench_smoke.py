@@ -22,6 +22,7 @@ pytestmark = [
 EXPECTED = {
     "latency": {"egress", "ingest", "ratios_median", "where", "config"},
     "cost": {"types", "where", "config"},
+    "memory": {"curve", "steps", "where", "config"},
     "drift": {
         "drift_at_end_ms",
         "max_abs_deviation_ms",
@@ -43,7 +44,7 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
         cwd=repo_root,
         capture_output=True,
         text=True,
-        timeout=330,  # sfu_scale starts two stacks of its own
+        timeout=420,  # sfu_scale starts two stacks of its own
     )
     assert done.returncode == 0, done.stderr[-4000:]
     for name, keys in EXPECTED.items():
@@ -81,6 +82,14 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
     }
     assert cost["types"]["jpeg_1280x720"]["jpeg_resolution"] == [1280, 720]
     assert "create_to_first_jpeg_ms" in cost["types"]["jpeg_640x480"]
+    # An adapter's memory: the standby that took it sampled through its create, then
+    # a standby's preparation step by step in a child of a host prepared as the pool's.
+    memory = json.loads((tmp_path / "memory.json").read_text())
+    assert memory["curve"]["samples"] > 10
+    assert memory["curve"]["end_private_mib"] > memory["curve"]["standby_private_mib"] > 0
+    assert [step[0].split("(")[0] for step in memory["steps"]["steps"]] == [
+        *("forked", "PipelineProcess", "connect", "connect"),
+    ]
     capacity = json.loads((tmp_path / "capacity.json").read_text())
     for kind in ("audio", "jpeg"):
         steps = capacity["kinds"][kind]["steps"]

@@ -308,10 +308,9 @@ class AdapterWorkerPool(WorkerPool):
         self.facts.count_reaped(len(outcome.lost), len(outcome.withdrawn), len(outcome.resumed))
 
 
-def run_pool(settings: Settings | None = None) -> None:
-    """`sluice worker`: runs the pool until SIGTERM/SIGINT, then drains."""
-    settings = settings or get_settings()
-    configure_logging(settings.log_format, settings.log_level, process="worker")
+def prepare_to_fork(settings: Settings) -> None:
+    """What the pool's parent does before it forks anything: whatever its children would
+    each do alike is done once here, where they share it."""
     preload_media_stack()
     register_codecs()  # before forking: every pipeline's peer connections then agree
     try:
@@ -321,6 +320,13 @@ def run_pool(settings: Settings | None = None) -> None:
     rehearse(settings)  # the media code warm before forking: less for each pipeline to copy
     gc.collect()  # what the rehearsal left is garbage: not frozen into every pipeline
     gc.freeze()  # forked children then never copy the parent's objects by touching them
+
+
+def run_pool(settings: Settings | None = None) -> None:
+    """`sluice worker`: runs the pool until SIGTERM/SIGINT, then drains."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_format, settings.log_level, process="worker")
+    prepare_to_fork(settings)
     log.info(
         "worker_pool_starting",
         processes=settings.worker_processes,
