@@ -311,6 +311,7 @@ class AdapterWorkerPool(WorkerPool):
 def prepare_to_fork(settings: Settings) -> None:
     """What the pool's parent does before it forks anything: whatever its children would
     each do alike is done once here, where they share it."""
+    configure_logging(settings.log_format, settings.log_level, process="worker")
     preload_media_stack()
     register_codecs()  # before forking: every pipeline's peer connections then agree
     try:
@@ -325,7 +326,6 @@ def prepare_to_fork(settings: Settings) -> None:
 def run_pool(settings: Settings | None = None) -> None:
     """`sluice worker`: runs the pool until SIGTERM/SIGINT, then drains."""
     settings = settings or get_settings()
-    configure_logging(settings.log_format, settings.log_level, process="worker")
     prepare_to_fork(settings)
     log.info(
         "worker_pool_starting",
