@@ -29,7 +29,7 @@ run: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python -m examples.demo
 
-## bench: latency, cost per adapter and pacing drift against the bare stack (~15 min)
+## bench: latency, cost per adapter and pacing drift against the bare stack (~35 min)
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
 

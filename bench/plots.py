@@ -150,6 +150,33 @@ def sfu_scale_cpu_chart(result: dict[str, Any]) -> Chart:
     )
 
 
+def memory_chart(result: dict[str, Any]) -> Chart:
+    """An adapter process's private memory and PSS from its standby to after its create:
+    the create's first few hundred milliseconds, where it moves (the labels give the end)."""
+    curve = result["curve"]
+    answered = curve["answered_ms"]
+    shown = max(3 * answered, 300.0)
+    points = [p for p in curve["curve_ms_private_pss_mib"] if p[0] <= shown]
+    points.append([shown, *points[-1][1:]])  # as it stood until the edge
+    top = max(pss for _, _, pss in points)
+    after = f"{result['config']['after_s']:g} s after the answer"
+    return Chart(
+        title="An egress PCM adapter's memory, from its standby to after its create",
+        x_label="time since the create was sent (ms)",
+        y_label="MiB",
+        series=[
+            Series(
+                f"private (pages copied on write): {curve['end_private_mib']:.1f} MiB {after}",
+                [(t, m) for t, m, _ in points],
+            ),
+            Series(f"PSS: {curve['end_pss_mib']:.1f} MiB {after}", [(t, p) for t, _, p in points]),
+            Series(f"the create answered, {answered:.0f} ms", [(answered, 0), (answered, top)]),
+        ],
+        x_range=(min(t for t, _, _ in points), shown),
+        y_range=(0.0, top * 1.1),
+    )
+
+
 LATE_CAP_PCT = 10.0  # a failing step's figure is drawn at most this high
 
 
@@ -217,6 +244,7 @@ PLOTS: dict[str, tuple[str, Callable[[dict[str, Any]], Chart]]] = {
     "capacity": ("capacity", capacity_chart),
     "capacity-cpu": ("capacity", capacity_cpu_chart),
     "drift": ("drift", drift_chart),
+    "memory": ("memory", memory_chart),
     "sfu-scale-late": ("sfu_scale", sfu_scale_late_chart),
     "sfu-scale-cpu": ("sfu_scale", sfu_scale_cpu_chart),
 }
