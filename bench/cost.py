@@ -11,6 +11,11 @@ Types, run one after another on the same stack (one adapter = one forked process
 - `jpeg_640x480`, `jpeg_1280x720`: N JPEG egress adapters on one published VP8 30 fps
   moving pattern (encoded once, in this process).
 
+Beside `egress_pcm` and `ingest` (unless `--no-bare`), in the same window, the bare stack
+(`bench.bare`): the same work written plainly with the same libraries, forked from a host
+as adapters are, one stream per process in N processes and N streams in one process;
+`ratios` gives an adapter's CPU against each, per stream.
+
 CPU % of one core per process = (utime + stime) delta from `/proc/{pid}/stat` over a
 steady-state window after a warm-up; memory = `/proc/{pid}/smaps_rollup` at the end of
 the window. The SFU, the worker pool's parent and this process are measured too, to
@@ -106,6 +111,7 @@ WHERE = {
     "adapter processes": "one forked process per adapter (measured)",
     "bench process": "publishers (Opus / VP8 encode), WebSocket endpoints, ingest feeders",
     "sfu process": "`sluice sfu`: forwards the publisher's track to every adapter",
+    "bare processes": "bench.bare: the same work without Sluice, beside egress_pcm and ingest",
 }
 
 
