@@ -188,12 +188,17 @@ def steps_main() -> None:
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(reader)
-        steps_child(writer)
+        try:
+            os.close(reader)
+            steps_child(writer)
+        finally:  # whatever happened, the child never returns into the parent's code
+            os._exit(1)
     os.close(writer)
     with os.fdopen(reader, "rb") as pipe:
         data = pipe.read()
     os.waitpid(pid, 0)
+    if not data:
+        sys.exit("the forked child reported nothing (its error is above)")
     print(json.dumps({"parent_private_mib": round(private_mib(), 2), "steps": json.loads(data)}))
 
 
@@ -207,7 +212,9 @@ def steps(stack: Stack) -> dict[str, Any]:
         "SLUICE_ICE_LOOPBACK": "1",
     }
     command = [sys.executable, "-m", "bench.memory", "--steps-child"]
-    done = subprocess.run(command, env=env, capture_output=True, check=True, timeout=120)
+    done = subprocess.run(command, env=env, capture_output=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.memory --steps-child failed: {done.stderr.decode()[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
     previous = None
     for step in result["steps"]:
