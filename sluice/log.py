@@ -3,22 +3,43 @@
 from __future__ import annotations
 
 import logging
+import operator
 import sys
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
 
-# What this process's logging was last configured as: JSON or not, the level, the stream,
-# and the processors handed to structlog (someone else configuring it replaces them).
-_configured: tuple[bool, int, TextIO, list[Any]] | None = None
+
+@dataclass(frozen=True, slots=True)
+class _Configured:
+    """What `configure_logging` last asked for and the objects it installed for that."""
+
+    use_json: bool
+    level: int
+    stream: TextIO
+    structlog_config: tuple[Any, ...]  # processors, wrapper class, logger factory
+    root_handler: logging.Handler
+
+    def in_place(self, use_json: bool, level: int) -> bool:
+        """The same was asked, and nobody has configured logging otherwise since."""
+        return (
+            (self.use_json, self.level, self.stream) == (use_json, level, sys.stderr)
+            and all(map(operator.is_, self.structlog_config, _structlog_config()))
+            and self.root_handler in logging.getLogger().handlers
+        )
+
+
+_configured: _Configured | None = None
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", process: str = "") -> None:
     """Configures structlog and stdlib logging for this process.
 
-    A forked process inherits its parent's configuration: when it asks for the same, only
-    `process` changes. Configuring anew would run code and replace objects the parent
-    shares with every child, copying their pages into each (an adapter process's memory).
+    A forked process inherits its parent's configuration: when it asks for the same, and
+    nothing configured logging otherwise in between, only `process` changes. Configuring
+    anew would run code and replace objects the parent shares with every child, copying
+    their pages into each (an adapter process's memory).
 
     Args:
         fmt: `json`, `console`, or `auto` (console on a TTY, JSON otherwise).
@@ -28,18 +49,20 @@ def configure_logging(fmt: str = "auto", level: str = "info", process: str = "")
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     global _configured
-    if (
-        _configured is None
-        or _configured[:3] != (use_json, numeric, sys.stderr)
-        or structlog.get_config()["processors"] is not _configured[3]
-    ):
-        _configured = (use_json, numeric, sys.stderr, _configure(use_json, numeric))
+    if _configured is None or not _configured.in_place(use_json, numeric):
+        _configure(use_json, numeric)
+        root_handler = logging.getLogger().handlers[-1]
+        _configured = _Configured(use_json, numeric, sys.stderr, _structlog_config(), root_handler)
     if process:
         structlog.contextvars.bind_contextvars(process=process)
 
 
-def _configure(use_json: bool, numeric: int) -> list[Any]:
-    """Configures structlog and stdlib logging; returns the processors given to structlog."""
+def _structlog_config() -> tuple[Any, ...]:
+    config = structlog.get_config()
+    return config["processors"], config["wrapper_class"], config["logger_factory"]
+
+
+def _configure(use_json: bool, numeric: int) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     )
@@ -57,4 +80,3 @@ def _configure(use_json: bool, numeric: int) -> list[Any]:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
-    return processors

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
 
+from sluice import log
 from sluice.log import configure_logging
 
 
 @pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    saved = structlog.get_config()
+def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test configures logging on its own captured stderr; what it leaves is undone."""
+    monkeypatch.setattr(log, "_configured", None)
+    root = logging.getLogger()
+    saved, handlers, level = structlog.get_config(), root.handlers[:], root.level
     yield
     structlog.configure(**saved)
     structlog.contextvars.clear_contextvars()
+    root.handlers[:], root.level = handlers, level
 
 
 def _line(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
@@ -43,8 +49,21 @@ def test_a_different_level_configures_anew(capsys: pytest.CaptureFixture[str]) -
     assert capsys.readouterr().err == ""
 
 
-def test_a_configuration_made_elsewhere_is_replaced(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        lambda: structlog.configure(processors=[structlog.dev.ConsoleRenderer()]),
+        lambda: structlog.configure(logger_factory=structlog.PrintLoggerFactory()),
+        lambda: logging.basicConfig(force=True),
+    ],
+    ids=["structlog_processors", "structlog_logger_factory", "stdlib_root_handler"],
+)
+def test_a_configuration_made_elsewhere_is_replaced(
+    capsys: pytest.CaptureFixture[str], elsewhere: Callable[[], None]
+) -> None:
     configure_logging("json", "info", process="worker")
-    structlog.configure(processors=[structlog.dev.ConsoleRenderer()])
+    handler = logging.getLogger().handlers[-1]
+    elsewhere()
     configure_logging("json", "info", process="worker")
     assert _line(capsys)["event"] == "something_happened"
+    assert logging.getLogger().handlers[-1] is not handler
