@@ -5,9 +5,9 @@ Each also runs alone (`python -m bench.latency`, `bench.cost`, `bench.memory`, `
 options; here they take their defaults, or their smoke configuration with `--quick` —
 except drift, which runs `DRIFT_SECONDS` here (600 s alone); the whole run takes about
 half an hour on two cores, most of it `sfu_scale` and `capacity`. `capacity` starts its
-own stack when its worker pool must be larger than the shared one, and `sfu_scale` its
-own stacks of one and two SFU nodes. The shared stack lifts the app's create-rate limit
-(see `bench.control`).
+own stack when its worker pool must be larger than the shared one, `memory` one of two
+fresh worker processes, and `sfu_scale` its own stacks of one and two SFU nodes. The
+shared stack lifts the app's create-rate limit (see `bench.control`).
 `bench.resampler` (egress audio's soxr qualities, no stack), `bench.opus_encoder`
 (ingest's Opus encode per frame, no stack), `bench.cost --formats`
 (egress formats side by side), `bench.impaired` (media on an impaired network,

@@ -51,6 +51,7 @@ from bench.media import FRAME, RATE
 from sluice.media.ice import set_loopback
 from sluice.tasks import first_completed
 from sluice.wire.packet import decode, encode
+from worker.lineage import die_with_parent
 
 Layout = tuple[int, int]  # (processes, streams per process)
 
@@ -67,6 +68,18 @@ async def negotiate(http: httpx.AsyncClient, pc: RTCPeerConnection, track: dict[
     if "errorCode" in answer["tracks"][0]:
         raise RuntimeError(f"track refused: {answer['tracks'][0]}")
     await pc.setRemoteDescription(RTCSessionDescription(**answer["sessionDescription"]))
+
+
+async def connected(pc: RTCPeerConnection, timeout_s: float = 30) -> None:
+    """Returns once ICE and DTLS are up; raises if they are not within `timeout_s`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while pc.connectionState != "connected":
+        if (
+            pc.connectionState in ("failed", "closed")
+            or asyncio.get_running_loop().time() > deadline
+        ):
+            raise RuntimeError(f"peer connection {pc.connectionState}")
+        await asyncio.sleep(0.05)
 
 
 def new_peer() -> RTCPeerConnection:
@@ -130,6 +143,8 @@ async def ingest(http: httpx.AsyncClient, args: argparse.Namespace, url: str) ->
         await pc.setLocalDescription(await pc.createOffer())  # gives the section its mid
         local = {"location": "local", "mid": str(transceiver.mid), "trackName": url.rsplit("/")[-1]}
         await negotiate(http, pc, local)
+        # Connected first: the bench counts a stream as flowing once its WebSocket is.
+        await connected(pc)
         async with connect(url) as ws:
             async for message in ws:
                 track.put(decode(message if isinstance(message, bytes) else b"").payload)
@@ -243,19 +258,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     set_loopback(True)  # every peer offers 127.0.0.1 only
-    # Everything a consumer imports is loaded above; what the children share stays
-    # shared when the collector leaves it alone (Sluice's worker host does the same).
     # Made once and shared, as Sluice's worker host shares its own: a trust store loaded
     # in each child (httpx's default) would cost each one ~1 MB of its own.
     tls = ssl.create_default_context()
+    # Everything a consumer imports is loaded above; what the children share stays
+    # shared when the collector leaves it alone (Sluice's worker host does the same).
     gc.freeze()
-    pids = []
-    for process in range(args.processes):
-        pid = os.fork()
-        if pid == 0:
-            child(args, process, tls)
-        pids.append(pid)
-    print(json.dumps({"pids": pids}), flush=True)
+    pids: list[int] = []
     ended = False
 
     def end(*_: Any) -> None:
@@ -266,7 +275,20 @@ def main(argv: list[str] | None = None) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
 
+    # The handler first, and SIGTERM held while forking: a stop arriving meanwhile is
+    # handled once every pid is known, so that no consumer outlives this host.
     signal.signal(signal.SIGTERM, end)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    for process in range(args.processes):
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the consumer's loop sets its own
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            die_with_parent(signal.SIGTERM)  # a host killed outright takes its consumers
+            child(args, process, tls)
+        pids.append(pid)
+    print(json.dumps({"pids": pids}), flush=True)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     code = 0
     for _ in pids:
         _, status = os.wait()

@@ -245,6 +245,7 @@ async def measure(
     sessions = stack.sessions()
     feeder = tone_feeder(kind) if kind in INGEST_FORMATS else None
     bare = bare and kind in BARE_KINDS
+    adapters: dict[str, str] = {}
     async with endpoint(tally.on_message, feeder) as ep, contextlib.AsyncExitStack() as hosts:
         try:
             session_id = await publish_for(sessions, kind)
@@ -286,14 +287,17 @@ async def measure(
             window.start()
             await wait_with_progress(window_s, f"cost: {kind} window")
             cpu = window.stop()
+            if bare:
+                started.check()  # every bare stream ran through the window
             counts = {
                 p: tally.count[p] - counts_before.get(p, 0) for p in {*adapters, *tally.count}
             }
             memory = {p: memory_kib(pid) for p, pid in measured.items()}
             load_after = os.getloadavg()
             views = [await stack.view(a) for a in adapters.values()]
-            await stack.close(list(adapters.values()))
         finally:
+            if adapters:  # also when the bare stack beside them failed
+                await stack.close(list(adapters.values()))
             await sessions.close()
     adapter_cpu = [cpu[p] for p in adapters]
     result: dict[str, Any] = {
@@ -577,7 +581,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-bare",
         dest="bare",
         action="store_false",
-        help="egress_pcm without the bare stack beside it (bench.bare)",
+        help="egress_pcm and ingest without the bare stack beside them (bench.bare)",
     )
     parser.add_argument(
         "--types", default=",".join(TYPES), help=f"comma-separated subset of {', '.join(TYPES)}"

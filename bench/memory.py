@@ -3,8 +3,8 @@
 An adapter process is a forked copy of its worker host; its private memory is the pages
 it has written since (copied on write), and everything else it shares. Two measurements:
 
-- `curve`: a stack whose worker processes each have a standby forked ahead (a pipeline
-  process waiting for its adapter; two workers alone). Their private memory and PSS are read
+- `curve`: a stack of its own whose two worker processes each have a standby forked ahead
+  (a pipeline process waiting for its adapter). Their private memory and PSS are read
   from `/proc/<pid>/smaps_rollup` every few milliseconds, from before one egress PCM
   adapter is created until `--after` seconds after the create answered (the adapter is
   active then); the curve of the standby that took the adapter is kept.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -46,6 +45,7 @@ from sluice.media.aiortc_internals import register_codecs
 from sluice.media.ice import set_loopback
 
 SAMPLE_EVERY_S = 0.003
+WORKERS = 2  # each with its standby: PSS splits the shared pages among these processes
 WHERE = {
     "standby": "a pipeline process forked ahead by a worker process, waiting for its adapter",
     "steps": "a child forked from a process prepared as the pool's parent, step by step",
@@ -253,6 +253,9 @@ def show(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str, Any] | None:
+    """Runs on a stack of its own (`stack` is not used): two fresh worker processes, so
+    that the standby sampled is one no earlier adapter left, and the figures are the
+    same whether it runs alone or in `python -m bench`."""
     parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
     parser.add_argument("--after", type=float, default=3.0, help="seconds after the answer")
     parser.add_argument("--quick", action="store_true", help="smoke run: 0.5 s after")
@@ -264,14 +267,16 @@ def main(argv: list[str] | None = None, stack: Stack | None = None) -> dict[str,
         return None
     register_codecs()
     after_s = 0.5 if args.quick else args.after
-    with contextlib.ExitStack() as exit_stack:
-        if stack is None:
-            stack = exit_stack.enter_context(running_stack(workers=2))
+    with running_stack(workers=WORKERS) as own:
         progress("memory: the curve of one create")
-        result: dict[str, Any] = {"curve": asyncio.run(curve(stack, after_s))}
+        result: dict[str, Any] = {"curve": asyncio.run(curve(own, after_s))}
         progress("memory: a standby's preparation, step by step")
-        result["steps"] = steps(stack)
-    result |= {"where": WHERE, "config": {"after_s": after_s}, "quick": args.quick}
+        result["steps"] = steps(own)
+    result |= {
+        "where": WHERE,
+        "config": {"after_s": after_s, "worker_processes": WORKERS},
+        "quick": args.quick,
+    }
     path = write_result("memory", result, args.results_dir)
     show(result)
     print(f"written to {path}")
