@@ -40,6 +40,7 @@ from sluice.media.aiortc_internals.guard import (
     TX_BYTES_ATTR,
     TX_PACKETS_ATTR,
     SeamBroken,
+    count_one,
 )
 
 log = structlog.get_logger("sluice.media")
@@ -132,12 +133,12 @@ class _DirectSend:
         extensions_map = getattr(sender, SENDER_PREFIX + "rtp_header_extensions_map")
         data = dtls._tx_srtp.protect(packet.serialize(extensions_map))
         pair.protocol.transport.sendto(data, pair.remote_addr)
-        _add(dtls, TX_BYTES_ATTR, len(data))
-        _add(dtls, TX_PACKETS_ATTR, 1)
+        count_one(dtls, TX_BYTES_ATTR, TX_PACKETS_ATTR, len(data))
         setattr(sender, SENDER_PREFIX + "ntp_timestamp", ntp_time)
         setattr(sender, SENDER_PREFIX + "rtp_timestamp", packet.timestamp)
-        _add(sender, SENDER_PREFIX + "octet_count", len(payload))
-        _add(sender, SENDER_PREFIX + "packet_count", 1)
+        count_one(
+            sender, SENDER_PREFIX + "octet_count", SENDER_PREFIX + "packet_count", len(payload)
+        )
 
 
 def _sends_directly(dtls: Any) -> bool:
@@ -149,7 +150,3 @@ def _sends_directly(dtls: Any) -> bool:
         and all(hasattr(dtls, name) for name in (TX_BYTES_ATTR, TX_PACKETS_ATTR))
         and isinstance(getattr(ice, "_nominated", None), dict)
     )
-
-
-def _add(owner: Any, name: str, amount: int) -> None:
-    setattr(owner, name, getattr(owner, name) + amount)

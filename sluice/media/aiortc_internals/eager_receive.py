@@ -30,7 +30,12 @@ from aiortc.rtp import is_rtcp
 
 from sluice.media.aiortc_internals.datagrams import ice_protocols, take_media
 from sluice.media.aiortc_internals.direct_receive import handle_rtp
-from sluice.media.aiortc_internals.guard import RX_BYTES_ATTR, RX_PACKETS_ATTR, SeamBroken
+from sluice.media.aiortc_internals.guard import (
+    RX_BYTES_ATTR,
+    RX_PACKETS_ATTR,
+    SeamBroken,
+    count_one,
+)
 from sluice.tasks import run_eagerly
 
 log = structlog.get_logger("sluice.media")
@@ -73,8 +78,7 @@ def _media_received(dtls: RTCDtlsTransport, data: bytes) -> bool:
         return False
     if dtls._state is not State.CONNECTED:
         return True  # closing or closed: its receive task would no longer read either
-    setattr(dtls, RX_BYTES_ATTR, getattr(dtls, RX_BYTES_ATTR) + len(data))
-    setattr(dtls, RX_PACKETS_ATTR, getattr(dtls, RX_PACKETS_ATTR) + 1)
+    count_one(dtls, RX_BYTES_ATTR, RX_PACKETS_ATTR, len(data))
     arrival_time_ms = int((time.time() + _NTP_OFFSET_S) * 1000)
     try:
         if is_rtcp(data):

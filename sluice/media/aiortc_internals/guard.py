@@ -7,6 +7,8 @@ behaviour behind each seam.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sluice.errors import MediaError
 
 # Name-mangled attributes of RTCRtpReceiver the receive side reads or replaces.
@@ -35,6 +37,13 @@ SENDER_ATTRS = (
     "octet_count",
     "packet_count",
 )
+
+
+def count_one(owner: Any, bytes_name: str, packets_name: str, size: int) -> None:
+    """Adds one packet of `size` bytes to a pair of aiortc's private counters, as the
+    code it stands in for would (`getStats()` and RTCP reports read them)."""
+    setattr(owner, bytes_name, getattr(owner, bytes_name) + size)
+    setattr(owner, packets_name, getattr(owner, packets_name) + 1)
 
 
 class SeamBroken(MediaError):
