@@ -231,7 +231,7 @@ def item_for(kind: str, url: str, index: int, session_id: str) -> dict[str, Any]
 BARE_KINDS = {"egress_pcm": "egress", "ingest": "ingest"}
 
 
-def bare_layouts(n: int) -> dict[str, tuple[int, int]]:
+def bare_layouts(n: int) -> dict[str, bench_bare.Layout]:
     return {"bare_per_process": (n, 1), "bare_shared": (1, n)}
 
 
@@ -336,7 +336,7 @@ async def measure(
     return result
 
 
-def bare_paths(layouts: dict[str, tuple[int, int]]) -> list[str]:
+def bare_paths(layouts: dict[str, bench_bare.Layout]) -> list[str]:
     """The endpoint paths of every bare stream (`bench.bare`: `<name>-<process>-<stream>`)."""
     return [
         f"{name}-{process}-{stream}"

@@ -73,6 +73,7 @@ class Stack:
     log_dir: Path
     workers: int = 0
     sfu_urls: list[str] = field(default_factory=list)  # every SFU node, `sfu_url` first
+    env: dict[str, str] = field(default_factory=dict)  # the processes' environment
 
     def sessions_at(self, url: str) -> Any:
         """A sessions API client straight at one SFU node, with loopback-only ICE."""
@@ -269,7 +270,7 @@ def running_stack(
             host_env[name] = (spec.bin_dir, {**env, **spec.settings, **health, **code})
     pool = workers * len(hosts or [""])
     sfu_urls = [f"http://127.0.0.1:{port}" for port in node_ports]
-    stack = Stack(processes, redis_url, api_url, sfu_url, log_dir, pool, sfu_urls)
+    stack = Stack(processes, redis_url, api_url, sfu_url, log_dir, pool, sfu_urls, env)
     try:
         for name, args in commands.items():
             bin_dir, process_env = host_env.get(name, (BIN, env))

@@ -31,8 +31,6 @@ from typing import Any
 
 from bench.cost import publish_for
 from bench.harness import (
-    APP,
-    SECRET,
     Stack,
     egress_item,
     endpoint,
@@ -203,14 +201,7 @@ def steps_main() -> None:
 
 
 def steps(stack: Stack) -> dict[str, Any]:
-    env = dict(os.environ)
-    env |= {
-        "SLUICE_APPS": f"{APP}:{SECRET}",
-        "SLUICE_REDIS_URL": stack.redis_url,
-        "SLUICE_SFU_URL": stack.sfu_url,
-        "SLUICE_LOG_LEVEL": "warning",
-        "SLUICE_ICE_LOOPBACK": "1",
-    }
+    env = {**stack.env, "SLUICE_LOG_LEVEL": "warning"}  # the stack's Redis, SFU and app
     command = [sys.executable, "-m", "bench.memory", "--steps-child"]
     done = subprocess.run(command, env=env, capture_output=True, timeout=120)
     if done.returncode != 0:

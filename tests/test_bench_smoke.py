@@ -44,7 +44,7 @@ def test_every_bench_runs_quick(tmp_path: Path, repo_root: Path) -> None:
         cwd=repo_root,
         capture_output=True,
         text=True,
-        timeout=420,  # sfu_scale starts two stacks of its own
+        timeout=420,  # sfu_scale starts two stacks of its own, memory one
     )
     assert done.returncode == 0, done.stderr[-4000:]
     for name, keys in EXPECTED.items():
